@@ -1,0 +1,2 @@
+//! The `kairos` binary.
+fn main() {}
