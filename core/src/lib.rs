@@ -23,4 +23,9 @@
 extern crate std;
 
 pub mod crypto;
+pub mod identity;
+pub mod noise;
+pub mod session;
 pub mod time;
+pub mod token;
+pub mod wire;

@@ -1,0 +1,93 @@
+//! Transport sessions and the per-peer tunnel state machine.
+//!
+//! This module owns everything that happens after the handshake math: the
+//! session keys and counters ([`Session`]), replay protection
+//! ([`ReplayWindow`]), WireGuard's timers ([`timers`]), and [`Tunnel`], which
+//! ties one peer's handshakes, sessions and timers together behind
+//! `handle_*` / `poll_*` calls. Everything is in place in the caller's
+//! buffers; results borrow them. Every refused input has a [`DropReason`].
+
+mod keypair;
+mod local;
+mod replay;
+pub mod timers;
+mod tunnel;
+
+pub use keypair::{Session, REJECT_AFTER_MESSAGES};
+pub use local::Local;
+pub use replay::{Replay, ReplayWindow, WINDOW as REPLAY_WINDOW};
+pub use tunnel::{Received, Tunnel, TunnelConfig, TunnelEvent, TunnelStats};
+
+use core::fmt;
+
+use crate::noise::HandshakeError;
+use crate::wire;
+
+/// Why an input was dropped. Every drop is typed so it can be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The bytes are not a well-formed message.
+    Malformed(wire::Error),
+    /// MAC1 did not verify: not from a member of this network, or not for us.
+    BadMac1,
+    /// The handshake failed cryptographically or named the wrong peer.
+    Handshake(HandshakeError),
+    /// An initiation whose timestamp is not newer than the last one accepted
+    /// from that peer: a replay.
+    ReplayedInitiation,
+    /// Initiations from one peer faster than the protocol allows.
+    InitiationFlood,
+    /// A message for a session index this peer does not have.
+    UnknownIndex,
+    /// The session is older than `REJECT_AFTER_TIME`.
+    Expired,
+    /// A transport counter seen before.
+    Replayed,
+    /// A transport counter behind the replay window.
+    TooOld,
+    /// A transport message did not authenticate (tampered or forged).
+    Decrypt,
+    /// The session's counter reached its limit; a new handshake is needed.
+    CounterExhausted,
+    /// The decrypted payload is neither IP nor a control message.
+    UnknownPayload(u8),
+    /// No session to send with yet; a handshake has been scheduled.
+    NoSession,
+    /// The caller's buffer cannot hold the message.
+    BufferTooSmall,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Malformed(e) => write!(f, "malformed message: {e}"),
+            DropReason::BadMac1 => f.write_str("MAC1 mismatch (not a member, or not for us)"),
+            DropReason::Handshake(e) => write!(f, "handshake refused: {e}"),
+            DropReason::ReplayedInitiation => f.write_str("replayed handshake initiation"),
+            DropReason::InitiationFlood => f.write_str("handshake initiations too frequent"),
+            DropReason::UnknownIndex => f.write_str("unknown session index"),
+            DropReason::Expired => f.write_str("session expired"),
+            DropReason::Replayed => f.write_str("replayed packet"),
+            DropReason::TooOld => f.write_str("packet older than the replay window"),
+            DropReason::Decrypt => f.write_str("packet failed authentication"),
+            DropReason::CounterExhausted => f.write_str("session counter exhausted"),
+            DropReason::UnknownPayload(b) => write!(f, "unknown payload kind {b:#04x}"),
+            DropReason::NoSession => f.write_str("no session yet (handshake scheduled)"),
+            DropReason::BufferTooSmall => f.write_str("buffer too small"),
+        }
+    }
+}
+
+impl core::error::Error for DropReason {}
+
+impl From<HandshakeError> for DropReason {
+    fn from(e: HandshakeError) -> Self {
+        DropReason::Handshake(e)
+    }
+}
+
+impl From<wire::Error> for DropReason {
+    fn from(e: wire::Error) -> Self {
+        DropReason::Malformed(e)
+    }
+}

@@ -1,0 +1,511 @@
+//! [`Tunnel`]: one peer's handshakes, sessions and timers.
+//!
+//! The tunnel is a sans-IO state machine in the quinn style:
+//! - `handle_datagram(now, local, rng, from, buf)`: a datagram from the peer
+//!   (any message type). Decrypts in place and returns what it carried, or
+//!   the reply to send back (written into the same buffer), or a typed
+//!   [`DropReason`].
+//! - `encapsulate(now, buf, len)`: seals an outbound payload in place.
+//! - `handle_timeout(now)`, `poll_timeout()`: WireGuard's timers.
+//! - `poll_transmit(now, local, rng, out)`: handshake initiations and
+//!   keepalives the timers call for.
+//! - `poll_event()`: handshakes completed or failed, sessions expired.
+//!
+//! Sessions follow WireGuard: `current` sends; `previous` still receives
+//! after a rekey; a responder's new session waits in `next` until the
+//! initiator's first transport message confirms it.
+
+use core::net::SocketAddr;
+
+use heapless::Deque;
+use rand_core::{CryptoRng, RngCore};
+
+use super::timers::*;
+use super::{DropReason, Local, Session};
+use crate::crypto::CryptoProvider;
+use crate::noise::{
+    consume_initiation, create_initiation, CookieJar, HandshakeError, InitiatorState, Refusal, RemoteKeys, Tai64N,
+};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    ControlKind, CookieReplyPacket, InitiationPacket, MessageType, Payload, ResponsePacket, TransportPacket,
+    INITIATION_LEN, RESPONSE_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
+};
+
+/// Per-tunnel settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TunnelConfig {
+    /// Send a keepalive whenever nothing was sent for this long (keeps NAT
+    /// mappings open). `None`: only WireGuard's passive keepalives.
+    pub persistent_keepalive: Option<Duration>,
+}
+
+/// What a datagram from the peer carried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// An IP packet for the local stack (decrypted in place).
+    Ip(&'a mut [u8]),
+    /// A control message: its kind and payload (decrypted in place).
+    Control(ControlKind, &'a mut [u8]),
+    /// A keepalive: nothing to deliver.
+    Keepalive,
+    /// Send these bytes back to the sender: a handshake response or a cookie
+    /// reply, written into the input buffer.
+    Reply(&'a [u8]),
+    /// A handshake message or cookie was consumed; call `poll_transmit`.
+    Handshake,
+}
+
+/// Something the caller may want to know or log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEvent {
+    /// A handshake completed and a new session is in use.
+    Established {
+        /// Whether we initiated it.
+        initiator: bool,
+    },
+    /// Handshake attempts gave up after `REKEY_ATTEMPT_TIME`.
+    HandshakeFailed,
+    /// The last usable session expired; the peer is unreachable until the
+    /// next handshake.
+    Expired,
+}
+
+/// Traffic counters of a tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Transport messages sent.
+    pub tx_packets: u64,
+    /// Payload bytes sent.
+    pub tx_bytes: u64,
+    /// Transport messages received and authenticated.
+    pub rx_packets: u64,
+    /// Payload bytes received.
+    pub rx_bytes: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// When the last handshake completed.
+    pub last_handshake: Option<Instant>,
+}
+
+struct Pending {
+    state: InitiatorState,
+    /// When this series of attempts began (for `REKEY_ATTEMPT_TIME`).
+    first_sent: Instant,
+    /// When to resend if no response came.
+    retry_at: Instant,
+}
+
+/// One peer's tunnel. See the module docs.
+pub struct Tunnel<P: CryptoProvider> {
+    remote: RemoteKeys,
+    config: TunnelConfig,
+    cookies: CookieJar,
+    pending: Option<Pending>,
+    want_handshake: bool,
+    want_keepalive: bool,
+    last_initiation_sent: Option<Instant>,
+    current: Option<Session<P>>,
+    previous: Option<Session<P>>,
+    next: Option<Session<P>>,
+    last_timestamp: Tai64N,
+    last_initiation_received: Option<Instant>,
+    last_sent: Option<Instant>,
+    keepalive_due: Option<Instant>,
+    data_unanswered_since: Option<Instant>,
+    events: Deque<TunnelEvent, 4>,
+    stats: TunnelStats,
+}
+
+impl<P: CryptoProvider> Tunnel<P> {
+    /// A tunnel to the peer with static key `remote_public`.
+    pub fn new(local: &Local, remote_public: &[u8; 32], config: TunnelConfig) -> Result<Self, HandshakeError> {
+        Ok(Tunnel {
+            remote: RemoteKeys::new(&local.keys, remote_public)?,
+            config,
+            cookies: CookieJar::default(),
+            pending: None,
+            want_handshake: false,
+            want_keepalive: false,
+            last_initiation_sent: None,
+            current: None,
+            previous: None,
+            next: None,
+            last_timestamp: Tai64N::ZERO,
+            last_initiation_received: None,
+            last_sent: None,
+            keepalive_due: None,
+            data_unanswered_since: None,
+            events: Deque::new(),
+            stats: TunnelStats::default(),
+        })
+    }
+
+    /// The peer's static public key.
+    pub fn remote_public(&self) -> &[u8; 32] {
+        self.remote.public()
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> TunnelStats {
+        self.stats
+    }
+
+    /// Whether a session can carry data now.
+    pub fn is_established(&self, now: Instant) -> bool {
+        self.sendable(now).is_some()
+    }
+
+    /// Asks for a handshake as soon as the rate limit allows.
+    pub fn connect(&mut self) {
+        self.want_handshake = true;
+    }
+
+    /// Seals the payload at `buf[TRANSPORT_HEADER_LEN..][..payload_len]` in
+    /// place and returns the transport message, `payload_len +
+    /// TRANSPORT_OVERHEAD` bytes at the start of `buf`. Without a usable
+    /// session, schedules a handshake and returns [`DropReason::NoSession`].
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Instant,
+        buf: &'a mut [u8],
+        payload_len: usize,
+    ) -> Result<&'a mut [u8], DropReason> {
+        let Some(session) = self.sendable_mut(now) else {
+            // A responder waits for confirmation of its `next` session rather
+            // than racing the initiator with a handshake of its own.
+            if self.next.is_none() {
+                self.want_handshake = true;
+            }
+            return Err(DropReason::NoSession);
+        };
+        let n = session.seal(buf, payload_len)?;
+        let rekey = session.initiator
+            && (now.saturating_since(session.established) >= REKEY_AFTER_TIME
+                || session.send_counter >= REKEY_AFTER_MESSAGES);
+        if rekey && self.pending.is_none() {
+            self.want_handshake = true;
+        }
+        self.note_sent(now, payload_len);
+        Ok(&mut buf[..n])
+    }
+
+    fn note_sent(&mut self, now: Instant, payload_len: usize) {
+        self.last_sent = Some(now);
+        self.keepalive_due = None;
+        self.want_keepalive = false;
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += payload_len as u64;
+        if payload_len > 0 && self.data_unanswered_since.is_none() {
+            self.data_unanswered_since = Some(now);
+        }
+    }
+
+    fn sendable(&self, now: Instant) -> Option<&Session<P>> {
+        self.current
+            .as_ref()
+            .filter(|s| now.saturating_since(s.established) < REJECT_AFTER_TIME)
+    }
+
+    fn sendable_mut(&mut self, now: Instant) -> Option<&mut Session<P>> {
+        self.current
+            .as_mut()
+            .filter(|s| now.saturating_since(s.established) < REJECT_AFTER_TIME)
+    }
+
+    /// Feeds a datagram that arrived from `from` for this peer.
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        from: SocketAddr,
+        buf: &'a mut [u8],
+    ) -> Result<Received<'a>, DropReason> {
+        match MessageType::of(buf)? {
+            MessageType::Transport => self.handle_transport(now, buf),
+            MessageType::Initiation => self.handle_initiation(now, local, rng, from, buf),
+            MessageType::Response => self.handle_response(now, local, rng, from, buf),
+            MessageType::CookieReply => {
+                let p = CookieReplyPacket::new_checked(&*buf)?;
+                let expected = self.pending.as_ref().map(|p| p.state.local_index());
+                let answered_next = self.next.as_ref().map(|s| s.local_index);
+                if Some(p.receiver_index()) != expected && Some(p.receiver_index()) != answered_next {
+                    return Err(DropReason::UnknownIndex);
+                }
+                self.cookies.consume_reply(now, &self.remote, &p)?;
+                // Retry at once with the cookie, within the usual rate limit.
+                if let Some(pending) = self.pending.as_mut() {
+                    pending.retry_at = now;
+                }
+                Ok(Received::Handshake)
+            }
+        }
+    }
+
+    /// Admits a handshake message, or turns `buf` into a cookie reply and
+    /// returns its length.
+    fn admit(
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        from: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, DropReason> {
+        match local.admission.admit(now, &local.keys, from, buf) {
+            Ok(()) => Ok(None),
+            Err(Refusal::BadMac1) => Err(DropReason::BadMac1),
+            Err(Refusal::CookieRequired) => {
+                let mut msg = [0u8; INITIATION_LEN];
+                let n = buf.len();
+                msg[..n].copy_from_slice(buf);
+                Ok(Some(local.admission.write_cookie_reply(
+                    now,
+                    &local.keys,
+                    from,
+                    &msg[..n],
+                    rng,
+                    buf,
+                )))
+            }
+        }
+    }
+
+    fn handle_initiation<'a>(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        from: SocketAddr,
+        buf: &'a mut [u8],
+    ) -> Result<Received<'a>, DropReason> {
+        InitiationPacket::new_checked(&*buf)?;
+        if let Some(len) = Self::admit(now, local, rng, from, buf)? {
+            return Ok(Received::Reply(&buf[..len]));
+        }
+        let half = consume_initiation(&local.keys, &InitiationPacket::new_unchecked(&*buf))?;
+        let (state, timestamp) = half.finish(&self.remote)?;
+        if timestamp <= self.last_timestamp {
+            return Err(DropReason::ReplayedInitiation);
+        }
+        if self
+            .last_initiation_received
+            .is_some_and(|t| now.saturating_since(t) < MIN_INITIATION_INTERVAL)
+        {
+            return Err(DropReason::InitiationFlood);
+        }
+        self.last_timestamp = timestamp;
+        self.last_initiation_received = Some(now);
+        let keys = state.respond(&local.keys, &self.remote, rng.next_u32(), rng, buf)?;
+        let reply = &mut buf[..RESPONSE_LEN];
+        self.cookies.stamp(now, reply);
+        self.next = Some(Session::new(&keys, now));
+        Ok(Received::Reply(reply))
+    }
+
+    fn handle_response<'a>(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        from: SocketAddr,
+        buf: &'a mut [u8],
+    ) -> Result<Received<'a>, DropReason> {
+        let p = ResponsePacket::new_checked(&*buf)?;
+        let Some(pending) = self.pending.as_ref() else {
+            return Err(DropReason::UnknownIndex);
+        };
+        if p.receiver_index() != pending.state.local_index() {
+            return Err(DropReason::UnknownIndex);
+        }
+        if let Some(len) = Self::admit(now, local, rng, from, buf)? {
+            return Ok(Received::Reply(&buf[..len]));
+        }
+        let p = ResponsePacket::new_unchecked(&*buf);
+        let keys = pending.state.consume_response(&local.keys, &p)?;
+        self.pending = None;
+        self.previous = self.current.take();
+        self.next = None;
+        self.current = Some(Session::new(&keys, now));
+        self.want_handshake = false;
+        // Confirm the session to the responder at once (it cannot send on
+        // it until our first transport message arrives).
+        self.want_keepalive = true;
+        self.established(now, true);
+        Ok(Received::Handshake)
+    }
+
+    fn established(&mut self, now: Instant, initiator: bool) {
+        self.stats.handshakes += 1;
+        self.stats.last_handshake = Some(now);
+        self.push_event(TunnelEvent::Established { initiator });
+    }
+
+    fn push_event(&mut self, e: TunnelEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    fn handle_transport<'a>(&mut self, now: Instant, buf: &'a mut [u8]) -> Result<Received<'a>, DropReason> {
+        let index = TransportPacket::new_checked(&*buf)?.receiver_index();
+        let slot = if self.current.as_ref().is_some_and(|s| s.local_index == index) {
+            &mut self.current
+        } else if self.next.as_ref().is_some_and(|s| s.local_index == index) {
+            &mut self.next
+        } else if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
+            &mut self.previous
+        } else {
+            return Err(DropReason::UnknownIndex);
+        };
+        let session = slot.as_mut().expect("slot matched an index");
+        if now.saturating_since(session.established) >= REJECT_AFTER_TIME {
+            return Err(DropReason::Expired);
+        }
+        let established = session.established;
+        let initiator = session.initiator;
+        let plain_len = session.open(buf)?.len();
+
+        if self.next.as_ref().is_some_and(|s| s.local_index == index) {
+            // Key confirmation: the initiator used the session we answered.
+            self.previous = self.current.take();
+            self.current = self.next.take();
+            self.established(now, false);
+        }
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += plain_len as u64;
+        self.data_unanswered_since = None;
+        if initiator && now.saturating_since(established) >= REKEY_ON_RECEIVE_TIME && self.pending.is_none() {
+            self.want_handshake = true;
+        }
+        if plain_len > 0 && self.keepalive_due.is_none() {
+            self.keepalive_due = Some(now + KEEPALIVE_TIMEOUT);
+        }
+
+        let plain = &mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain_len];
+        match Payload::classify(plain) {
+            Ok(Payload::Keepalive) => Ok(Received::Keepalive),
+            Ok(Payload::Ipv4(_) | Payload::Ipv6(_)) => Ok(Received::Ip(plain)),
+            Ok(Payload::Control(kind, _)) => Ok(Received::Control(kind, &mut plain[1..])),
+            Err(e) => Err(DropReason::UnknownPayload(e.0)),
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let had_session = self.current.is_some() || self.previous.is_some() || self.next.is_some();
+        for slot in [&mut self.current, &mut self.previous, &mut self.next] {
+            if slot
+                .as_ref()
+                .is_some_and(|s| now.saturating_since(s.established) >= REJECT_AFTER_TIME)
+            {
+                *slot = None;
+            }
+        }
+        if had_session && self.current.is_none() && self.previous.is_none() && self.next.is_none() {
+            self.push_event(TunnelEvent::Expired);
+        }
+        if let Some(p) = &self.pending {
+            if now.saturating_since(p.first_sent) >= REKEY_ATTEMPT_TIME {
+                self.pending = None;
+                self.want_handshake = false;
+                self.push_event(TunnelEvent::HandshakeFailed);
+            } else if now >= p.retry_at {
+                self.want_handshake = true;
+            }
+        }
+        if self.keepalive_due.is_some_and(|t| now >= t) {
+            self.keepalive_due = None;
+            self.want_keepalive = true;
+        }
+        if let Some(interval) = self.config.persistent_keepalive {
+            if self.last_sent.is_none_or(|t| now.saturating_since(t) >= interval) && self.current.is_some() {
+                self.want_keepalive = true;
+            }
+        }
+        if self
+            .data_unanswered_since
+            .is_some_and(|t| now.saturating_since(t) >= NEW_HANDSHAKE_AFTER_SILENCE)
+        {
+            self.data_unanswered_since = None;
+            if self.pending.is_none() {
+                self.want_handshake = true;
+            }
+        }
+    }
+
+    /// When `handle_timeout` next has something to do, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for s in [&self.current, &self.previous, &self.next].into_iter().flatten() {
+            at(s.established + REJECT_AFTER_TIME);
+        }
+        if let Some(p) = &self.pending {
+            at(p.retry_at.min(p.first_sent + REKEY_ATTEMPT_TIME));
+        }
+        if self.want_handshake {
+            at(self.next_initiation_allowed());
+        }
+        if let Some(t) = self.keepalive_due {
+            at(t);
+        }
+        if let (Some(interval), Some(_)) = (self.config.persistent_keepalive, &self.current) {
+            at(self.last_sent.map_or(Instant::ZERO, |t| t + interval));
+        }
+        if let Some(t) = self.data_unanswered_since {
+            at(t + NEW_HANDSHAKE_AFTER_SILENCE);
+        }
+        next
+    }
+
+    fn next_initiation_allowed(&self) -> Instant {
+        self.last_initiation_sent.map_or(Instant::ZERO, |t| t + REKEY_TIMEOUT)
+    }
+
+    /// Writes the next message the timers call for (a handshake initiation
+    /// or a keepalive) into `out`, which must hold at least
+    /// [`INITIATION_LEN`] bytes, and returns its length.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        out: &mut [u8],
+    ) -> Option<usize> {
+        if out.len() < INITIATION_LEN.max(TRANSPORT_OVERHEAD) {
+            return None;
+        }
+        let retry_due = self.pending.as_ref().is_some_and(|p| now >= p.retry_at);
+        if self.want_handshake && (retry_due || now >= self.next_initiation_allowed()) {
+            self.want_handshake = false;
+            let timestamp = local.timestamp(now);
+            let index = rng.next_u32();
+            let state = create_initiation(&local.keys, &self.remote, timestamp, index, rng, out).ok()?;
+            self.cookies.stamp(now, &mut out[..INITIATION_LEN]);
+            let jitter = Duration::from_millis((rng.next_u32() % (REKEY_JITTER_MS + 1)) as u64);
+            let first_sent = self.pending.as_ref().map_or(now, |p| p.first_sent);
+            self.pending = Some(Pending {
+                state,
+                first_sent,
+                retry_at: now + REKEY_TIMEOUT + jitter,
+            });
+            self.last_initiation_sent = Some(now);
+            return Some(INITIATION_LEN);
+        }
+        if self.want_keepalive {
+            self.want_keepalive = false;
+            if let Ok(msg) = self.encapsulate(now, out, 0) {
+                return Some(msg.len());
+            }
+        }
+        None
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<TunnelEvent> {
+        self.events.pop_front()
+    }
+}

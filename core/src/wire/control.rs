@@ -1,0 +1,125 @@
+//! The control envelope: how mesh control messages (gossip, ledger sync,
+//! hole-punch coordination, path probes, relay) ride inside encrypted
+//! transport messages.
+//!
+//! An envelope is one kind byte followed by the kind's payload. Kind bytes
+//! are `0x01..=0x3f`, so their high nibble (0..3) can never be mistaken for
+//! the version nibble of an IPv4 (4) or IPv6 (6) packet: data packets need no
+//! extra byte. This module owns the envelope only; the payloads are defined
+//! by the modules that use them.
+
+use super::{Error, Result};
+
+/// The kind byte of a control envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ControlKind(pub u8);
+
+impl ControlKind {
+    /// Membership and endpoint gossip.
+    pub const GOSSIP: ControlKind = ControlKind(0x01);
+    /// Ledger entries pushed on change.
+    pub const LEDGER_DELTA: ControlKind = ControlKind(0x02);
+    /// Ledger digest for anti-entropy.
+    pub const LEDGER_DIGEST: ControlKind = ControlKind(0x03);
+    /// Ask a peer to coordinate a hole punch with a third node.
+    pub const PUNCH_REQUEST: ControlKind = ControlKind(0x04);
+    /// A coordinator tells a node to punch towards candidates.
+    pub const PUNCH_NOTIFY: ControlKind = ControlKind(0x05);
+    /// Path liveness and RTT probe.
+    pub const PATH_PROBE: ControlKind = ControlKind(0x06);
+    /// Answer to a path probe.
+    pub const PATH_PROBE_REPLY: ControlKind = ControlKind(0x07);
+    /// A datagram relayed for another member (still end-to-end encrypted).
+    pub const RELAY: ControlKind = ControlKind(0x08);
+    /// A node leaves the mesh.
+    pub const GOODBYE: ControlKind = ControlKind(0x09);
+
+    /// The lowest valid kind byte.
+    pub const MIN: u8 = 0x01;
+    /// The highest valid kind byte.
+    pub const MAX: u8 = 0x3f;
+
+    /// Whether `b` is in the control kind range.
+    pub const fn is_valid(b: u8) -> bool {
+        b >= Self::MIN && b <= Self::MAX
+    }
+}
+
+/// A read/write view of a control envelope.
+#[derive(Debug, Clone)]
+pub struct ControlPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> ControlPacket<T> {
+    /// Wraps a buffer without checks.
+    pub const fn new_unchecked(buffer: T) -> Self {
+        ControlPacket { buffer }
+    }
+
+    /// Wraps a buffer, checking it holds a kind byte in range.
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        match buffer.as_ref().first() {
+            None => Err(Error::Truncated),
+            Some(&b) if ControlKind::is_valid(b) => Ok(ControlPacket { buffer }),
+            Some(&b) => Err(Error::UnknownType(b)),
+        }
+    }
+
+    /// The kind byte.
+    pub fn kind(&self) -> ControlKind {
+        ControlKind(self.buffer.as_ref()[0])
+    }
+
+    /// The kind's payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[1..]
+    }
+
+    /// Unwraps the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ControlPacket<T> {
+    /// Sets the kind byte.
+    pub fn set_kind(&mut self, kind: ControlKind) {
+        self.buffer.as_mut()[0] = kind.0;
+    }
+
+    /// The payload, writable.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[1..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_never_look_like_ip() {
+        for b in ControlKind::MIN..=ControlKind::MAX {
+            assert!(b >> 4 != 4 && b >> 4 != 6);
+        }
+        assert!(!ControlKind::is_valid(0));
+        assert!(!ControlKind::is_valid(0x40));
+    }
+
+    #[test]
+    fn envelope_round_trip() {
+        let mut buf = [0u8; 4];
+        let mut p = ControlPacket::new_unchecked(&mut buf[..]);
+        p.set_kind(ControlKind::PATH_PROBE);
+        p.payload_mut().copy_from_slice(&[1, 2, 3]);
+        let p = ControlPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.kind(), ControlKind::PATH_PROBE);
+        assert_eq!(p.payload(), &[1, 2, 3]);
+        assert_eq!(ControlPacket::new_checked(&[][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ControlPacket::new_checked(&[0x45][..]).unwrap_err(),
+            Error::UnknownType(0x45)
+        );
+    }
+}
