@@ -95,6 +95,8 @@ struct Pending {
     first_sent: Instant,
     /// When to resend if no response came.
     retry_at: Instant,
+    /// Whether a cookie reply already advanced `retry_at` in this series.
+    cookie_retried: bool,
 }
 
 /// One peer's tunnel. See the module docs.
@@ -235,9 +237,12 @@ impl<P: CryptoProvider> Tunnel<P> {
                     return Err(DropReason::UnknownIndex);
                 }
                 self.cookies.consume_reply(now, &self.remote, &p)?;
-                // Retry at once with the cookie, within the usual rate limit.
-                if let Some(pending) = self.pending.as_mut() {
+                // Retry at once with the cookie, but once per series of
+                // attempts, so forged replies cannot make us spin.
+                if let Some(pending) = self.pending.as_mut().filter(|p| !p.cookie_retried) {
+                    pending.cookie_retried = true;
                     pending.retry_at = now;
+                    self.want_handshake = true;
                 }
                 Ok(Received::Handshake)
             }
@@ -300,7 +305,9 @@ impl<P: CryptoProvider> Tunnel<P> {
         let keys = state.respond(&local.keys, &self.remote, rng.next_u32(), rng, buf)?;
         let reply = &mut buf[..RESPONSE_LEN];
         self.cookies.stamp(now, reply);
+        // The new session waits for confirmation; a stale `previous` goes.
         self.next = Some(Session::new(&keys, now));
+        self.previous = None;
         Ok(Received::Reply(reply))
     }
 
@@ -325,8 +332,13 @@ impl<P: CryptoProvider> Tunnel<P> {
         let p = ResponsePacket::new_unchecked(&*buf);
         let keys = pending.state.consume_response(&local.keys, &p)?;
         self.pending = None;
-        self.previous = self.current.take();
-        self.next = None;
+        // As the kernel's WireGuard: an unconfirmed `next` (we answered the
+        // peer's simultaneous initiation) becomes `previous`, so whichever
+        // session the peer sends on is still open here.
+        self.previous = match self.next.take() {
+            Some(next) => Some(next),
+            None => self.current.take(),
+        };
         self.current = Some(Session::new(&keys, now));
         self.want_handshake = false;
         // Confirm the session to the responder at once (it cannot send on
@@ -486,11 +498,15 @@ impl<P: CryptoProvider> Tunnel<P> {
             let state = create_initiation(&local.keys, &self.remote, timestamp, index, rng, out).ok()?;
             self.cookies.stamp(now, &mut out[..INITIATION_LEN]);
             let jitter = Duration::from_millis((rng.next_u32() % (REKEY_JITTER_MS + 1)) as u64);
-            let first_sent = self.pending.as_ref().map_or(now, |p| p.first_sent);
+            let (first_sent, cookie_retried) = self
+                .pending
+                .as_ref()
+                .map_or((now, false), |p| (p.first_sent, p.cookie_retried));
             self.pending = Some(Pending {
                 state,
                 first_sent,
                 retry_at: now + REKEY_TIMEOUT + jitter,
+                cookie_retried,
             });
             self.last_initiation_sent = Some(now);
             return Some(INITIATION_LEN);
