@@ -1,2 +1,20 @@
-//! The `kairos` binary.
-fn main() {}
+//! The `kairos` binary: mesh agent, bridge and operator CLI of the Kairos p2p
+//! full mesh. `main` only parses the command line, runs the command and turns
+//! its error into one line on stderr and an exit code (see [`cli::CliError`]).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
