@@ -3,6 +3,7 @@
 //! its error into one line on stderr and an exit code (see [`cli::CliError`]).
 
 mod cli;
+mod clock;
 
 use std::process::ExitCode;
 

@@ -525,3 +525,23 @@ impl<P: CryptoProvider> Tunnel<P> {
         self.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::RustCryptoProvider;
+
+    /// The per-peer state is small and bounded: no heap, three sessions.
+    #[test]
+    fn tunnel_size() {
+        let size = core::mem::size_of::<Tunnel<RustCryptoProvider>>();
+        std::println!("Tunnel<RustCryptoProvider>: {size} bytes");
+        assert!(size <= 2560, "a tunnel grew to {size} bytes");
+        #[cfg(feature = "ring")]
+        {
+            let size = core::mem::size_of::<Tunnel<crate::crypto::RingProvider>>();
+            std::println!("Tunnel<RingProvider>: {size} bytes");
+            assert!(size <= 3072, "a ring tunnel grew to {size} bytes");
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! input from the operator (a bad token, a bad argument, as clap does for
 //! usage errors).
 
+mod demo;
 mod generate_token;
 mod token;
 
@@ -46,6 +47,9 @@ pub enum Command {
     GenerateToken(generate_token::GenerateTokenArgs),
     /// Work with network tokens (inspect).
     Token(token::TokenArgs),
+    /// Run two peers on loopback: handshake, echo and a bulk transfer.
+    #[command(long_about = demo::LONG_ABOUT)]
+    Demo(demo::DemoArgs),
 }
 
 /// Runs a parsed command line.
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::GenerateToken(args) => generate_token::run(args),
         Command::Token(args) => token::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

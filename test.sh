@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit/integration/end-to-end tests,
+# the no_std link check and a fuzz smoke run. `.ci/run` calls exactly this.
+# Installs what it needs (cargo-fuzz) on first use. Runs as a normal user or
+# as root; tests that need root say so loudly when they cannot run.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustup component list --installed 2>/dev/null | grep -E 'clippy|rustfmt' || true
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "error: the nightly toolchain is needed for the fuzz smoke run (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+cargo fmt --manifest-path nostd-check/Cargo.toml -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+
+step "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --manifest-path nostd-check/Cargo.toml -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+# The core on its own, without the host's features (RustCrypto provider only).
+cargo test -p kairos-core --locked
+
+step "no_std link check"
+cargo build --manifest-path nostd-check/Cargo.toml --release
+
+step "fuzz smoke (${FUZZ_SECONDS}s per target)"
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+(
+  cd fuzz
+  cargo +nightly fuzz build
+  scratch="$(mktemp -d)"
+  trap 'rm -rf "$scratch"' EXIT
+  for target in $(cargo +nightly fuzz list); do
+    echo "--- fuzz $target"
+    mkdir -p "$scratch/$target" "corpus/$target"
+    # New inputs go to the scratch dir; the committed corpus is only read.
+    cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
+      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | tail -n 12
+  done
+)
+
+step "all checks passed"
