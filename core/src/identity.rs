@@ -73,9 +73,9 @@ impl Identity {
         }
     }
 
-    /// The node id, derived from the static public key.
+    /// The node id, derived from both public keys.
     pub fn node_id(&self) -> NodeId {
-        NodeId::from_static_key(self.static_public.as_bytes())
+        self.public().node_id()
     }
 
     /// The static X25519 secret (for the handshake).
@@ -107,14 +107,24 @@ impl fmt::Debug for Identity {
     }
 }
 
+impl PublicIdentity {
+    /// The node id of these keys.
+    pub fn node_id(&self) -> NodeId {
+        NodeId::of(self)
+    }
+}
+
 impl fmt::Debug for PublicIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicIdentity({})", NodeId::from_static_key(&self.static_key))
+        write!(f, "PublicIdentity({})", self.node_id())
     }
 }
 
 /// A node's printable, stable identifier: the first 16 bytes of
-/// `BLAKE2s("kairos node id" || static public key)`.
+/// `BLAKE2s("kairos node id" || static public key || signing public key)`.
+///
+/// Both keys are bound into the id, so a member cannot pair someone else's
+/// static key with its own signing key (or the reverse) under their id.
 ///
 /// Printed as 26 lowercase base32 characters (RFC 4648 alphabet, no
 /// padding), short enough for logs and tables and case-insensitive to type.
@@ -124,9 +134,9 @@ pub struct NodeId(pub [u8; 16]);
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 impl NodeId {
-    /// The id of the node with this static public key.
-    pub fn from_static_key(key: &[u8; 32]) -> Self {
-        let h = hash(&[b"kairos node id", key]);
+    /// The id of the node with these public keys.
+    pub fn of(public: &PublicIdentity) -> Self {
+        let h = hash(&[b"kairos node id", &public.static_key, &public.signing_key]);
         let mut id = [0u8; 16];
         id.copy_from_slice(&h[..16]);
         NodeId(id)
@@ -183,6 +193,11 @@ mod tests {
         assert_eq!(id.node_id(), again.node_id());
         let other = Identity::generate(&mut rng);
         assert_ne!(id.node_id(), other.node_id());
+        // Swapping either key changes the id.
+        let mut mixed = id.public();
+        mixed.signing_key = other.public().signing_key;
+        assert_ne!(mixed.node_id(), id.node_id());
+        assert_ne!(mixed.node_id(), other.node_id());
     }
 
     #[test]
