@@ -23,6 +23,7 @@
 extern crate std;
 
 pub mod crypto;
+pub mod discovery;
 pub mod identity;
 pub mod noise;
 pub mod session;

@@ -226,6 +226,9 @@ impl<P: CryptoProvider> Tunnel<P> {
         buf: &'a mut [u8],
     ) -> Result<Received<'a>, DropReason> {
         match MessageType::of(buf)? {
+            MessageType::Beacon | MessageType::Hello | MessageType::HelloReply => {
+                Err(DropReason::Malformed(crate::wire::Error::UnknownType(buf[0])))
+            }
             MessageType::Transport => self.handle_transport(now, buf),
             MessageType::Initiation => self.handle_initiation(now, local, rng, from, buf),
             MessageType::Response => self.handle_response(now, local, rng, from, buf),

@@ -68,6 +68,12 @@ pub enum MessageType {
     CookieReply = 3,
     /// Encrypted transport data.
     Transport = 4,
+    /// A sealed LAN beacon ([`crate::discovery`]).
+    Beacon = 5,
+    /// A sealed hello to a bootstrap endpoint.
+    Hello = 6,
+    /// The sealed answer to a hello.
+    HelloReply = 7,
 }
 
 impl MessageType {
@@ -84,6 +90,9 @@ impl MessageType {
             2 => Ok(MessageType::Response),
             3 => Ok(MessageType::CookieReply),
             4 => Ok(MessageType::Transport),
+            5 => Ok(MessageType::Beacon),
+            6 => Ok(MessageType::Hello),
+            7 => Ok(MessageType::HelloReply),
             t => Err(Error::UnknownType(t)),
         }
     }
@@ -157,6 +166,7 @@ mod tests {
         assert_eq!(MessageType::of(&[4, 0, 0, 0]), Ok(MessageType::Transport));
         assert_eq!(MessageType::of(&[4, 0, 0]), Err(Error::Truncated));
         assert_eq!(MessageType::of(&[4, 0, 1, 0]), Err(Error::Reserved));
+        assert_eq!(MessageType::of(&[7, 0, 0, 0]), Ok(MessageType::HelloReply));
         assert_eq!(MessageType::of(&[9, 0, 0, 0]), Err(Error::UnknownType(9)));
         assert_eq!(MessageType::of(&[0, 0, 0, 0]), Err(Error::UnknownType(0)));
     }
