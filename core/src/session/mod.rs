@@ -16,7 +16,7 @@ mod tunnel;
 pub use keypair::{Session, REJECT_AFTER_MESSAGES};
 pub use local::Local;
 pub use replay::{Replay, ReplayWindow, WINDOW as REPLAY_WINDOW};
-pub use tunnel::{Received, Tunnel, TunnelConfig, TunnelEvent, TunnelStats};
+pub use tunnel::{Received, Tunnel, TunnelConfig, TunnelEvent, TunnelStats, INDEX_SLOT_BITS, INDEX_SLOT_MASK};
 
 use core::fmt;
 

@@ -24,13 +24,19 @@ use super::timers::*;
 use super::{DropReason, Local, Session};
 use crate::crypto::CryptoProvider;
 use crate::noise::{
-    consume_initiation, create_initiation, CookieJar, HandshakeError, InitiatorState, Refusal, RemoteKeys, Tai64N,
+    consume_initiation, create_initiation, CookieJar, HalfInitiation, HandshakeError, InitiatorState, Refusal,
+    RemoteKeys, Tai64N,
 };
 use crate::time::{Duration, Instant};
 use crate::wire::{
     ControlKind, CookieReplyPacket, InitiationPacket, MessageType, Payload, ResponsePacket, TransportPacket,
     INITIATION_LEN, RESPONSE_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
 };
+
+/// Bits of a session index that name the tunnel's slot in its node.
+pub const INDEX_SLOT_BITS: u32 = 16;
+/// Mask of the slot bits of a session index.
+pub const INDEX_SLOT_MASK: u32 = (1 << INDEX_SLOT_BITS) - 1;
 
 /// Per-tunnel settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +45,10 @@ pub struct TunnelConfig {
     /// Send a keepalive whenever nothing was sent for this long (keeps NAT
     /// mappings open). `None`: only WireGuard's passive keepalives.
     pub persistent_keepalive: Option<Duration>,
+    /// The low [`INDEX_SLOT_BITS`] of every session index this tunnel
+    /// hands out, so a node finds the tunnel of an incoming message from its
+    /// receiver index without a lookup table. The high bits are random.
+    pub index_slot: u32,
 }
 
 /// What a datagram from the peer carried.
@@ -293,6 +303,25 @@ impl<P: CryptoProvider> Tunnel<P> {
             return Ok(Received::Reply(&buf[..len]));
         }
         let half = consume_initiation(&local.keys, &InitiationPacket::new_unchecked(&*buf))?;
+        let reply = self.handle_half_initiation(now, local, rng, half, buf)?;
+        Ok(Received::Reply(reply))
+    }
+
+    /// Answers an initiation whose static key a node already opened (with
+    /// [`consume_initiation`], after admission) and matched to this tunnel.
+    /// Writes the response into `out` (at least `RESPONSE_LEN` bytes) and
+    /// returns it.
+    pub fn handle_half_initiation<'a>(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        half: HalfInitiation,
+        out: &'a mut [u8],
+    ) -> Result<&'a mut [u8], DropReason> {
+        if out.len() < RESPONSE_LEN {
+            return Err(DropReason::BufferTooSmall);
+        }
         let (state, timestamp) = half.finish(&self.remote)?;
         if timestamp <= self.last_timestamp {
             return Err(DropReason::ReplayedInitiation);
@@ -305,13 +334,19 @@ impl<P: CryptoProvider> Tunnel<P> {
         }
         self.last_timestamp = timestamp;
         self.last_initiation_received = Some(now);
-        let keys = state.respond(&local.keys, &self.remote, rng.next_u32(), rng, buf)?;
-        let reply = &mut buf[..RESPONSE_LEN];
+        let index = self.new_index(rng);
+        let keys = state.respond(&local.keys, &self.remote, index, rng, out)?;
+        let reply = &mut out[..RESPONSE_LEN];
         self.cookies.stamp(now, reply);
         // The new session waits for confirmation; a stale `previous` goes.
         self.next = Some(Session::new(&keys, now));
         self.previous = None;
-        Ok(Received::Reply(reply))
+        Ok(reply)
+    }
+
+    /// A fresh session index: random high bits, the configured slot below.
+    fn new_index(&self, rng: &mut (impl RngCore + CryptoRng)) -> u32 {
+        (rng.next_u32() << INDEX_SLOT_BITS) | (self.config.index_slot & INDEX_SLOT_MASK)
     }
 
     fn handle_response<'a>(
@@ -497,7 +532,7 @@ impl<P: CryptoProvider> Tunnel<P> {
         if self.want_handshake && (retry_due || now >= self.next_initiation_allowed()) {
             self.want_handshake = false;
             let timestamp = local.timestamp(now);
-            let index = rng.next_u32();
+            let index = self.new_index(rng);
             let state = create_initiation(&local.keys, &self.remote, timestamp, index, rng, out).ok()?;
             self.cookies.stamp(now, &mut out[..INITIATION_LEN]);
             let jitter = Duration::from_millis((rng.next_u32() % (REKEY_JITTER_MS + 1)) as u64);
