@@ -1,11 +1,12 @@
 //! The Noise IKpsk2 handshake in WireGuard's construction.
 //!
 //! ```text
-//! Initiator                                  Responder
-//!   e, es, s, ss, {timestamp}  ──initiation──►
-//!                              ◄──response──  e, ee, se, psk, {}
+//! Initiator                                                Responder
+//!   e, es, s, ss, {timestamp, signing key}  ──initiation──►
+//!                                           ◄──response──  e, ee, se, psk, {signing key}
 //! ```
-//! One round trip. The PSK is derived from the network token, so only token
+//! One round trip. The payloads carry each side's Ed25519 signing key, so
+//! both ends learn the other's whole identity, hence its node id. The PSK is derived from the network token, so only token
 //! holders can complete it; MAC1 additionally mixes in a token-derived key, so
 //! a responder drops a stranger's initiation before any Diffie-Hellman.
 //!
@@ -93,15 +94,18 @@ pub fn create_initiation(
 
     let (c2, k) = kdf2(&c, &remote.static_static);
     c = c2;
-    let mut encrypted_timestamp = [0u8; 28];
-    aead_seal(&k, 0, &h, &timestamp.0, &mut encrypted_timestamp);
-    h = hash(&[&h, &encrypted_timestamp]);
+    let mut payload = [0u8; 44];
+    payload[..12].copy_from_slice(&timestamp.0);
+    payload[12..].copy_from_slice(&local.signing_public);
+    let mut encrypted_payload = [0u8; 60];
+    aead_seal(&k, 0, &h, &payload, &mut encrypted_payload);
+    h = hash(&[&h, &encrypted_payload]);
 
     let repr = InitiationRepr {
         sender_index: local_index,
         ephemeral: eph_pub,
         encrypted_static,
-        encrypted_timestamp,
+        encrypted_payload,
         mac1: [0; 16],
         mac2: [0; 16],
     };
@@ -118,6 +122,15 @@ pub fn create_initiation(
     })
 }
 
+/// What an authenticated initiation's payload said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// When the initiator sent it (replay protection).
+    pub timestamp: Tai64N,
+    /// The initiator's Ed25519 signing key.
+    pub signing_key: [u8; 32],
+}
+
 /// A responder's state after opening the initiator's static key, before it
 /// knows whether that key is a peer it accepts.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -131,7 +144,7 @@ pub struct HalfInitiation {
     #[zeroize(skip)]
     initiator_index: u32,
     #[zeroize(skip)]
-    encrypted_timestamp: [u8; 28],
+    encrypted_payload: [u8; 60],
 }
 
 impl HalfInitiation {
@@ -146,15 +159,15 @@ impl HalfInitiation {
     }
 
     /// Authenticates the initiator with its precomputed keys and opens the
-    /// timestamp. `remote` must be the keys of [`Self::initiator_static`].
-    pub fn finish(mut self, remote: &RemoteKeys) -> Result<(ResponderState, Tai64N), HandshakeError> {
+    /// payload. `remote` must be the keys of [`Self::initiator_static`].
+    pub fn finish(mut self, remote: &RemoteKeys) -> Result<(ResponderState, Opened), HandshakeError> {
         if remote.public != self.initiator_static {
             return Err(HandshakeError::UnknownPeer);
         }
         let (c, k) = kdf2(&self.chaining_key, &remote.static_static);
-        let mut ts = [0u8; 12];
-        aead_open(&k, 0, &self.hash, &self.encrypted_timestamp, &mut ts).map_err(|_| HandshakeError::Decrypt)?;
-        let h = hash(&[&self.hash, &self.encrypted_timestamp]);
+        let mut payload = [0u8; 44];
+        aead_open(&k, 0, &self.hash, &self.encrypted_payload, &mut payload).map_err(|_| HandshakeError::Decrypt)?;
+        let h = hash(&[&self.hash, &self.encrypted_payload]);
         self.chaining_key.zeroize();
         let state = ResponderState {
             chaining_key: c,
@@ -162,7 +175,11 @@ impl HalfInitiation {
             initiator_ephemeral: self.initiator_ephemeral,
             initiator_index: self.initiator_index,
         };
-        Ok((state, Tai64N(ts)))
+        let opened = Opened {
+            timestamp: Tai64N(crate::wire::array(&payload, 0)),
+            signing_key: crate::wire::array(&payload, 12),
+        };
+        Ok((state, opened))
     }
 }
 
@@ -182,15 +199,15 @@ pub fn consume_initiation<T: AsRef<[u8]>>(
     let mut initiator_static = [0u8; 32];
     aead_open(&k, 0, &h, packet.encrypted_static(), &mut initiator_static).map_err(|_| HandshakeError::Decrypt)?;
     h = hash(&[&h, packet.encrypted_static()]);
-    let mut encrypted_timestamp = [0u8; 28];
-    encrypted_timestamp.copy_from_slice(packet.encrypted_timestamp());
+    let mut encrypted_payload = [0u8; 60];
+    encrypted_payload.copy_from_slice(packet.encrypted_payload());
     Ok(HalfInitiation {
         chaining_key: c,
         hash: h,
         initiator_static,
         initiator_ephemeral: e_i,
         initiator_index: packet.sender_index(),
-        encrypted_timestamp,
+        encrypted_payload,
     })
 }
 
@@ -207,7 +224,8 @@ pub struct ResponderState {
 
 impl ResponderState {
     /// Writes the response into `out[..RESPONSE_LEN]` (MAC1 set, MAC2 zero)
-    /// and returns the session's transport keys.
+    /// and returns the session's transport keys. The response's payload is
+    /// the local signing key.
     pub fn respond(
         mut self,
         local: &LocalKeys,
@@ -227,14 +245,14 @@ impl ResponderState {
         let (c3, t, k) = kdf3(&c, &local.psk);
         c = c3;
         h = hash(&[&h, &t]);
-        let mut encrypted_nothing = [0u8; 16];
-        aead_seal(&k, 0, &h, &[], &mut encrypted_nothing);
+        let mut encrypted_payload = [0u8; 48];
+        aead_seal(&k, 0, &h, &local.signing_public, &mut encrypted_payload);
 
         let repr = ResponseRepr {
             sender_index: local_index,
             receiver_index: self.initiator_index,
             ephemeral: eph_pub,
-            encrypted_nothing,
+            encrypted_payload,
             mac1: [0; 16],
             mac2: [0; 16],
         };
@@ -258,12 +276,13 @@ impl ResponderState {
 
 impl InitiatorState {
     /// Completes the handshake with the peer's response. MAC1 must already
-    /// have been checked.
+    /// have been checked. Returns the transport keys and the responder's
+    /// signing key.
     pub fn consume_response<T: AsRef<[u8]>>(
         &self,
         local: &LocalKeys,
         packet: &ResponsePacket<T>,
-    ) -> Result<TransportKeys, HandshakeError> {
+    ) -> Result<(TransportKeys, [u8; 32]), HandshakeError> {
         if packet.receiver_index() != self.local_index {
             return Err(HandshakeError::UnknownIndex);
         }
@@ -278,16 +297,18 @@ impl InitiatorState {
         let (c3, t, k) = kdf3(&c, &local.psk);
         c = c3;
         h = hash(&[&h, &t]);
-        aead_open(&k, 0, &h, packet.encrypted_nothing(), &mut []).map_err(|_| HandshakeError::Decrypt)?;
+        let mut signing_key = [0u8; 32];
+        aead_open(&k, 0, &h, packet.encrypted_payload(), &mut signing_key).map_err(|_| HandshakeError::Decrypt)?;
         let (send, recv) = kdf2(&c, &[]);
         c.zeroize();
-        Ok(TransportKeys {
+        let keys = TransportKeys {
             send,
             recv,
             local_index: self.local_index,
             remote_index: packet.sender_index(),
             initiator: true,
-        })
+        };
+        Ok((keys, signing_key))
     }
 }
 
@@ -316,11 +337,19 @@ mod tests {
         let st = create_initiation(a, &a_sees_b, ts, 0x11, rng, &mut init)?;
         let half = consume_initiation(b, &InitiationPacket::new_checked(&init[..]).unwrap())?;
         assert_eq!(half.initiator_static(), a.public());
-        let (resp_state, got_ts) = half.finish(&b_sees_a)?;
-        assert_eq!(got_ts, ts);
+        let (resp_state, opened) = half.finish(&b_sees_a)?;
+        assert_eq!(opened.timestamp, ts);
+        assert_eq!(
+            opened.signing_key, a.signing_public,
+            "the responder learns the initiator's signing key"
+        );
         let mut resp = [0u8; RESPONSE_LEN];
         let kb = resp_state.respond(b, &b_sees_a, 0x22, rng, &mut resp)?;
-        let ka = st.consume_response(a, &ResponsePacket::new_checked(&resp[..]).unwrap())?;
+        let (ka, b_signing) = st.consume_response(a, &ResponsePacket::new_checked(&resp[..]).unwrap())?;
+        assert_eq!(
+            b_signing, b.signing_public,
+            "the initiator learns the responder's signing key"
+        );
         Ok((init, resp, ka, kb))
     }
 
@@ -354,7 +383,7 @@ mod tests {
         let digest = hash(&[&init, &resp, &ka.send, &ka.recv]);
         assert_eq!(
             hex::encode(digest),
-            "24b7e350f8d63df9844b525bc43a0d04a0c5a58e29b66bffea44d44b82dc45b6",
+            "d2bd2edf35b78df28b89049ea3dbc97bc00a4bf95a9be2be447f4e2ee2ae2bdf",
             "handshake transcript changed"
         );
     }

@@ -19,6 +19,8 @@ use crate::token::NetworkKeys;
 pub struct LocalKeys {
     pub(crate) secret: StaticSecret,
     pub(crate) public: [u8; 32],
+    /// The node's Ed25519 public key, sent inside every handshake.
+    pub(crate) signing_public: [u8; 32],
     pub(crate) psk: [u8; 32],
     /// The network's MAC key, mixed into every MAC1 key.
     pub(crate) mac_key: [u8; 32],
@@ -40,6 +42,7 @@ impl LocalKeys {
         LocalKeys {
             secret,
             public,
+            signing_public: identity.public().signing_key,
             psk: network.psk,
             mac_key: network.mac_key,
             mac1_key: mac1_key(&network.mac_key, &public),

@@ -14,7 +14,7 @@ mod timestamp;
 
 pub use cookie::{Admission, CookieJar, Refusal, COOKIE_LIFETIME, DEFAULT_LOAD_THRESHOLD};
 pub use handshake::{
-    consume_initiation, create_initiation, HalfInitiation, InitiatorState, ResponderState, TransportKeys,
+    consume_initiation, create_initiation, HalfInitiation, InitiatorState, Opened, ResponderState, TransportKeys,
 };
 pub use keys::{LocalKeys, RemoteKeys};
 pub use timestamp::Tai64N;

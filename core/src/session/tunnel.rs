@@ -128,6 +128,7 @@ pub struct Tunnel<P: CryptoProvider> {
     data_unanswered_since: Option<Instant>,
     events: Deque<TunnelEvent, 4>,
     stats: TunnelStats,
+    peer_signing_key: Option<[u8; 32]>,
 }
 
 impl<P: CryptoProvider> Tunnel<P> {
@@ -151,12 +152,19 @@ impl<P: CryptoProvider> Tunnel<P> {
             data_unanswered_since: None,
             events: Deque::new(),
             stats: TunnelStats::default(),
+            peer_signing_key: None,
         })
     }
 
     /// The peer's static public key.
     pub fn remote_public(&self) -> &[u8; 32] {
         self.remote.public()
+    }
+
+    /// The peer's Ed25519 signing key, as its last authenticated handshake
+    /// message said.
+    pub fn peer_signing_key(&self) -> Option<&[u8; 32]> {
+        self.peer_signing_key.as_ref()
     }
 
     /// Traffic counters.
@@ -322,7 +330,8 @@ impl<P: CryptoProvider> Tunnel<P> {
         if out.len() < RESPONSE_LEN {
             return Err(DropReason::BufferTooSmall);
         }
-        let (state, timestamp) = half.finish(&self.remote)?;
+        let (state, opened) = half.finish(&self.remote)?;
+        let timestamp = opened.timestamp;
         if timestamp <= self.last_timestamp {
             return Err(DropReason::ReplayedInitiation);
         }
@@ -334,6 +343,7 @@ impl<P: CryptoProvider> Tunnel<P> {
         }
         self.last_timestamp = timestamp;
         self.last_initiation_received = Some(now);
+        self.peer_signing_key = Some(opened.signing_key);
         let index = self.new_index(rng);
         let keys = state.respond(&local.keys, &self.remote, index, rng, out)?;
         let reply = &mut out[..RESPONSE_LEN];
@@ -368,7 +378,8 @@ impl<P: CryptoProvider> Tunnel<P> {
             return Ok(Received::Reply(&buf[..len]));
         }
         let p = ResponsePacket::new_unchecked(&*buf);
-        let keys = pending.state.consume_response(&local.keys, &p)?;
+        let (keys, signing_key) = pending.state.consume_response(&local.keys, &p)?;
+        self.peer_signing_key = Some(signing_key);
         self.pending = None;
         // As the kernel's WireGuard: an unconfirmed `next` (we answered the
         // peer's simultaneous initiation) becomes `previous`, so whichever

@@ -1,32 +1,35 @@
-//! Handshake initiation and response messages (WireGuard's layout).
+//! Handshake initiation and response messages: WireGuard's layout, except
+//! that each handshake payload also carries the sender's Ed25519 signing key,
+//! so both ends learn each other's whole identity (and node id) in the one
+//! round trip.
 //!
 //! ```text
-//! initiation (148 bytes)              response (92 bytes)
-//!   0  type=1, 3 reserved               0  type=2, 3 reserved
-//!   4  sender index (LE u32)            4  sender index
-//!   8  ephemeral public key (32)        8  receiver index
-//!  40  AEAD(static key) (32+16)        12  ephemeral public key (32)
-//!  88  AEAD(TAI64N timestamp) (12+16)  44  AEAD(empty) (16)
-//! 116  mac1 (16)                       60  mac1 (16)
-//! 132  mac2 (16)                       76  mac2 (16)
+//! initiation (180 bytes)                     response (124 bytes)
+//!   0  type=1, 3 reserved                      0  type=2, 3 reserved
+//!   4  sender index (LE u32)                   4  sender index
+//!   8  ephemeral public key (32)               8  receiver index
+//!  40  AEAD(static key) (32+16)               12  ephemeral public key (32)
+//!  88  AEAD(TAI64N || signing key) (44+16)    44  AEAD(signing key) (32+16)
+//! 148  mac1 (16)                              92  mac1 (16)
+//! 164  mac2 (16)                             108  mac2 (16)
 //! ```
 //! MAC1 covers every byte before it; MAC2 every byte before it (MAC1 included).
 
 use super::{array, read_u32, Error, MessageType, Result, MAC_LEN};
 
 /// Length of a handshake initiation.
-pub const INITIATION_LEN: usize = 148;
+pub const INITIATION_LEN: usize = 180;
 /// Length of a handshake response.
-pub const RESPONSE_LEN: usize = 92;
+pub const RESPONSE_LEN: usize = 124;
 
 mod init_field {
     use core::ops::Range;
     pub const SENDER: Range<usize> = 4..8;
     pub const EPHEMERAL: Range<usize> = 8..40;
     pub const STATIC: Range<usize> = 40..88;
-    pub const TIMESTAMP: Range<usize> = 88..116;
-    pub const MAC1: usize = 116;
-    pub const MAC2: usize = 132;
+    pub const PAYLOAD: Range<usize> = 88..148;
+    pub const MAC1: usize = 148;
+    pub const MAC2: usize = 164;
 }
 
 mod resp_field {
@@ -34,9 +37,9 @@ mod resp_field {
     pub const SENDER: Range<usize> = 4..8;
     pub const RECEIVER: Range<usize> = 8..12;
     pub const EPHEMERAL: Range<usize> = 12..44;
-    pub const EMPTY: Range<usize> = 44..60;
-    pub const MAC1: usize = 60;
-    pub const MAC2: usize = 76;
+    pub const PAYLOAD: Range<usize> = 44..92;
+    pub const MAC1: usize = 92;
+    pub const MAC2: usize = 108;
 }
 
 fn check(buf: &[u8], ty: MessageType, len: usize) -> Result<()> {
@@ -78,9 +81,9 @@ impl<T: AsRef<[u8]>> InitiationPacket<T> {
     pub fn encrypted_static(&self) -> &[u8] {
         &self.buffer.as_ref()[init_field::STATIC]
     }
-    /// The sealed TAI64N timestamp.
-    pub fn encrypted_timestamp(&self) -> &[u8] {
-        &self.buffer.as_ref()[init_field::TIMESTAMP]
+    /// The sealed payload: TAI64N timestamp and signing key.
+    pub fn encrypted_payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[init_field::PAYLOAD]
     }
     /// MAC1.
     pub fn mac1(&self) -> [u8; MAC_LEN] {
@@ -120,8 +123,8 @@ pub struct InitiationRepr {
     pub ephemeral: [u8; 32],
     /// AEAD of the initiator's static public key.
     pub encrypted_static: [u8; 48],
-    /// AEAD of the TAI64N timestamp.
-    pub encrypted_timestamp: [u8; 28],
+    /// AEAD of the TAI64N timestamp and the initiator's signing key.
+    pub encrypted_payload: [u8; 60],
     /// MAC1.
     pub mac1: [u8; MAC_LEN],
     /// MAC2 (zero when no cookie is held).
@@ -137,7 +140,7 @@ impl InitiationRepr {
             sender_index: p.sender_index(),
             ephemeral: p.ephemeral(),
             encrypted_static: array(b, init_field::STATIC.start),
-            encrypted_timestamp: array(b, init_field::TIMESTAMP.start),
+            encrypted_payload: array(b, init_field::PAYLOAD.start),
             mac1: p.mac1(),
             mac2: p.mac2(),
         })
@@ -153,7 +156,7 @@ impl InitiationRepr {
         b[init_field::SENDER].copy_from_slice(&self.sender_index.to_le_bytes());
         b[init_field::EPHEMERAL].copy_from_slice(&self.ephemeral);
         b[init_field::STATIC].copy_from_slice(&self.encrypted_static);
-        b[init_field::TIMESTAMP].copy_from_slice(&self.encrypted_timestamp);
+        b[init_field::PAYLOAD].copy_from_slice(&self.encrypted_payload);
         b[init_field::MAC1..init_field::MAC1 + MAC_LEN].copy_from_slice(&self.mac1);
         b[init_field::MAC2..init_field::MAC2 + MAC_LEN].copy_from_slice(&self.mac2);
     }
@@ -187,9 +190,9 @@ impl<T: AsRef<[u8]>> ResponsePacket<T> {
     pub fn ephemeral(&self) -> [u8; 32] {
         array(self.buffer.as_ref(), resp_field::EPHEMERAL.start)
     }
-    /// The sealed empty payload (its tag).
-    pub fn encrypted_nothing(&self) -> &[u8] {
-        &self.buffer.as_ref()[resp_field::EMPTY]
+    /// The sealed payload: the responder's signing key.
+    pub fn encrypted_payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[resp_field::PAYLOAD]
     }
     /// MAC1.
     pub fn mac1(&self) -> [u8; MAC_LEN] {
@@ -229,8 +232,8 @@ pub struct ResponseRepr {
     pub receiver_index: u32,
     /// The responder's ephemeral public key.
     pub ephemeral: [u8; 32],
-    /// AEAD of the empty payload.
-    pub encrypted_nothing: [u8; 16],
+    /// AEAD of the responder's signing key.
+    pub encrypted_payload: [u8; 48],
     /// MAC1.
     pub mac1: [u8; MAC_LEN],
     /// MAC2.
@@ -246,7 +249,7 @@ impl ResponseRepr {
             sender_index: p.sender_index(),
             receiver_index: p.receiver_index(),
             ephemeral: p.ephemeral(),
-            encrypted_nothing: array(b, resp_field::EMPTY.start),
+            encrypted_payload: array(b, resp_field::PAYLOAD.start),
             mac1: p.mac1(),
             mac2: p.mac2(),
         })
@@ -262,7 +265,7 @@ impl ResponseRepr {
         b[resp_field::SENDER].copy_from_slice(&self.sender_index.to_le_bytes());
         b[resp_field::RECEIVER].copy_from_slice(&self.receiver_index.to_le_bytes());
         b[resp_field::EPHEMERAL].copy_from_slice(&self.ephemeral);
-        b[resp_field::EMPTY].copy_from_slice(&self.encrypted_nothing);
+        b[resp_field::PAYLOAD].copy_from_slice(&self.encrypted_payload);
         b[resp_field::MAC1..resp_field::MAC1 + MAC_LEN].copy_from_slice(&self.mac1);
         b[resp_field::MAC2..resp_field::MAC2 + MAC_LEN].copy_from_slice(&self.mac2);
     }
@@ -278,7 +281,7 @@ mod tests {
             sender_index: 0x0102_0304,
             ephemeral: [1; 32],
             encrypted_static: [2; 48],
-            encrypted_timestamp: [3; 28],
+            encrypted_payload: [3; 60],
             mac1: [4; 16],
             mac2: [5; 16],
         };
@@ -287,14 +290,14 @@ mod tests {
         assert_eq!(&buf[..8], &[1, 0, 0, 0, 4, 3, 2, 1]);
         let p = InitiationPacket::new_checked(&buf[..]).unwrap();
         assert_eq!(InitiationRepr::parse(&p).unwrap(), repr);
-        assert_eq!(p.mac1_input().len(), 116);
-        assert_eq!(p.mac2_input().len(), 132);
+        assert_eq!(p.mac1_input().len(), 148);
+        assert_eq!(p.mac2_input().len(), 164);
         assert_eq!(
-            InitiationPacket::new_checked(&buf[..147]).unwrap_err(),
+            InitiationPacket::new_checked(&buf[..INITIATION_LEN - 1]).unwrap_err(),
             Error::Truncated
         );
-        let mut long = [0u8; 149];
-        long[..148].copy_from_slice(&buf);
+        let mut long = [0u8; INITIATION_LEN + 1];
+        long[..INITIATION_LEN].copy_from_slice(&buf);
         assert_eq!(InitiationPacket::new_checked(&long[..]).unwrap_err(), Error::TooLong);
         buf[0] = 2;
         assert_eq!(
@@ -309,7 +312,7 @@ mod tests {
             sender_index: 7,
             receiver_index: 9,
             ephemeral: [1; 32],
-            encrypted_nothing: [2; 16],
+            encrypted_payload: [2; 48],
             mac1: [4; 16],
             mac2: [5; 16],
         };
@@ -319,6 +322,9 @@ mod tests {
         assert_eq!(ResponseRepr::parse(&p).unwrap(), repr);
         p.set_mac2(&[0; 16]);
         assert_eq!(p.mac2(), [0; 16]);
-        assert_eq!(ResponsePacket::new_checked(&buf[..91]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            ResponsePacket::new_checked(&buf[..RESPONSE_LEN - 1]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }
