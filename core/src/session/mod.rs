@@ -20,6 +20,7 @@ pub use tunnel::{Received, Tunnel, TunnelConfig, TunnelEvent, TunnelStats, INDEX
 
 use core::fmt;
 
+use crate::discovery::AnnounceError;
 use crate::noise::HandshakeError;
 use crate::wire;
 
@@ -55,6 +56,19 @@ pub enum DropReason {
     NoSession,
     /// The caller's buffer cannot hold the message.
     BufferTooSmall,
+    /// No member owns the destination address of an outbound packet.
+    NoRoute,
+    /// An announcement that did not open (another network, or forged).
+    Announce(AnnounceError),
+    /// An announcement not newer than the last one from that member.
+    ReplayedAnnouncement,
+    /// The member table is full.
+    TableFull,
+    /// A member sent an IP packet whose source is not its own overlay address.
+    SourceMismatch,
+    /// A message names a static key with another signing key than the one
+    /// known for it.
+    IdentityMismatch,
 }
 
 impl fmt::Display for DropReason {
@@ -74,6 +88,12 @@ impl fmt::Display for DropReason {
             DropReason::UnknownPayload(b) => write!(f, "unknown payload kind {b:#04x}"),
             DropReason::NoSession => f.write_str("no session yet (handshake scheduled)"),
             DropReason::BufferTooSmall => f.write_str("buffer too small"),
+            DropReason::NoRoute => f.write_str("no member has that overlay address"),
+            DropReason::Announce(e) => write!(f, "{e}"),
+            DropReason::ReplayedAnnouncement => f.write_str("replayed announcement"),
+            DropReason::TableFull => f.write_str("member table full"),
+            DropReason::SourceMismatch => f.write_str("packet source is not the sender's overlay address"),
+            DropReason::IdentityMismatch => f.write_str("static key announced with a different signing key"),
         }
     }
 }

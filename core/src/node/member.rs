@@ -1,0 +1,117 @@
+//! [`Member`]: what a node knows about one other member of the mesh, and the
+//! slot it lives in.
+//!
+//! The member table is storage the caller provides (`[MemberSlot; N]` on an
+//! embedded target, a boxed slice on a host): its length is the node's
+//! capacity, and a slot's index is stable for the member's lifetime, so
+//! session indices can carry it (see `session::INDEX_SLOT_BITS`). Slots with
+//! a tunnel are threaded on an intrusive list so timers only visit those.
+
+use core::net::{Ipv4Addr, SocketAddr};
+
+use crate::crypto::CryptoProvider;
+use crate::identity::{NodeId, PublicIdentity};
+use crate::noise::Tai64N;
+use crate::session::Tunnel;
+use crate::time::Instant;
+
+/// One slot of the member table: empty or a member.
+pub type MemberSlot<P> = Option<Member<P>>;
+
+/// How a member was first learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// A LAN beacon.
+    Beacon,
+    /// A hello or hello reply (bootstrap).
+    Hello,
+    /// An incoming handshake.
+    Handshake,
+}
+
+/// What a node knows about one member.
+pub struct Member<P: CryptoProvider> {
+    pub(crate) identity: PublicIdentity,
+    pub(crate) id: NodeId,
+    /// Interface id of the member's overlay IPv6 address.
+    pub(crate) iid: u64,
+    /// The member's overlay IPv4 address, once claimed.
+    pub(crate) ipv4: Option<Ipv4Addr>,
+    /// Where datagrams for it go: the last authenticated source, else the
+    /// last announced endpoint.
+    pub(crate) endpoint: Option<SocketAddr>,
+    pub(crate) tunnel: Option<Tunnel<P>>,
+    pub(crate) discovery: Discovery,
+    /// Newest announcement timestamp seen from it (replays are ignored).
+    pub(crate) last_announce: Tai64N,
+    /// When an authenticated packet last arrived from it.
+    pub(crate) last_seen: Option<Instant>,
+    /// Whether a session is up (for up/down events).
+    pub(crate) up: bool,
+    /// Sightings without a session (the higher node id connects on the second).
+    pub(crate) sightings: u8,
+    /// Intrusive list of slots with a tunnel.
+    pub(crate) next_active: Option<u16>,
+    pub(crate) prev_active: Option<u16>,
+}
+
+impl<P: CryptoProvider> Member<P> {
+    pub(crate) fn new(identity: PublicIdentity, discovery: Discovery) -> Self {
+        let id = identity.node_id();
+        Member {
+            identity,
+            id,
+            iid: u64::from_be_bytes(crate::wire::array(&id.0, 0)),
+            ipv4: None,
+            endpoint: None,
+            tunnel: None,
+            discovery,
+            last_announce: Tai64N::ZERO,
+            last_seen: None,
+            up: false,
+            sightings: 0,
+            next_active: None,
+            prev_active: None,
+        }
+    }
+
+    /// The member's node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The member's public keys.
+    pub fn identity(&self) -> &PublicIdentity {
+        &self.identity
+    }
+
+    /// Where its datagrams go now.
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoint
+    }
+
+    /// Its overlay IPv4 address, if claimed.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.ipv4
+    }
+
+    /// Whether a session with it is up.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// How it was first learned.
+    pub fn discovery(&self) -> Discovery {
+        self.discovery
+    }
+
+    /// When an authenticated packet last arrived from it.
+    pub fn last_seen(&self) -> Option<Instant> {
+        self.last_seen
+    }
+
+    /// Its tunnel, if one exists.
+    pub fn tunnel(&self) -> Option<&Tunnel<P>> {
+        self.tunnel.as_ref()
+    }
+}

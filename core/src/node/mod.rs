@@ -1,0 +1,823 @@
+//! [`Node`]: one member of the mesh, as a sans-IO state machine.
+//!
+//! The node owns the member table, discovery (LAN beacons and hellos to
+//! bootstrap endpoints), one [`Tunnel`] per member it talks to, and routing
+//! of overlay IP packets to members. Its interface is quinn's:
+//!
+//! - `handle_datagram(now, from, buf)`: a UDP datagram arrived. An IP packet
+//!   for the local stack comes back as a slice of `buf` (decrypted in place).
+//! - `handle_ip_packet(now, buf, len)`: the local stack sends an overlay IP
+//!   packet; it is sealed in place and comes back with its endpoint.
+//! - `handle_timeout(now)` / `poll_timeout()`: timers.
+//! - `poll_transmit(now, out)`: datagrams the node itself wants sent
+//!   (announcements, handshakes, keepalives, replies).
+//! - `poll_event()`: members discovered, peers up and down.
+//!
+//! It never reads a clock, a socket or an RNG of its own: `now` is passed
+//! in, the RNG is given at construction, and the member table is storage the
+//! caller provides (its length is the capacity; see [`member`]).
+//!
+//! Sessions are made on demand: a node keeps sessions with up to
+//! `NodeConfig::neighbors` members proactively (the ones it discovers
+//! first) and opens others when traffic needs them, so a large mesh does not
+//! cost every node a handshake with every other.
+
+mod addr;
+pub mod member;
+mod outbox;
+mod table;
+
+pub use addr::{interface_id, ula, ula_prefix};
+pub use member::{Discovery, Member, MemberSlot};
+pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
+pub use table::SortedMap;
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use heapless::{Deque, Vec};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::crypto::CryptoProvider;
+use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
+use crate::identity::{Identity, NodeId, PublicIdentity};
+use crate::noise::{consume_initiation, Refusal};
+use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
+use crate::time::{Duration, Instant};
+use crate::token::{NetworkKeys, MAX_BOOTSTRAP};
+use crate::wire::{InitiationPacket, MessageType, INITIATION_LEN, TRANSPORT_HEADER_LEN};
+use outbox::Outbox;
+
+/// How a node behaves; all fields have sane defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// The UDP port the node listens on (announced to others).
+    pub port: u16,
+    /// Endpoints to send hellos to until a session with a member there is up.
+    pub bootstrap: Vec<SocketAddr, MAX_BOOTSTRAP>,
+    /// Whether to send LAN multicast beacons.
+    pub lan_beacons: bool,
+    /// The longest gap between beacons once the node has settled (they start
+    /// at one a second and back off to this).
+    pub beacon_interval: Duration,
+    /// Gap between hellos to a bootstrap endpoint that has not answered.
+    pub hello_interval: Duration,
+    /// Sessions the node keeps up proactively.
+    pub neighbors: usize,
+    /// Keepalive for sessions, to hold NAT mappings open.
+    pub persistent_keepalive: Option<Duration>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            port: 0,
+            bootstrap: Vec::new(),
+            lan_beacons: true,
+            beacon_interval: Duration::from_secs(30),
+            hello_interval: Duration::from_secs(2),
+            neighbors: 8,
+            persistent_keepalive: Some(Duration::from_secs(25)),
+        }
+    }
+}
+
+/// Something the caller may want to know, log or show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A member was learned for the first time.
+    MemberDiscovered(NodeId),
+    /// A session with a member came up.
+    PeerUp(NodeId),
+    /// The session with a member expired or could not be made.
+    PeerDown(NodeId),
+}
+
+/// What an incoming datagram produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// An overlay IP packet for the local stack (decrypted in place in the
+    /// caller's buffer).
+    Deliver(&'a mut [u8]),
+    /// Consumed by the node (handshake, announcement, keepalive, control).
+    Consumed,
+}
+
+/// A datagram the node wrote with `poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where it goes.
+    pub destination: Destination,
+    /// Its length at the start of the output buffer.
+    pub len: usize,
+}
+
+/// Counters of a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Datagrams handled.
+    pub rx_datagrams: u64,
+    /// Datagrams dropped (any reason).
+    pub rx_dropped: u64,
+    /// Datagrams written by `poll_transmit` or `handle_ip_packet`.
+    pub tx_datagrams: u64,
+    /// Events lost because the caller did not poll them.
+    pub events_lost: u64,
+    /// Replies (handshake responses, cookie and hello replies) dropped
+    /// because more were queued than the caller polled.
+    pub replies_dropped: u64,
+}
+
+const EVENT_QUEUE: usize = 64;
+/// The first beacons go out this often, then back off to `beacon_interval`.
+const FIRST_BEACON_GAP: Duration = Duration::from_secs(1);
+/// How often the node tops up its proactive sessions.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Bootstrap {
+    endpoint: SocketAddr,
+    next_hello: Instant,
+}
+
+/// One member of the mesh. See the module docs.
+pub struct Node<P: CryptoProvider, R: RngCore + CryptoRng, S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>> {
+    identity: Identity,
+    public: PublicIdentity,
+    id: NodeId,
+    local: Local,
+    network: NetworkKeys,
+    ula_prefix: [u8; 8],
+    config: NodeConfig,
+    rng: R,
+    members: S,
+    active_head: Option<u16>,
+    outbox: Outbox,
+    events: Deque<Event, EVENT_QUEUE>,
+    bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
+    next_beacon: Instant,
+    beacon_gap: Duration,
+    next_maintenance: Instant,
+    ipv4: Option<Ipv4Addr>,
+    stats: NodeStats,
+    _provider: core::marker::PhantomData<P>,
+}
+
+impl<P, R, S> Node<P, R, S>
+where
+    P: CryptoProvider,
+    R: RngCore + CryptoRng,
+    S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+{
+    /// A node with `identity` on the network of `network`. `members` is the
+    /// member table (every slot `None`; at most 65536 slots); `wall_at_zero`
+    /// is the wall-clock time at the caller's `Instant::ZERO`.
+    pub fn new(
+        identity: Identity,
+        network: &NetworkKeys,
+        config: NodeConfig,
+        rng: R,
+        members: S,
+        wall_at_zero: Duration,
+    ) -> Self {
+        debug_assert!(members.as_ref().len() <= INDEX_SLOT_MASK as usize + 1);
+        let local = Local::new(&identity, network, wall_at_zero);
+        let public = identity.public();
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|&endpoint| Bootstrap {
+                endpoint,
+                next_hello: Instant::ZERO,
+            })
+            .collect();
+        Node {
+            id: public.node_id(),
+            public,
+            identity,
+            local,
+            ula_prefix: ula_prefix(&network.network_id),
+            network: network.clone(),
+            config,
+            rng,
+            members,
+            active_head: None,
+            outbox: Outbox::default(),
+            events: Deque::new(),
+            bootstrap,
+            next_beacon: Instant::ZERO,
+            beacon_gap: FIRST_BEACON_GAP,
+            next_maintenance: Instant::ZERO,
+            ipv4: None,
+            stats: NodeStats::default(),
+            _provider: core::marker::PhantomData,
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's identity (its keys; secret).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// This node's overlay IPv6 address.
+    pub fn ipv6(&self) -> Ipv6Addr {
+        ula(&self.ula_prefix, &self.id)
+    }
+
+    /// This node's overlay IPv4 address, once it has one.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.ipv4
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        NodeStats {
+            replies_dropped: self.outbox.dropped(),
+            ..self.stats
+        }
+    }
+
+    /// The members this node knows.
+    pub fn members(&self) -> impl Iterator<Item = &Member<P>> {
+        self.members.as_ref().iter().flatten()
+    }
+
+    /// The member with node id `id`.
+    pub fn member(&self, id: &NodeId) -> Option<&Member<P>> {
+        self.members().find(|m| m.id == *id)
+    }
+
+    /// The overlay IPv6 address of member `id`.
+    pub fn member_ipv6(&self, id: &NodeId) -> Ipv6Addr {
+        ula(&self.ula_prefix, id)
+    }
+
+    // ---- incoming datagrams ------------------------------------------
+
+    /// Handles a UDP datagram from `from`. See the module docs.
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &'a mut [u8],
+    ) -> Result<Input<'a>, DropReason> {
+        self.stats.rx_datagrams += 1;
+        let result = self.dispatch(now, from, buf);
+        if result.is_err() {
+            self.stats.rx_dropped += 1;
+        }
+        result
+    }
+
+    fn dispatch<'a>(&mut self, now: Instant, from: SocketAddr, buf: &'a mut [u8]) -> Result<Input<'a>, DropReason> {
+        match MessageType::of(buf)? {
+            MessageType::Beacon | MessageType::Hello | MessageType::HelloReply => {
+                self.handle_announce(now, from, buf)?;
+                Ok(Input::Consumed)
+            }
+            MessageType::Initiation => {
+                self.handle_initiation(now, from, buf)?;
+                Ok(Input::Consumed)
+            }
+            MessageType::Response | MessageType::CookieReply | MessageType::Transport => {
+                let at = if buf[0] == MessageType::Response as u8 { 8 } else { 4 };
+                if buf.len() < at + 4 {
+                    return Err(DropReason::Malformed(crate::wire::Error::Truncated));
+                }
+                let index = crate::wire::read_u32(buf, at);
+                self.handle_for_slot(now, from, (index & INDEX_SLOT_MASK) as u16, buf)
+            }
+        }
+    }
+
+    fn handle_for_slot<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        slot: u16,
+        buf: &'a mut [u8],
+    ) -> Result<Input<'a>, DropReason> {
+        let Node {
+            members,
+            local,
+            rng,
+            outbox,
+            ula_prefix,
+            ..
+        } = self;
+        let member = members
+            .as_mut()
+            .get_mut(slot as usize)
+            .and_then(|m| m.as_mut())
+            .ok_or(DropReason::UnknownIndex)?;
+        let tunnel = member.tunnel.as_mut().ok_or(DropReason::UnknownIndex)?;
+        let received = tunnel.handle_datagram(now, local, rng, from, buf)?;
+        // Authenticated: the member is at `from` now (it may have roamed).
+        member.endpoint = Some(from);
+        member.last_seen = Some(now);
+        let input = match received {
+            Received::Ip(packet) => {
+                if !source_is(member, ula_prefix, packet) {
+                    return Err(DropReason::SourceMismatch);
+                }
+                Input::Deliver(packet)
+            }
+            Received::Reply(reply) => {
+                outbox.push(Destination::Unicast(from), reply);
+                Input::Consumed
+            }
+            Received::Control(..) | Received::Keepalive | Received::Handshake => Input::Consumed,
+        };
+        self.after_tunnel_activity(slot);
+        Ok(input)
+    }
+
+    fn handle_initiation(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) -> Result<(), DropReason> {
+        InitiationPacket::new_checked(&*buf)?;
+        match self.local.admission.admit(now, &self.local.keys, from, buf) {
+            Ok(()) => {}
+            Err(Refusal::BadMac1) => return Err(DropReason::BadMac1),
+            Err(Refusal::CookieRequired) => {
+                let mut msg = [0u8; INITIATION_LEN];
+                msg.copy_from_slice(buf);
+                let mut reply = [0u8; 64];
+                let n = self.local.admission.write_cookie_reply(
+                    now,
+                    &self.local.keys,
+                    from,
+                    &msg,
+                    &mut self.rng,
+                    &mut reply,
+                );
+                self.outbox.push(Destination::Unicast(from), &reply[..n]);
+                return Ok(());
+            }
+        }
+        let half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
+        let static_key = *half.initiator_static();
+        let (slot, is_new) = match self.slot_of_static(&static_key) {
+            Some(slot) => (slot, false),
+            None => (self.free_slot().ok_or(DropReason::TableFull)?, true),
+        };
+        let mut tunnel = match self.members.as_mut()[slot as usize]
+            .as_mut()
+            .and_then(|m| m.tunnel.take())
+        {
+            Some(t) => t,
+            None => self.new_tunnel(slot, &static_key)?,
+        };
+        let mut reply = [0u8; crate::wire::RESPONSE_LEN];
+        let result = tunnel
+            .handle_half_initiation(now, &mut self.local, &mut self.rng, half, &mut reply)
+            .map(|r| r.len());
+        let signing_key = tunnel.peer_signing_key().copied();
+        // Put the tunnel back (or in a new member) before acting on the result.
+        let identity = PublicIdentity {
+            static_key,
+            signing_key: signing_key.unwrap_or([0; 32]),
+        };
+        let members = self.members.as_mut();
+        if is_new {
+            if result.is_err() {
+                return result.map(|_| ());
+            }
+            let mut m = Member::new(identity, Discovery::Handshake);
+            m.tunnel = Some(tunnel);
+            members[slot as usize] = Some(m);
+            self.push_event(Event::MemberDiscovered(identity.node_id()));
+        } else {
+            let m = members[slot as usize].as_mut().expect("slot of a known member");
+            m.tunnel = Some(tunnel);
+            if result.is_ok() && Some(m.identity.signing_key) != signing_key {
+                return Err(DropReason::IdentityMismatch);
+            }
+        }
+        let n = result?;
+        let m = self.members.as_mut()[slot as usize]
+            .as_mut()
+            .expect("member just stored");
+        m.endpoint = Some(from);
+        m.last_seen = Some(now);
+        self.outbox.push(Destination::Unicast(from), &reply[..n]);
+        self.activate(slot);
+        Ok(())
+    }
+
+    fn handle_announce(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) -> Result<(), DropReason> {
+        let a = AnnounceRepr::open(&self.network.beacon_key, buf).map_err(DropReason::Announce)?;
+        if a.identity == self.public {
+            return Ok(()); // our own beacon, looped back by multicast
+        }
+        let endpoint = SocketAddr::new(from.ip(), a.port);
+        let slot = match self.slot_of_static(&a.identity.static_key) {
+            Some(slot) => {
+                let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
+                if m.identity.signing_key != a.identity.signing_key {
+                    return Err(DropReason::IdentityMismatch);
+                }
+                if a.timestamp <= m.last_announce {
+                    return Err(DropReason::ReplayedAnnouncement);
+                }
+                slot
+            }
+            None => {
+                let slot = self.free_slot().ok_or(DropReason::TableFull)?;
+                let discovery = if a.kind == AnnounceKind::Beacon {
+                    Discovery::Beacon
+                } else {
+                    Discovery::Hello
+                };
+                self.members.as_mut()[slot as usize] = Some(Member::new(a.identity, discovery));
+                self.push_event(Event::MemberDiscovered(a.identity.node_id()));
+                slot
+            }
+        };
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
+        m.last_announce = a.timestamp;
+        // An authenticated source beats an announced one; keep it while the
+        // session is up.
+        if !m.up {
+            m.endpoint = Some(endpoint);
+        }
+        let connect = match a.kind {
+            AnnounceKind::Hello => {
+                self.reply_hello(now, from);
+                false
+            }
+            AnnounceKind::HelloReply => true,
+            AnnounceKind::Beacon => {
+                let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
+                m.sightings = m.sightings.saturating_add(1);
+                // The lower id connects at once; the higher one on its second
+                // sighting, in case the lower one is not going to.
+                let want = self.id < m.id || m.sightings >= 2;
+                want && self.up_count() < self.config.neighbors
+            }
+        };
+        let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
+        if connect && m.tunnel.as_ref().is_none_or(|t| !t.is_established(now)) {
+            self.connect_slot(slot)?;
+        }
+        Ok(())
+    }
+
+    fn reply_hello(&mut self, now: Instant, to: SocketAddr) {
+        let mut out = [0u8; ANNOUNCE_LEN];
+        let n = self.seal_announce(now, AnnounceKind::HelloReply, &mut out);
+        self.outbox.push(Destination::Unicast(to), &out[..n]);
+    }
+
+    // ---- outgoing IP packets -------------------------------------------
+
+    /// Seals the overlay IP packet at `buf[TRANSPORT_HEADER_LEN..][..len]` in
+    /// place for the member that owns its destination address, and returns
+    /// the endpoint and the datagram (the start of `buf`). `buf` needs 16
+    /// bytes of tailroom after the packet. Without a session yet, one is
+    /// started and [`DropReason::NoSession`] returned.
+    pub fn handle_ip_packet<'a>(
+        &mut self,
+        now: Instant,
+        buf: &'a mut [u8],
+        len: usize,
+    ) -> Result<(SocketAddr, &'a [u8]), DropReason> {
+        let packet = buf
+            .get(TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len)
+            .ok_or(DropReason::BufferTooSmall)?;
+        let dst = destination(packet).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
+        let slot = self.route(dst).ok_or(DropReason::NoRoute)?;
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");
+        let endpoint = m.endpoint.ok_or(DropReason::NoRoute)?;
+        let sealed = match m.tunnel.as_mut() {
+            Some(t) => t.encapsulate(now, buf, len).map(|d| &*d),
+            None => Err(DropReason::NoSession),
+        };
+        if let Err(DropReason::NoSession) = sealed {
+            self.connect_slot(slot)?;
+        } else if sealed.is_ok() {
+            self.stats.tx_datagrams += 1;
+        }
+        self.after_tunnel_activity(slot);
+        sealed.map(|d| (endpoint, d))
+    }
+
+    fn route(&self, dst: IpAddr) -> Option<u16> {
+        let slots = self.members.as_ref();
+        let found = match dst {
+            IpAddr::V6(v6) => {
+                let iid = interface_id(&self.ula_prefix, &v6)?;
+                slots.iter().position(|m| m.as_ref().is_some_and(|m| m.iid == iid))
+            }
+            IpAddr::V4(v4) => slots
+                .iter()
+                .position(|m| m.as_ref().is_some_and(|m| m.ipv4 == Some(v4))),
+        };
+        found.map(|i| i as u16)
+    }
+
+    // ---- timers and output ----------------------------------------------
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut cursor = self.active_head;
+        while let Some(slot) = cursor {
+            let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
+            cursor = m.next_active;
+            if let Some(t) = m.tunnel.as_mut() {
+                t.handle_timeout(now);
+            }
+            self.after_tunnel_activity(slot);
+        }
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + MAINTENANCE_INTERVAL;
+            self.maintain(now);
+        }
+    }
+
+    /// Opens proactive sessions until `neighbors` are up or being made.
+    fn maintain(&mut self, now: Instant) {
+        let mut wanted = self.config.neighbors.saturating_sub(self.active_count());
+        if wanted == 0 {
+            return;
+        }
+        let candidates: Vec<u16, 16> = self
+            .members
+            .as_ref()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let m = m.as_ref()?;
+                (m.tunnel.is_none() && m.endpoint.is_some()).then_some(i as u16)
+            })
+            .take(16)
+            .collect();
+        for slot in candidates {
+            if wanted == 0 {
+                break;
+            }
+            if self.connect_slot(slot).is_ok() {
+                wanted -= 1;
+            }
+        }
+        let _ = now;
+    }
+
+    /// When `handle_timeout` next has work, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = Some(self.next_maintenance);
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if self.config.lan_beacons {
+            at(self.next_beacon);
+        }
+        for b in &self.bootstrap {
+            if !self.bootstrap_connected(b.endpoint) {
+                at(b.next_hello);
+            }
+        }
+        let mut cursor = self.active_head;
+        while let Some(slot) = cursor {
+            let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
+            if let Some(t) = m.tunnel.as_ref().and_then(|t| t.poll_timeout()) {
+                at(t);
+            }
+            cursor = m.next_active;
+        }
+        next
+    }
+
+    /// Writes the next datagram the node wants sent into `out` (at least
+    /// 1500 bytes is safe) and says where it goes.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        let t = self.next_transmit(now, out);
+        if t.is_some() {
+            self.stats.tx_datagrams += 1;
+        }
+        t
+    }
+
+    fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        if let Some((destination, len)) = self.outbox.pop(out) {
+            return Some(Transmit { destination, len });
+        }
+        if self.config.lan_beacons && now >= self.next_beacon {
+            self.next_beacon = now + self.beacon_gap;
+            self.beacon_gap = (self.beacon_gap * 2).min(self.config.beacon_interval);
+            let len = self.seal_announce(now, AnnounceKind::Beacon, out);
+            return Some(Transmit {
+                destination: Destination::LanMulticast,
+                len,
+            });
+        }
+        for i in 0..self.bootstrap.len() {
+            let b = &self.bootstrap[i];
+            if now >= b.next_hello && !self.bootstrap_connected(b.endpoint) {
+                let endpoint = b.endpoint;
+                self.bootstrap[i].next_hello = now + self.config.hello_interval;
+                let len = self.seal_announce(now, AnnounceKind::Hello, out);
+                return Some(Transmit {
+                    destination: Destination::Unicast(endpoint),
+                    len,
+                });
+            }
+        }
+        let mut cursor = self.active_head;
+        while let Some(slot) = cursor {
+            let Node {
+                members, local, rng, ..
+            } = self;
+            let m = members.as_mut()[slot as usize].as_mut().expect("active slot");
+            cursor = m.next_active;
+            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), m.endpoint) else {
+                continue;
+            };
+            if let Some(len) = t.poll_transmit(now, local, rng, out) {
+                self.after_tunnel_activity(slot);
+                return Some(Transmit {
+                    destination: Destination::Unicast(endpoint),
+                    len,
+                });
+            }
+            self.after_tunnel_activity(slot);
+        }
+        None
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ---------------------------------------------------------
+
+    fn seal_announce(&mut self, now: Instant, kind: AnnounceKind, out: &mut [u8]) -> usize {
+        let mut nonce = [0u8; 24];
+        self.rng.fill_bytes(&mut nonce);
+        let repr = AnnounceRepr {
+            kind,
+            identity: self.public,
+            timestamp: self.local.timestamp(now),
+            port: self.config.port,
+        };
+        repr.seal(&self.network.beacon_key, &nonce, out)
+    }
+
+    fn bootstrap_connected(&self, endpoint: SocketAddr) -> bool {
+        self.members().any(|m| m.up && m.endpoint == Some(endpoint))
+    }
+
+    fn slot_of_static(&self, key: &[u8; 32]) -> Option<u16> {
+        self.members
+            .as_ref()
+            .iter()
+            .position(|m| m.as_ref().is_some_and(|m| m.identity.static_key == *key))
+            .map(|i| i as u16)
+    }
+
+    fn free_slot(&self) -> Option<u16> {
+        self.members.as_ref().iter().position(|m| m.is_none()).map(|i| i as u16)
+    }
+
+    fn new_tunnel(&self, slot: u16, remote_static: &[u8; 32]) -> Result<Tunnel<P>, DropReason> {
+        let mut config = TunnelConfig::default();
+        config.index_slot = slot as u32;
+        config.persistent_keepalive = self.config.persistent_keepalive;
+        Ok(Tunnel::new(&self.local, remote_static, config)?)
+    }
+
+    fn connect_slot(&mut self, slot: u16) -> Result<(), DropReason> {
+        let static_key = self.members.as_ref()[slot as usize]
+            .as_ref()
+            .ok_or(DropReason::UnknownIndex)?
+            .identity
+            .static_key;
+        if self.members.as_ref()[slot as usize]
+            .as_ref()
+            .is_some_and(|m| m.tunnel.is_none())
+        {
+            let t = self.new_tunnel(slot, &static_key)?;
+            self.members.as_mut()[slot as usize].as_mut().expect("checked").tunnel = Some(t);
+        }
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
+        m.tunnel.as_mut().expect("just ensured").connect();
+        self.activate(slot);
+        Ok(())
+    }
+
+    /// Puts `slot` on the active list (idempotent).
+    fn activate(&mut self, slot: u16) {
+        let head = self.active_head;
+        let slots = self.members.as_mut();
+        let m = slots[slot as usize].as_mut().expect("activating a member");
+        if m.prev_active.is_some() || head == Some(slot) {
+            return;
+        }
+        m.next_active = head;
+        m.prev_active = None;
+        if let Some(h) = head {
+            slots[h as usize].as_mut().expect("active head").prev_active = Some(slot);
+        }
+        self.active_head = Some(slot);
+    }
+
+    fn deactivate(&mut self, slot: u16) {
+        let slots = self.members.as_mut();
+        let (prev, next) = {
+            let m = slots[slot as usize].as_mut().expect("deactivating a member");
+            let links = (m.prev_active, m.next_active);
+            m.prev_active = None;
+            m.next_active = None;
+            links
+        };
+        match prev {
+            Some(p) => slots[p as usize].as_mut().expect("linked").next_active = next,
+            None => self.active_head = next,
+        }
+        if let Some(n) = next {
+            slots[n as usize].as_mut().expect("linked").prev_active = prev;
+        }
+    }
+
+    /// Turns tunnel events into node events, and takes idle tunnels off the
+    /// active list.
+    fn after_tunnel_activity(&mut self, slot: u16) {
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        let Some(t) = m.tunnel.as_mut() else { return };
+        let id = m.id;
+        let mut up = m.up;
+        let mut events: Vec<Event, 4> = Vec::new();
+        while let Some(e) = t.poll_event() {
+            match e {
+                TunnelEvent::Established { .. } if !up => {
+                    up = true;
+                    let _ = events.push(Event::PeerUp(id));
+                }
+                TunnelEvent::Expired | TunnelEvent::HandshakeFailed if up => {
+                    up = false;
+                    let _ = events.push(Event::PeerDown(id));
+                }
+                _ => {}
+            }
+        }
+        m.up = up;
+        let idle = t.poll_timeout().is_none();
+        for e in events {
+            self.push_event(e);
+        }
+        if idle {
+            self.deactivate(slot);
+        } else {
+            self.activate(slot);
+        }
+    }
+
+    fn up_count(&self) -> usize {
+        self.members().filter(|m| m.up).count()
+    }
+
+    fn active_count(&self) -> usize {
+        let mut n = 0;
+        let mut cursor = self.active_head;
+        while let Some(slot) = cursor {
+            n += 1;
+            cursor = self.members.as_ref()[slot as usize]
+                .as_ref()
+                .expect("active slot")
+                .next_active;
+        }
+        n
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.is_full() {
+            self.events.pop_front();
+            self.stats.events_lost += 1;
+        }
+        let _ = self.events.push_back(e);
+    }
+}
+
+/// The destination address of an IP packet.
+fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => Some(IpAddr::V4(Ipv4Addr::from(crate::wire::array::<4>(packet, 16)))),
+        6 if packet.len() >= 40 => Some(IpAddr::V6(Ipv6Addr::from(crate::wire::array::<16>(packet, 24)))),
+        _ => None,
+    }
+}
+
+/// Whether an IP packet's source is one of `member`'s overlay addresses.
+fn source_is<P: CryptoProvider>(member: &Member<P>, prefix: &[u8; 8], packet: &[u8]) -> bool {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 20 => member.ipv4 == Some(Ipv4Addr::from(crate::wire::array::<4>(packet, 12))),
+        Some(6) if packet.len() >= 40 => {
+            let src = Ipv6Addr::from(crate::wire::array::<16>(packet, 8));
+            interface_id(prefix, &src) == Some(member.iid)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,289 @@
+//! Several nodes on an ideal in-memory LAN under virtual time: discovery by
+//! beacons and by bootstrap hellos, sessions, and overlay IPv6 packets
+//! between every pair. (The simulator in `firmware-sim` adds real network
+//! behaviour: latency, loss, NATs.)
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use kairos_core::crypto::RustCryptoProvider;
+use kairos_core::identity::Identity;
+use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig};
+use kairos_core::session::DropReason;
+use kairos_core::time::{Duration, Instant};
+use kairos_core::token::NetworkKeys;
+use kairos_core::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+type TestNode = Node<RustCryptoProvider, ChaCha20Rng, Vec<MemberSlot<RustCryptoProvider>>>;
+
+struct Lan {
+    now: Instant,
+    nodes: Vec<TestNode>,
+    addrs: Vec<SocketAddr>,
+    wire: VecDeque<(usize, SocketAddr, Vec<u8>)>,
+    delivered: Vec<Vec<(Vec<u8>, SocketAddr)>>,
+    events: Vec<Vec<Event>>,
+    drops: Vec<Vec<DropReason>>,
+    /// Nodes whose multicast reaches the others.
+    multicast: bool,
+}
+
+fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> TestNode {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let id = Identity::generate(&mut rng);
+    Node::new(
+        id,
+        net,
+        config,
+        rng,
+        (0..capacity).map(|_| None).collect(),
+        Duration::from_secs(1_800_000_000),
+    )
+}
+
+impl Lan {
+    fn new(n: usize, configure: impl Fn(usize, &mut NodeConfig)) -> Self {
+        let net = NetworkKeys::derive(&[1; 32]);
+        Self::with_networks(n, |_| net.clone(), configure)
+    }
+
+    fn with_networks(n: usize, net: impl Fn(usize) -> NetworkKeys, configure: impl Fn(usize, &mut NodeConfig)) -> Self {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::new([10, 0, 0, i as u8 + 1].into(), 51820))
+            .collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let mut c = NodeConfig::default();
+                c.port = 51820;
+                configure(i, &mut c);
+                node(i as u64 + 100, &net(i), c, 32)
+            })
+            .collect();
+        Lan {
+            now: Instant::from_secs(1),
+            nodes,
+            addrs,
+            wire: VecDeque::new(),
+            delivered: vec![Vec::new(); n],
+            events: vec![Vec::new(); n],
+            drops: vec![Vec::new(); n],
+            multicast: true,
+        }
+    }
+
+    fn index_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.addrs.iter().position(|a| *a == addr)
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut any = false;
+        let mut out = vec![0u8; 2048];
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut out) {
+                any = true;
+                let bytes = out[..t.len].to_vec();
+                match t.destination {
+                    Destination::Unicast(to) => {
+                        if let Some(j) = self.index_of(to) {
+                            self.wire.push_back((j, self.addrs[i], bytes));
+                        }
+                    }
+                    Destination::LanMulticast => {
+                        if self.multicast {
+                            for j in 0..self.nodes.len() {
+                                self.wire.push_back((j, self.addrs[i], bytes.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.nodes[i].poll_event() {
+                self.events[i].push(e);
+            }
+        }
+        any
+    }
+
+    fn drive(&mut self) {
+        for _ in 0..100_000 {
+            let sent = self.flush();
+            match self.wire.pop_front() {
+                Some((to, from, mut bytes)) => {
+                    let now = self.now;
+                    match self.nodes[to].handle_datagram(now, from, &mut bytes) {
+                        Ok(Input::Deliver(p)) => self.delivered[to].push((p.to_vec(), from)),
+                        Ok(Input::Consumed) => {}
+                        Err(e) => self.drops[to].push(e),
+                    }
+                }
+                None if !sent => return,
+                None => {}
+            }
+        }
+        panic!("the LAN did not go quiet");
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        self.drive();
+        for _ in 0..1_000_000 {
+            let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    for n in &mut self.nodes {
+                        n.handle_timeout(self.now);
+                    }
+                    self.drive();
+                }
+                _ => {
+                    self.now = until;
+                    for n in &mut self.nodes {
+                        n.handle_timeout(until);
+                    }
+                    self.drive();
+                    return;
+                }
+            }
+        }
+        panic!("timers kept firing");
+    }
+
+    /// Sends an IPv6 packet from node `a` to node `b`'s overlay address.
+    fn send_v6(&mut self, a: usize, b: usize, marker: u8) -> Result<(), DropReason> {
+        let src = self.nodes[a].ipv6();
+        let dst = self.nodes[b].ipv6();
+        let packet = ipv6_packet(src, dst, marker);
+        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
+        buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+        let now = self.now;
+        let (to, datagram) = self.nodes[a].handle_ip_packet(now, &mut buf, packet.len())?;
+        let j = self.index_of(to).expect("routed to a LAN address");
+        self.wire.push_back((j, self.addrs[a], datagram.to_vec()));
+        Ok(())
+    }
+}
+
+fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, marker: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 48];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&8u16.to_be_bytes());
+    p[6] = 253;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[40] = marker;
+    p
+}
+
+#[test]
+fn three_nodes_on_a_lan_find_each_other_and_talk() {
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(lan.nodes[i].members().count(), 2, "node {i} knows the others");
+        assert!(lan.nodes[i].members().all(|m| m.is_up()), "node {i}: sessions up");
+        let ups = lan.events[i].iter().filter(|e| matches!(e, Event::PeerUp(_))).count();
+        assert_eq!(ups, 2);
+    }
+    for a in 0..3 {
+        for b in 0..3 {
+            if a != b {
+                lan.send_v6(a, b, (a * 3 + b) as u8).unwrap();
+            }
+        }
+    }
+    lan.drive();
+    for b in 0..3 {
+        assert_eq!(lan.delivered[b].len(), 2, "node {b} got a packet from each other node");
+        for (p, _) in &lan.delivered[b] {
+            assert_eq!(&p[24..40], &lan.nodes[b].ipv6().octets());
+        }
+    }
+    assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
+}
+
+#[test]
+fn bootstrap_hello_without_multicast() {
+    // Node 0 is the bootstrap; 1 and 2 know only its endpoint. No beacons.
+    let boot = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 51820);
+    let mut lan = Lan::new(3, |i, c| {
+        c.lan_beacons = false;
+        if i > 0 {
+            c.bootstrap.push(boot).unwrap();
+        }
+    });
+    lan.multicast = false;
+    lan.advance(Duration::from_secs(2));
+    assert_eq!(lan.nodes[0].members().count(), 2);
+    assert!(lan.nodes[0].members().all(|m| m.is_up()));
+    assert_eq!(lan.nodes[1].members().count(), 1, "1 knows only the bootstrap so far");
+    // 1 reaches 0 over the overlay.
+    lan.send_v6(1, 0, 7).unwrap();
+    lan.drive();
+    assert_eq!(lan.delivered[0].len(), 1);
+    // Hellos stop once connected.
+    let sent = lan.nodes[1].stats().tx_datagrams;
+    lan.advance(Duration::from_secs(20));
+    let hellos_and_keepalives = lan.nodes[1].stats().tx_datagrams - sent;
+    assert!(
+        hellos_and_keepalives <= 2,
+        "{hellos_and_keepalives} datagrams in 20 s idle"
+    );
+}
+
+#[test]
+fn a_node_with_another_token_learns_nothing() {
+    let good = NetworkKeys::derive(&[1; 32]);
+    let bad = NetworkKeys::derive(&[2; 32]);
+    let mut lan = Lan::with_networks(3, |i| if i == 2 { bad.clone() } else { good.clone() }, |_, _| {});
+    lan.advance(Duration::from_secs(10));
+    assert_eq!(lan.nodes[2].members().count(), 0, "the outsider learned no member");
+    assert_eq!(lan.nodes[0].members().count(), 1, "members ignore the outsider");
+    assert!(
+        lan.drops[2].iter().all(|d| matches!(d, DropReason::Announce(_))),
+        "{:?}",
+        lan.drops[2]
+    );
+}
+
+#[test]
+fn spoofed_source_address_is_dropped() {
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    // Node 0 sends to 1 a packet claiming to come from node 2.
+    let src = lan.nodes[2].ipv6();
+    let dst = lan.nodes[1].ipv6();
+    let packet = ipv6_packet(src, dst, 9);
+    let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
+    buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+    let now = lan.now;
+    let (to, d) = lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).unwrap();
+    let d = d.to_vec();
+    let from = lan.addrs[0];
+    assert_eq!(to, lan.addrs[1]);
+    let mut d = d;
+    assert_eq!(
+        lan.nodes[1].handle_datagram(now, from, &mut d),
+        Err(DropReason::SourceMismatch)
+    );
+}
+
+#[test]
+fn unknown_destination_has_no_route() {
+    let mut lan = Lan::new(2, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    let src = lan.nodes[0].ipv6();
+    let mut dst = lan.nodes[1].ipv6().octets();
+    dst[15] ^= 1;
+    let packet = ipv6_packet(src, dst.into(), 1);
+    let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
+    buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+    let now = lan.now;
+    assert_eq!(
+        lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).err(),
+        Some(DropReason::NoRoute)
+    );
+}
