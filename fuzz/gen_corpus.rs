@@ -1,0 +1,548 @@
+//! Writes the seed corpora under `corpus/<target>/`, or with `--check`
+//! verifies that the committed ones are what this build would write.
+//!
+//! ```text
+//! cargo +nightly run --example gen-corpus            # (re)write the seeds
+//! cargo +nightly run --example gen-corpus -- --check # exit 1 if any is stale
+//! ```
+//!
+//! Seeds are small real inputs: tokens of every kind, one of each wire
+//! message, real handshakes and transport messages. Each seed is also run
+//! through its target here, and the generator fails if a seed no longer
+//! reaches what it was made for (say, the handshake seeds after a change of
+//! the handshake): they would silently stop helping the fuzzer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use kairos_core::token::NetworkToken;
+use kairos_core::wire::MessageType;
+use kairos_core_fuzz::check::{feed, seal, tick, Outcome};
+use kairos_core_fuzz::fixture::{Node, Role, Setup, START};
+use kairos_core_fuzz::handshake_responder::{self as responder, op as hop, Raw};
+use kairos_core_fuzz::input::{step_byte, Writer};
+use kairos_core_fuzz::transport_decrypt::{self as transport, op as top};
+use kairos_core_fuzz::{token_decode, wire_parsers, Stats};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// The RNG seed of the offline initiator that makes the raw handshake seeds:
+/// not the in-target initiator's, so the two never make the same session.
+const OFFLINE_SEED: u64 = 0x6b61_6972_6f73_00ff;
+
+/// The seeds of one target: file name to bytes.
+type Seeds = BTreeMap<&'static str, Vec<u8>>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [run, target, files @ ..] = &args[..] {
+        if run == "--run" {
+            return replay(target, files);
+        }
+    }
+    let check = args.iter().any(|a| a == "--check");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let targets: [(&str, Seeds); 4] = [
+        ("token_decode", token_seeds()),
+        ("wire_parsers", wire_seeds()),
+        ("handshake_responder", responder_seeds()),
+        ("transport_decrypt", transport_seeds()),
+    ];
+    let mut stale = Vec::new();
+    let mut total = 0;
+    for (target, seeds) in &targets {
+        let dir = root.join(target);
+        for (name, bytes) in seeds {
+            total += bytes.len();
+            let path = dir.join(name);
+            if check {
+                if std::fs::read(&path).ok().as_ref() != Some(bytes) {
+                    stale.push(path);
+                }
+            } else {
+                std::fs::create_dir_all(&dir).expect("create the corpus directory");
+                std::fs::write(&path, bytes).expect("write a seed");
+            }
+        }
+        println!("{target}: {} seeds", seeds.len());
+    }
+    println!("{total} bytes in all");
+    if stale.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for p in stale {
+            eprintln!("stale or missing: {}", p.display());
+        }
+        eprintln!("run `cargo +nightly run --example gen-corpus` in fuzz/ and commit the result");
+        ExitCode::FAILURE
+    }
+}
+
+/// `--run <target> <file>...`: runs the target's code on each file, without
+/// libFuzzer (set `KAIROS_FUZZ_TRACE=1` to see every datagram).
+fn replay(target: &str, files: &[String]) -> ExitCode {
+    let run: fn(&[u8]) -> Stats = match target {
+        "token_decode" => token_decode::run,
+        "wire_parsers" => wire_parsers::run,
+        "handshake_responder" => responder::run,
+        "transport_decrypt" => transport::run,
+        _ => {
+            eprintln!("unknown target {target}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for f in files {
+        let data = std::fs::read(f).expect("read the input");
+        println!("{f}: {:?}", run(&data));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Checks that a seed reaches what it was made for (else leaves it in the
+/// temp directory to look at with `--run`).
+fn expect(name: &str, bytes: &[u8], stats: Stats, ok: impl FnOnce(&Stats) -> bool) {
+    if !ok(&stats) {
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, bytes).expect("write the seed");
+        panic!(
+            "seed {name} no longer does what it was made for: {stats:?} (left in {})",
+            path.display()
+        );
+    }
+}
+
+// --- token_decode -----------------------------------------------------------
+
+const LEGACY_YAML: &str = "otp:
+  dht:
+    interval: 9000
+    key: NTs3QhDq8v2SWQvbYxYzGUMKsmGUCxhGqI9BwIRvPDY
+    length: 43
+  crypto:
+    interval: 9000
+    key: kGmvVkN1Q5B0PpdiP8mJ8WQAsKhrQUzz3RwQRhGxRr0
+    length: 43
+room: 7jOmYpK0Ptc5m6FVq9dnBbnA3VgZp4Xe6BgYbJ1hSXt
+rendezvous: Rn3YTMe4AvZa7vg2qLR2gZRLpW8ZS5w4j7TiMhPdWbn
+mdns: bD6sE2PpHw8eLoaJQCI0NPBiUjaFnvMKZOgwhXXbKwN
+max_message_size: 20971520
+";
+
+/// Quotes, comments, CRLF, a document marker and other indentation.
+const LEGACY_YAML_QUIRKS: &str = "---\r\n# made by hand\r\notp:\r\n    crypto:   # four spaces\r\n        key: \"abc # not a comment\"\r\n    dht:\r\n        key: 'd''e'\r\n    list:\r\n      - a\r\n      - key: x\r\nnote: |\r\n  room: not-this\r\nflow: {room: nope}\r\nroom: 'r1'  # trailing\r\n\"mdns\": m\r\n";
+
+fn token(seed: u64) -> NetworkToken {
+    NetworkToken::generate(&mut ChaCha20Rng::seed_from_u64(seed))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("an address")
+}
+
+/// A binary token body: version 1, a secret, then `fields`.
+fn body(fields: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x01];
+    b.extend_from_slice(&[0x5a; 32]);
+    b.extend_from_slice(fields);
+    b
+}
+
+fn token_seeds() -> Seeds {
+    let plain = token(1);
+    let hints = token(2)
+        .with_bootstrap(addr("203.0.113.7:4242"))
+        .and_then(|t| t.with_bootstrap(addr("[2001:db8::7]:51820")))
+        .expect("routable endpoints")
+        .with_overlay("10.1.0.0/24".parse().expect("a range"));
+    let mut full = token(3).with_overlay("100.64.0.0/10".parse().expect("a range"));
+    for i in 0..4u8 {
+        full.add_bootstrap(SocketAddr::from(([192, 0, 2, i + 1], 4242 + u16::from(i))))
+            .expect("room");
+        full.add_bootstrap(addr(&format!("[2001:db8::{}]:51820", i + 1)))
+            .expect("room");
+    }
+    let plain_text = plain.to_string();
+    let legacy = STANDARD.encode(LEGACY_YAML);
+
+    let mut fields = Vec::new();
+    fields.extend_from_slice(&[0x01, 6, 198, 51, 100, 1, 0x10, 0x92]); // 198.51.100.1:4242
+    fields.extend_from_slice(&[0x02, 18]);
+    fields.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0xca, 0x6c]);
+    fields.extend_from_slice(&[0x03, 5, 10, 42, 0, 0, 16]); // 10.42.0.0/16
+    fields.extend_from_slice(&[0x80, 3, 1, 2, 3]); // an optional field of a later release
+
+    let mut seeds = Seeds::new();
+    seeds.insert("v1_plain.txt", plain_text.clone().into_bytes());
+    seeds.insert("v1_hints.txt", hints.to_string().into_bytes());
+    seeds.insert("v1_full.txt", full.to_string().into_bytes());
+    seeds.insert("v1_no_prefix.txt", plain_text["kairos_".len()..].as_bytes().to_vec());
+    let (a, b) = plain_text.split_at(30);
+    seeds.insert("v1_wrapped.txt", format!("  {a}\n  {b}\r\n").into_bytes());
+    seeds.insert("legacy_edgevpn.txt", legacy.clone().into_bytes());
+    seeds.insert("legacy_unpadded.txt", legacy.trim_end_matches('=').as_bytes().to_vec());
+    let mut bin = vec![token_decode::MODE_BINARY];
+    bin.extend_from_slice(&body(&fields));
+    seeds.insert("mode_binary_fields.bin", bin);
+    let mut bin_std = vec![token_decode::MODE_BINARY_STD];
+    bin_std.extend_from_slice(&body(&fields[..8]));
+    seeds.insert("mode_binary_std.bin", bin_std);
+    let mut bad = vec![token_decode::MODE_BINARY];
+    bad.extend_from_slice(&body(&[0x03, 5, 10, 0, 0, 0, 33])); // prefix 33: a bad value
+    seeds.insert("mode_binary_bad_overlay.bin", bad);
+    let mut yaml = vec![token_decode::MODE_YAML];
+    yaml.extend_from_slice(LEGACY_YAML.as_bytes());
+    seeds.insert("mode_yaml_edgevpn.bin", yaml);
+    let mut quirks = vec![token_decode::MODE_YAML];
+    quirks.extend_from_slice(LEGACY_YAML_QUIRKS.as_bytes());
+    seeds.insert("mode_yaml_quirks.bin", quirks);
+
+    for (name, bytes) in &seeds {
+        let stats = token_decode::run(bytes);
+        if name.contains("bad") {
+            expect(name, bytes, stats, |s| s.accepted == 0);
+        } else {
+            expect(name, bytes, stats, |s| s.accepted == 1);
+        }
+    }
+    seeds
+}
+
+// --- real messages ----------------------------------------------------------
+
+/// The datagrams of one real handshake and a few transport messages, between
+/// an offline initiator and a responder.
+struct Messages {
+    initiation: Vec<u8>,
+    response: Vec<u8>,
+    cookie_reply: Vec<u8>,
+    keepalive: Vec<u8>,
+    ip: Vec<u8>,
+    control: Vec<u8>,
+}
+
+fn offline_initiator(setup: Setup) -> Node {
+    let mut i = Node::new(Role::Initiator, setup);
+    i.rng = ChaCha20Rng::seed_from_u64(OFFLINE_SEED);
+    i
+}
+
+/// A small IPv4 packet (version nibble 4) with a marker byte.
+fn ipv4(marker: u8, len: usize) -> Vec<u8> {
+    let mut p = vec![marker; len.max(20)];
+    p[0] = 0x45;
+    p
+}
+
+fn control(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![kind];
+    p.extend_from_slice(body);
+    p
+}
+
+fn messages() -> Messages {
+    let mut stats = Stats::default();
+    let mut i = offline_initiator(Setup::default());
+    let mut r = Node::new(Role::Responder, Setup::default());
+    let now = START;
+    i.tunnel.connect();
+    let mut out = Vec::new();
+    tick(&mut i, now, &mut out, &mut stats);
+    let initiation = out.pop().expect("an initiation");
+    let Outcome::Reply(response) = feed(&mut r, now, Role::Initiator.addr(), &initiation, &mut stats) else {
+        panic!("no response");
+    };
+    assert_eq!(
+        feed(&mut i, now, Role::Responder.addr(), &response, &mut stats),
+        Outcome::Handshake
+    );
+    tick(&mut i, now, &mut out, &mut stats);
+    let keepalive = out.pop().expect("a keepalive");
+    let ip = seal(&mut i, now, &ipv4(7, 40)).expect("a session");
+    let control = seal(&mut i, now, &control(0x06, b"probe")).expect("a session");
+
+    // Under load, the responder answers with a cookie reply.
+    let mut loaded = Node::new(Role::Responder, Setup::from_mode(2));
+    let Outcome::Reply(cookie_reply) = feed(&mut loaded, now, Role::Initiator.addr(), &initiation, &mut stats) else {
+        panic!("no cookie reply");
+    };
+    assert_eq!(MessageType::of(&cookie_reply), Ok(MessageType::CookieReply));
+    Messages {
+        initiation,
+        response,
+        cookie_reply,
+        keepalive,
+        ip,
+        control,
+    }
+}
+
+// --- wire_parsers -----------------------------------------------------------
+
+fn wire_seeds() -> Seeds {
+    let m = messages();
+    let raw = |b: &[u8]| {
+        let mut v = vec![wire_parsers::shape::RAW];
+        v.extend_from_slice(b);
+        v
+    };
+    let mut seeds = Seeds::new();
+    seeds.insert("initiation.bin", raw(&m.initiation));
+    seeds.insert("response.bin", raw(&m.response));
+    seeds.insert("cookie_reply.bin", raw(&m.cookie_reply));
+    seeds.insert("transport_keepalive.bin", raw(&m.keepalive));
+    seeds.insert("transport_ip.bin", raw(&m.ip));
+    seeds.insert("transport_control.bin", raw(&m.control));
+    seeds.insert("payload_ipv4.bin", raw(&ipv4(1, 20)));
+    let mut v6 = vec![0u8; 40];
+    v6[0] = 0x60;
+    seeds.insert("payload_ipv6.bin", raw(&v6));
+    seeds.insert("payload_control.bin", raw(&control(0x01, b"gossip")));
+    seeds.insert(
+        "shape_initiation.bin",
+        vec![wire_parsers::shape::INITIATION, 0x11, 0x22],
+    );
+    seeds.insert(
+        "shape_transport.bin",
+        vec![wire_parsers::shape::TRANSPORT, 1, 0, 0, 0, 9],
+    );
+    for (name, bytes) in &seeds {
+        let stats = wire_parsers::run(bytes);
+        expect(name, bytes, stats, |s| s.accepted >= 1);
+    }
+    seeds
+}
+
+// --- handshake_responder ----------------------------------------------------
+
+/// A raw-mode seed: the offline initiator's handshake and `payloads` sealed
+/// on it, as the responder (its RNG seeded as in the target) answers them.
+/// `setup_mode` is the mode byte (bit 0 clear).
+fn raw_handshake(mode: u8, payloads: &[Vec<u8>]) -> Vec<u8> {
+    assert_eq!(mode & 1, 0);
+    let setup = Setup::from_mode(mode);
+    let mut w = Writer::new();
+    w.u8(mode);
+    let mut r = Raw::new(setup);
+    // Only the responder is set up by the mode byte.
+    let mut i = offline_initiator(Setup::default());
+    let mut stats = Stats::default();
+    let mut out = Vec::new();
+    i.tunnel.connect();
+    tick(&mut i, r.now, &mut out, &mut stats);
+    let mut to_r: Vec<Vec<u8>> = out.drain(..).collect();
+    // Handshake messages until the initiator has a session (a cookie reply
+    // makes it retry with MAC2 at once).
+    for _ in 0..4 {
+        let Some(d) = to_r.pop() else { break };
+        let step = step_byte(0, 1);
+        w.u8(step).chunk(&d);
+        let (outcome, _) = r.step(step, &d);
+        if let Outcome::Reply(reply) = outcome {
+            feed(&mut i, r.now, Role::Responder.addr(), &reply, &mut stats);
+        }
+        tick(&mut i, r.now, &mut to_r, &mut stats);
+    }
+    for m in to_r.drain(..) {
+        w.u8(0).chunk(&m);
+        r.step(0, &m);
+    }
+    for p in payloads {
+        let step = step_byte(1, 2); // 200 ms later
+        let m = seal(&mut i, r.now + kairos_core_fuzz::input::time_step(step), p).expect("a session");
+        w.u8(step).chunk(&m);
+        r.step(step, &m);
+    }
+    w.finish()
+}
+
+fn responder_seeds() -> Seeds {
+    let m = messages();
+    let mut seeds = Seeds::new();
+    let mut w = Writer::new();
+    seeds.insert("raw_initiation.bin", w.u8(0).u8(0).chunk(&m.initiation).finish());
+    seeds.insert(
+        "raw_garbage.bin",
+        w.u8(0)
+            .u8(0)
+            .chunk(&[1, 0, 0, 0, 9, 9])
+            .u8(3)
+            .chunk(&[4, 0, 0, 0])
+            .finish(),
+    );
+    seeds.insert(
+        "raw_handshake_data.bin",
+        raw_handshake(0, &[ipv4(1, 60), control(0x01, b"gossip"), vec![]]),
+    );
+    seeds.insert("raw_under_load.bin", raw_handshake(2, &[ipv4(2, 20)]));
+
+    // Scripted: connect, the handshake both ways, data both ways, time.
+    let deliver_r = |w: &mut Writer| {
+        w.u8(hop::TO_RESPONDER).xor_edits(&[]);
+    };
+    let deliver_i = |w: &mut Writer| {
+        w.u8(hop::TO_INITIATOR).xor_edits(&[]);
+    };
+    let mut w = Writer::new();
+    w.u8(1).u8(hop::CONNECT);
+    deliver_r(&mut w); // initiation
+    deliver_i(&mut w); // response
+    deliver_r(&mut w); // keepalive: confirmed
+    w.u8(hop::INITIATOR_SENDS).chunk(&ipv4(3, 40));
+    deliver_r(&mut w);
+    w.u8(hop::RESPONDER_SENDS).chunk(&control(0x07, b"pong"));
+    deliver_i(&mut w);
+    w.u8(hop::ADVANCE).u8(step_byte(2, 2)); // 10 s: the responder's keepalive
+    deliver_i(&mut w);
+    let handshake = w.finish();
+    seeds.insert("scripted_handshake.bin", handshake.clone());
+
+    // Both nodes always under load: cookies both ways.
+    let mut w = Writer::new();
+    w.u8(1 | (1 << 1)).u8(hop::CONNECT);
+    deliver_r(&mut w); // initiation -> cookie reply
+    deliver_i(&mut w); // cookie consumed; the initiator retries with MAC2 at once
+    deliver_r(&mut w); // initiation with MAC2 -> response
+    deliver_i(&mut w); // the response has no MAC2 -> cookie reply to the responder
+    deliver_r(&mut w); // the responder keeps the cookie
+    w.u8(hop::ADVANCE).u8(step_byte(2, 2)); // 10 s: the initiator retries
+    deliver_r(&mut w); // -> response, now with MAC2
+    deliver_i(&mut w); // established
+    deliver_r(&mut w); // keepalive: confirmed
+    w.u8(hop::INITIATOR_SENDS).chunk(&ipv4(4, 20));
+    deliver_r(&mut w);
+    seeds.insert("scripted_cookie.bin", w.finish());
+
+    // Tampered initiation (one bit in the encrypted static), retried later;
+    // then a rekey after two minutes, and expiry.
+    let mut w = Writer::new();
+    w.u8(1).u8(hop::CONNECT);
+    w.u8(hop::TO_RESPONDER).xor_edits(&[(50, 0x01)]); // -> BadMac1
+    w.u8(hop::ADVANCE).u8(step_byte(2, 2)); // 10 s: retried after 5 s + jitter
+    deliver_r(&mut w);
+    deliver_i(&mut w);
+    deliver_r(&mut w);
+    w.u8(hop::INITIATOR_SENDS).chunk(&ipv4(5, 20));
+    w.u8(hop::QUEUE).u8(1); // duplicate it: a replay
+    deliver_r(&mut w);
+    deliver_r(&mut w);
+    w.u8(hop::ADVANCE).u8(step_byte(3, 2)); // 2 min: data unanswered, a new handshake
+    w.u8(hop::INITIATOR_SENDS).chunk(&ipv4(6, 20)); // still on the old session
+    deliver_r(&mut w); // the new initiation
+    deliver_r(&mut w); // the data
+    deliver_i(&mut w); // the responder's keepalive
+    deliver_i(&mut w); // the response
+    deliver_r(&mut w); // keepalive on the new session: confirmed
+    w.u8(hop::ADVANCE).u8(step_byte(3, 4)); // 4 min: everything expired
+    w.u8(hop::INITIATOR_SENDS).chunk(&ipv4(7, 20));
+    seeds.insert("scripted_tamper_rekey.bin", w.finish());
+
+    // Persistent keepalive, and the responder initiating.
+    let mut w = Writer::new();
+    w.u8(1 | 8).u8(hop::RESPONDER_SENDS).chunk(&ipv4(8, 20));
+    deliver_i(&mut w);
+    deliver_r(&mut w);
+    deliver_i(&mut w);
+    w.u8(hop::ADVANCE).u8(step_byte(2, 6)); // 30 s
+    deliver_i(&mut w);
+    w.u8(hop::QUEUE).u8(7).xor_edits(&[]); // from another address
+    seeds.insert("scripted_persistent.bin", w.finish());
+
+    for (name, bytes) in &seeds {
+        let stats = responder::run(bytes);
+        println!("  handshake_responder/{name}: {stats:?}");
+        match *name {
+            "raw_initiation.bin" => expect(name, bytes, stats, |s| s.replies == 1),
+            "raw_garbage.bin" => expect(name, bytes, stats, |s| s.accepted == 0),
+            "raw_handshake_data.bin" => expect(name, bytes, stats, |s| s.delivered == 4 && s.established == 1),
+            "raw_under_load.bin" => expect(name, bytes, stats, |s| s.delivered == 2 && s.replies == 2),
+            "scripted_cookie.bin" => expect(name, bytes, stats, |s| s.established == 2 && s.delivered >= 2),
+            "scripted_tamper_rekey.bin" => expect(name, bytes, stats, |s| s.established == 4 && s.delivered >= 5),
+            _ => expect(name, bytes, stats, |s| s.established == 2 && s.delivered >= 3),
+        }
+    }
+    seeds
+}
+
+// --- transport_decrypt ------------------------------------------------------
+
+fn transport_seeds() -> Seeds {
+    let mut seeds = Seeds::new();
+    // Index 0 is the setup's keepalive (already delivered); sends count from 1.
+    let mut w = Writer::new();
+    w.u8(top::SEND).chunk(&ipv4(1, 60));
+    w.u8(top::SEND).chunk(&control(0x01, b"gossip"));
+    w.u8(top::SEND).chunk(&[]);
+    w.u8(top::SEND).chunk(&[0x00, 1, 2]); // unknown payload kind
+    w.u8(top::DELIVER)
+        .u8(1)
+        .u8(top::DELIVER)
+        .u8(2)
+        .u8(top::DELIVER)
+        .u8(3)
+        .u8(top::DELIVER)
+        .u8(4);
+    seeds.insert("send_deliver.bin", w.finish());
+
+    let mut w = Writer::new();
+    for k in 0..4 {
+        w.u8(top::SEND).chunk(&ipv4(k, 20 + usize::from(k)));
+    }
+    for i in [3, 1, 4, 2, 1, 0] {
+        w.u8(top::DELIVER).u8(i); // out of order, then replays
+    }
+    seeds.insert("reorder_replay.bin", w.finish());
+
+    let mut w = Writer::new();
+    w.u8(top::SEND).chunk(&ipv4(9, 32));
+    w.u8(top::DELIVER_MUTATED).u8(1).xor_edits(&[(40, 0x80)]); // ciphertext
+    w.u8(top::DELIVER_MUTATED).u8(1).xor_edits(&[(8, 0x01)]); // counter
+    w.u8(top::DELIVER_MUTATED).u8(1).xor_edits(&[(4, 0x01)]); // receiver index
+    w.u8(top::DELIVER_MUTATED).u8(1).u8(8).u16(31); // truncated
+    w.u8(top::DELIVER).u8(1); // the real one still goes through
+    seeds.insert("mutated.bin", w.finish());
+
+    let mut w = Writer::new();
+    w.u8(top::FORGE).u8(0).u64(5).chunk(&[0xaa; 36]);
+    w.u8(top::FORGE).u8(0).u64(u64::MAX).chunk(&[0; 16]);
+    w.u8(top::INJECT).chunk(&[
+        4, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+        15, 16,
+    ]);
+    w.u8(top::INJECT).chunk(&[1, 0, 0, 0]);
+    seeds.insert("forge_inject.bin", w.finish());
+
+    let mut w = Writer::new();
+    w.u8(top::SEND).chunk(&ipv4(1, 20));
+    w.u8(top::DELIVER).u8(1);
+    w.u8(top::ADVANCE).u8(step_byte(2, 3)); // 15 s: keepalives, then a new handshake
+    w.u8(top::ADVANCE).u8(step_byte(3, 2)); // 2 min
+    w.u8(top::SEND).chunk(&ipv4(2, 20)); // rekey due
+    w.u8(top::ADVANCE).u8(step_byte(0, 1));
+    w.u8(top::HANDSHAKE).xor_edits(&[]);
+    w.u8(top::ADVANCE).u8(step_byte(0, 1));
+    w.u8(top::SEND).chunk(&ipv4(3, 20));
+    for i in 0..6 {
+        w.u8(top::DELIVER).u8(i);
+    }
+    w.u8(top::ADVANCE).u8(step_byte(3, 4)); // 4 min: expired
+    w.u8(top::SEND).chunk(&ipv4(4, 20));
+    w.u8(top::DELIVER).u8(2);
+    seeds.insert("timers_rekey_expiry.bin", w.finish());
+
+    for (name, bytes) in &seeds {
+        let stats = transport::run(bytes);
+        println!("  transport_decrypt/{name}: {stats:?}");
+        // The setup's handshake and keepalive count too.
+        match *name {
+            "forge_inject.bin" => expect(name, bytes, stats, |s| s.delivered == 1),
+            "mutated.bin" => expect(name, bytes, stats, |s| s.delivered == 2),
+            "timers_rekey_expiry.bin" => expect(name, bytes, stats, |s| s.established >= 4 && s.delivered >= 4),
+            _ => expect(name, bytes, stats, |s| s.delivered >= 5),
+        }
+    }
+    seeds
+}
