@@ -25,6 +25,7 @@ extern crate std;
 pub mod crypto;
 pub mod discovery;
 pub mod identity;
+pub mod ledger;
 pub mod node;
 pub mod noise;
 pub mod session;

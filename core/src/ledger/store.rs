@@ -1,0 +1,335 @@
+//! Storage of records: a fixed table of [`Record`]s, an index that keeps
+//! them sorted by [`EntryId`], and the [`Arena`] that holds their bytes.
+//!
+//! This module owns where a record lives: slot allocation, the sorted order
+//! (binary search by id, contiguous digest ranges), and moving bytes in and
+//! out of the arena. It never compares versions, verifies signatures or
+//! touches the digest; the ledger decides, the store keeps.
+//!
+//! A record's bytes are one arena blob: bucket, then key, then value. A
+//! record that loses its value (tombstone or expiry) keeps bucket and key.
+
+use super::arena::Arena;
+use super::entry::{Entry, EntryId, EntryRef, EntryState};
+use super::LedgerError;
+use crate::identity::PublicIdentity;
+use crate::time::Instant;
+
+/// Offset of a record whose blob is being replaced.
+const NO_OFFSET: u32 = u32::MAX;
+
+/// One version of one entry, as this replica keeps it.
+#[derive(Clone, Copy)]
+pub(crate) struct Record {
+    pub(crate) id: EntryId,
+    /// The signed hash (see `entry.rs`).
+    pub(crate) hash: [u8; 32],
+    pub(crate) signature: [u8; 64],
+    pub(crate) origin: PublicIdentity,
+    pub(crate) clock: u64,
+    /// When this replica stored the version.
+    pub(crate) received: Instant,
+    /// Expiry of a live entry with a ttl, purge time of a tombstone or
+    /// expired entry, else `FAR_FUTURE`.
+    pub(crate) deadline: Instant,
+    pub(crate) ttl: u32,
+    /// Arena offset of bucket, key and value.
+    pub(crate) offset: u32,
+    pub(crate) value_len: u16,
+    pub(crate) bucket_len: u8,
+    pub(crate) key_len: u8,
+    /// `None`: the slot is free.
+    pub(crate) state: Option<EntryState>,
+    /// Not yet reported by `poll_change`.
+    pub(crate) changed: bool,
+    /// The last change came from a local write.
+    pub(crate) local: bool,
+}
+
+impl Record {
+    pub(crate) const EMPTY: Record = Record {
+        id: EntryId([0; 16]),
+        hash: [0; 32],
+        signature: [0; 64],
+        origin: PublicIdentity {
+            static_key: [0; 32],
+            signing_key: [0; 32],
+        },
+        clock: 0,
+        received: Instant::ZERO,
+        deadline: Instant::FAR_FUTURE,
+        ttl: 0,
+        offset: NO_OFFSET,
+        value_len: 0,
+        bucket_len: 0,
+        key_len: 0,
+        state: None,
+        changed: false,
+        local: false,
+    };
+
+    /// Bytes of its blob in use.
+    pub(crate) fn used_len(&self) -> usize {
+        self.bucket_len as usize + self.key_len as usize + self.value_len as usize
+    }
+
+    /// The first 8 bytes of the signed hash: names the version in
+    /// [`EntryRef`]s, summaries and the digest.
+    pub(crate) fn tag(&self) -> [u8; 8] {
+        crate::wire::array(&self.hash, 0)
+    }
+
+    pub(crate) fn is(&self, state: EntryState) -> bool {
+        self.state == Some(state)
+    }
+}
+
+/// `ENTRIES` records and `ARENA` bytes for their contents.
+pub(crate) struct Store<const ENTRIES: usize, const ARENA: usize> {
+    records: [Record; ENTRIES],
+    /// Slots of the records in use, sorted by id.
+    order: [u16; ENTRIES],
+    len: usize,
+    arena: Arena<ARENA>,
+}
+
+impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
+    pub(crate) const fn new() -> Self {
+        assert!(ENTRIES <= u16::MAX as usize, "slots are u16");
+        Store {
+            records: [Record::EMPTY; ENTRIES],
+            order: [0; ENTRIES],
+            len: 0,
+            arena: Arena::new(),
+        }
+    }
+
+    /// Records in use.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Arena bytes in use and reclaimable.
+    pub(crate) fn arena_usage(&self) -> (usize, usize) {
+        (self.arena.live(), self.arena.garbage())
+    }
+
+    /// Position in id order of `id`, or where it would go.
+    pub(crate) fn find(&self, id: &EntryId) -> Result<usize, usize> {
+        self.order[..self.len].binary_search_by(|&s| self.records[s as usize].id.cmp(id))
+    }
+
+    /// The first position whose id prefix is at least `prefix`.
+    pub(crate) fn lower_bound(&self, prefix: u64) -> usize {
+        self.order[..self.len].partition_point(|&s| self.records[s as usize].id.prefix() < prefix)
+    }
+
+    /// The slot at position `pos` (`pos < len()`).
+    pub(crate) fn slot_at(&self, pos: usize) -> u16 {
+        self.order[pos]
+    }
+
+    /// The record at position `pos` (`pos < len()`).
+    pub(crate) fn at(&self, pos: usize) -> &Record {
+        &self.records[self.order[pos] as usize]
+    }
+
+    /// The record in `slot` (maybe free).
+    pub(crate) fn record(&self, slot: u16) -> Option<&Record> {
+        self.records.get(slot as usize).filter(|r| r.state.is_some())
+    }
+
+    /// The record in `slot`, writable (the caller keeps id and lengths).
+    pub(crate) fn record_mut(&mut self, slot: u16) -> &mut Record {
+        &mut self.records[slot as usize]
+    }
+
+    /// A view of the record in `slot`, if in use.
+    pub(crate) fn entry(&self, slot: u16) -> Option<Entry<'_>> {
+        let record = self.record(slot)?;
+        Some(Entry {
+            record,
+            bytes: self.arena.get(record.offset, record.used_len()),
+            slot,
+        })
+    }
+
+    /// The view an [`EntryRef`] names, if that version is still here.
+    pub(crate) fn by_ref(&self, r: EntryRef) -> Option<Entry<'_>> {
+        self.entry(r.slot).filter(|e| e.record.tag() == r.tag)
+    }
+
+    /// Views of all records in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+        self.order[..self.len].iter().filter_map(|&s| self.entry(s))
+    }
+
+    /// Inserts a record at position `pos` (from [`Self::find`]) with the
+    /// blob `parts` (bucket, key, value). [`LedgerError::Full`] if there is
+    /// no free slot or the bytes do not fit even after compaction.
+    pub(crate) fn insert(&mut self, pos: usize, mut record: Record, parts: [&[u8]; 3]) -> Result<u16, LedgerError> {
+        if self.len == ENTRIES {
+            return Err(LedgerError::Full);
+        }
+        let slot = self
+            .records
+            .iter()
+            .position(|r| r.state.is_none())
+            .ok_or(LedgerError::Full)? as u16;
+        let len = parts.iter().map(|p| p.len()).sum();
+        if !self.arena.fits(len, None) {
+            return Err(LedgerError::Full);
+        }
+        record.offset = self.alloc(slot, parts)?;
+        self.records[slot as usize] = record;
+        self.order.copy_within(pos..self.len, pos + 1);
+        self.order[pos] = slot;
+        self.len += 1;
+        Ok(slot)
+    }
+
+    /// Replaces the record in `slot` and its blob. On
+    /// [`LedgerError::Full`] nothing changed.
+    pub(crate) fn replace(&mut self, slot: u16, mut record: Record, parts: [&[u8]; 3]) -> Result<(), LedgerError> {
+        let old_len = self.records[slot as usize].used_len();
+        let len = parts.iter().map(|p| p.len()).sum();
+        if !self.arena.fits(len, Some(old_len)) {
+            return Err(LedgerError::Full);
+        }
+        self.arena.free(old_len);
+        // The old blob is garbage from here on: a compaction drops it.
+        self.records[slot as usize].offset = NO_OFFSET;
+        record.offset = self.alloc(slot, parts)?;
+        self.records[slot as usize] = record;
+        Ok(())
+    }
+
+    /// Allocates and fills a blob; the caller checked that it fits.
+    fn alloc(&mut self, slot: u16, parts: [&[u8]; 3]) -> Result<u32, LedgerError> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let records = &mut self.records;
+        let offset = self
+            .arena
+            .alloc(slot, len, |owner, old, new| {
+                let r = records.get_mut(owner as usize)?;
+                if r.state.is_none() || r.offset != old {
+                    return None;
+                }
+                r.offset = new;
+                Some(r.used_len())
+            })
+            .ok_or(LedgerError::Full)?;
+        let out = self.arena.get_mut(offset, len);
+        let mut at = 0;
+        for p in parts {
+            out[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Ok(offset)
+    }
+
+    /// Drops the value of the record in `slot`, keeping bucket and key.
+    pub(crate) fn drop_value(&mut self, slot: u16) {
+        let r = &mut self.records[slot as usize];
+        self.arena.shrink(r.value_len as usize);
+        r.value_len = 0;
+    }
+
+    /// Removes the record at position `pos`.
+    pub(crate) fn remove(&mut self, pos: usize) {
+        let slot = self.order[pos] as usize;
+        self.arena.free(self.records[slot].used_len());
+        self.records[slot] = Record::EMPTY;
+        self.order.copy_within(pos + 1..self.len, pos);
+        self.len -= 1;
+    }
+
+    /// Removes every record for which `keep` answers false.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) {
+        let mut write = 0;
+        for read in 0..self.len {
+            let slot = self.order[read] as usize;
+            if keep(&self.records[slot]) {
+                self.order[write] = slot as u16;
+                write += 1;
+            } else {
+                self.arena.free(self.records[slot].used_len());
+                self.records[slot] = Record::EMPTY;
+            }
+        }
+        self.len = write;
+    }
+
+    /// Slots, for a scan in slot order (`poll_change`).
+    pub(crate) fn slots(&self) -> usize {
+        ENTRIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bucket: &[u8], key: &[u8], value: &[u8]) -> Record {
+        Record {
+            id: EntryId::of(bucket, key),
+            bucket_len: bucket.len() as u8,
+            key_len: key.len() as u8,
+            value_len: value.len() as u16,
+            state: Some(EntryState::Live),
+            ..Record::EMPTY
+        }
+    }
+
+    fn put<const E: usize, const A: usize>(s: &mut Store<E, A>, key: &[u8], value: &[u8]) -> Result<u16, LedgerError> {
+        let r = record(b"b", key, value);
+        match s.find(&r.id) {
+            Ok(pos) => {
+                let slot = s.slot_at(pos);
+                s.replace(slot, r, [b"b", key, value]).map(|_| slot)
+            }
+            Err(pos) => s.insert(pos, r, [b"b", key, value]),
+        }
+    }
+
+    #[test]
+    fn keeps_id_order_and_bytes_through_compaction() {
+        let mut s = Store::<8, 256>::new();
+        for i in 0..6u8 {
+            put(&mut s, &[b'k', i], &[i; 20]).unwrap();
+        }
+        let ids: std::vec::Vec<_> = s.iter().map(|e| e.id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // 6 blobs of 4 + 23 bytes = 162. Rewriting three keys with 40 bytes
+        // needs compaction along the way.
+        for i in 0..3u8 {
+            put(&mut s, &[b'k', i], &[0xf0 | i; 40]).unwrap();
+        }
+        assert_eq!(s.arena_usage().0, 3 * 27 + 3 * 47);
+        for e in s.iter() {
+            let i = e.key()[1];
+            assert_eq!(e.bucket(), b"b");
+            let (byte, len) = if i < 3 { (0xf0 | i, 40) } else { (i, 20) };
+            assert_eq!(e.value().len(), len);
+            assert!(e.value().iter().all(|&b| b == byte));
+        }
+        // Too big even after compaction: nothing changes.
+        assert_eq!(put(&mut s, b"k\x00", &[1; 80]), Err(LedgerError::Full));
+        assert_eq!(s.iter().find(|e| e.key() == b"k\x00").unwrap().value(), &[0xf0; 40]);
+        // Dropping values and removing records frees room.
+        let pos = s.find(&EntryId::of(b"b", b"k\x00")).unwrap();
+        let slot = s.slot_at(pos);
+        s.drop_value(slot);
+        s.remove(s.find(&EntryId::of(b"b", b"k\x01")).unwrap());
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.entry(slot).unwrap().value(), b"");
+        put(&mut s, b"new", &[7; 90]).unwrap();
+        s.retain(|r| r.value_len != 90);
+        assert_eq!(s.len(), 5);
+        // Table full.
+        for i in 10..13u8 {
+            put(&mut s, &[b'k', i], b"").unwrap();
+        }
+        assert_eq!(put(&mut s, b"one more", b""), Err(LedgerError::Full));
+    }
+}

@@ -1,0 +1,473 @@
+//! Anti-entropy: how two replicas find and repair their differences with a
+//! bounded number of bounded messages.
+//!
+//! One exchange, started by either side (`A` sends, `B` answers):
+//!
+//! 1. `A` sends its [`Digest`] (518 bytes).
+//! 2. `B` computes `mask = B.digest().mismatch(&a_digest)`. If it is empty,
+//!    the replicas agree and the exchange ends. Otherwise `B` sends summary
+//!    pages ([`Ledger::write_summary`]): every record `B` holds (live,
+//!    tombstone or expired) in the mismatched ranges, 24 bytes each, up to
+//!    48 per page, each page covering an interval of the id space.
+//! 3. For each page, `A` walks [`Ledger::reconcile`]: it yields
+//!    [`Action::Send`] for each of `A`'s entries that `B` lacks or holds an
+//!    older version of, and [`Action::Want`] for each id where `B` holds a
+//!    newer version. `A` sends those entries (as deltas) and one request
+//!    ([`RequestRepr`], at most one per page).
+//! 4. `B` answers the request with the entries ([`Ledger::requested`]).
+//!
+//! Rules that keep this finite: a tombstone is sent only to a replica that
+//! holds an older version of its key (a replica that lacks the key has
+//! nothing to delete), and an expired entry is never sent (its holder keeps
+//! only the version, so a replica that expires later cannot hand it back).
+//!
+//! Items carry 8-byte id prefixes and version tags; two ids sharing a prefix
+//! (chance 2^-64 per pair) are compared pairwise and may stay unrepaired by
+//! anti-entropy, though pushes still deliver them.
+//!
+//! This module owns the summary and request side of the exchange. It never
+//! sends anything and never picks the peer: the Node does.
+
+use super::digest::RangeMask;
+use super::entry::{EntryRef, EntryState};
+use super::store::Record;
+use super::wire::{
+    emit_summary_header, range_of, ItemState, RequestPacket, SummaryItem, SummaryPacket, RANGES, SUMMARY_HEADER_LEN,
+    SUMMARY_ITEM_LEN, SUMMARY_MAX_ITEMS,
+};
+use super::{Ledger, LedgerError, MAX_MESSAGE_LEN};
+
+#[cfg(doc)]
+use super::{Digest, RequestRepr};
+
+/// One page written by [`Ledger::write_summary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryPage {
+    /// Length of the message in the output buffer.
+    pub len: usize,
+    /// Where the next page starts (pass it as `from`), or `None` if this was
+    /// the last.
+    pub next: Option<u64>,
+}
+
+/// What to do about one difference found by [`Ledger::reconcile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send this entry to the peer (it lacks it or holds an older version).
+    Send(EntryRef),
+    /// Ask the peer for this id prefix (it holds a newer version).
+    Want(u64),
+}
+
+fn item_of(r: &Record) -> SummaryItem {
+    SummaryItem {
+        id: r.id.prefix(),
+        clock: r.clock,
+        state: match r.state {
+            Some(EntryState::Live) => ItemState::Live,
+            Some(EntryState::Tombstone) => ItemState::Tombstone,
+            _ => ItemState::Expired,
+        },
+        tag: r.tag(),
+    }
+}
+
+fn sendable(r: &Record) -> bool {
+    r.is(EntryState::Live) || r.is(EntryState::Tombstone)
+}
+
+/// The first id prefix of range `i`.
+fn range_start(i: usize) -> u64 {
+    (i as u64) << (64 - RANGES.trailing_zeros())
+}
+
+impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
+    /// The position of the first record at or after `pos` whose range is in
+    /// `mask`.
+    fn next_in_mask(&self, mut pos: usize, mask: RangeMask) -> Option<usize> {
+        while pos < self.store.len() {
+            let range = range_of(self.store.at(pos).id.prefix());
+            if mask.contains(range) {
+                return Some(pos);
+            }
+            pos = self.store.lower_bound(range_start(mask.next_from(range + 1)?));
+        }
+        None
+    }
+
+    /// Writes one summary page of this replica's records in the ranges of
+    /// `mask`, starting at id prefix `from` (0 for the first page), into
+    /// `out` (at most [`MAX_MESSAGE_LEN`] bytes are used). Send it as a
+    /// `LEDGER_DIGEST` payload; continue with `next` until it is `None`.
+    pub fn write_summary(&self, mask: RangeMask, from: u64, out: &mut [u8]) -> Result<SummaryPage, LedgerError> {
+        let room = out.len().min(MAX_MESSAGE_LEN).saturating_sub(SUMMARY_HEADER_LEN) / SUMMARY_ITEM_LEN;
+        let cap = room.min(SUMMARY_MAX_ITEMS);
+        if cap == 0 {
+            return Err(LedgerError::BufferTooSmall);
+        }
+        let mut pos = self.store.lower_bound(from);
+        let mut count = 0;
+        let mut last = from;
+        let mut next = None;
+        while let Some(p) = self.next_in_mask(pos, mask) {
+            let record = self.store.at(p);
+            if count == cap {
+                next = Some(record.id.prefix());
+                break;
+            }
+            let at = SUMMARY_HEADER_LEN + count * SUMMARY_ITEM_LEN;
+            item_of(record).emit(&mut out[at..at + SUMMARY_ITEM_LEN]);
+            last = record.id.prefix();
+            count += 1;
+            pos = p + 1;
+        }
+        let (to, next) = match next {
+            None => (u64::MAX, None),
+            // Two ids with the same prefix across a page boundary: the rest
+            // of that prefix is skipped (see the module docs).
+            Some(n) if n == last => (last, last.checked_add(1)),
+            Some(n) => (n - 1, Some(n)),
+        };
+        emit_summary_header(out, mask.0, from, to, count);
+        Ok(SummaryPage {
+            len: SUMMARY_HEADER_LEN + count * SUMMARY_ITEM_LEN,
+            next,
+        })
+    }
+
+    /// Compares a peer's summary page with this replica: see [`Action`].
+    /// Collect the wants into a [`RequestRepr`] (a page yields at most
+    /// [`SUMMARY_MAX_ITEMS`] of them, so one request always holds them).
+    pub fn reconcile<'a>(&'a self, summary: &'a SummaryPacket<&'a [u8]>) -> Reconcile<'a, ENTRIES, ARENA> {
+        Reconcile {
+            ledger: self,
+            summary,
+            mask: RangeMask(summary.mask()),
+            pos: self.store.lower_bound(summary.from()),
+            item: 0,
+            pending: None,
+        }
+    }
+
+    /// The entries a peer's request names (live entries and tombstones
+    /// whose id prefix it lists), to send back.
+    pub fn requested<'a>(&'a self, request: &'a RequestPacket<&'a [u8]>) -> Requested<'a, ENTRIES, ARENA> {
+        Requested {
+            ledger: self,
+            request,
+            index: 0,
+            pos: None,
+        }
+    }
+}
+
+/// Iterator returned by [`Ledger::reconcile`].
+pub struct Reconcile<'a, const ENTRIES: usize, const ARENA: usize> {
+    ledger: &'a Ledger<ENTRIES, ARENA>,
+    summary: &'a SummaryPacket<&'a [u8]>,
+    mask: RangeMask,
+    pos: usize,
+    item: usize,
+    pending: Option<Action>,
+}
+
+impl<const ENTRIES: usize, const ARENA: usize> Iterator for Reconcile<'_, ENTRIES, ARENA> {
+    type Item = Action;
+
+    fn next(&mut self) -> Option<Action> {
+        if let Some(a) = self.pending.take() {
+            return Some(a);
+        }
+        let store = &self.ledger.store;
+        loop {
+            let local = self
+                .ledger
+                .next_in_mask(self.pos, self.mask)
+                .map(|p| (p, store.at(p)))
+                .filter(|(_, r)| r.id.prefix() <= self.summary.to());
+            let remote = self.summary.item(self.item);
+            let send = |r: &Record, pos: usize| {
+                Action::Send(EntryRef {
+                    slot: store.slot_at(pos),
+                    tag: r.tag(),
+                })
+            };
+            match (local, remote) {
+                (None, None) => return None,
+                (Some((p, r)), i) if i.is_none_or(|i| r.id.prefix() < i.id) => {
+                    // The peer lacks it: only a live entry is worth sending.
+                    self.pos = p + 1;
+                    if r.is(EntryState::Live) {
+                        return Some(send(r, p));
+                    }
+                }
+                (l, Some(i)) if l.is_none_or(|(_, r)| i.id < r.id.prefix()) => {
+                    self.item += 1;
+                    if i.state == ItemState::Live {
+                        return Some(Action::Want(i.id));
+                    }
+                }
+                (Some((p, r)), Some(i)) => {
+                    self.pos = p + 1;
+                    self.item += 1;
+                    if i.tag == r.tag() {
+                        continue;
+                    }
+                    let want = i.state.sendable().then_some(Action::Want(i.id));
+                    let give = sendable(r).then(|| send(r, p));
+                    let (first, second) = match i.clock.cmp(&r.clock) {
+                        core::cmp::Ordering::Greater => (want, None),
+                        core::cmp::Ordering::Less => (give, None),
+                        // Same clock, different versions: the order needs the
+                        // full node ids; exchange both, `apply` decides.
+                        core::cmp::Ordering::Equal => (want, give),
+                    };
+                    match (first, second) {
+                        (Some(a), b) => {
+                            self.pending = b;
+                            return Some(a);
+                        }
+                        (None, Some(b)) => return Some(b),
+                        (None, None) => {}
+                    }
+                }
+                // Unreachable: the guards above cover every other case.
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Iterator returned by [`Ledger::requested`].
+pub struct Requested<'a, const ENTRIES: usize, const ARENA: usize> {
+    ledger: &'a Ledger<ENTRIES, ARENA>,
+    request: &'a RequestPacket<&'a [u8]>,
+    index: usize,
+    pos: Option<usize>,
+}
+
+impl<const ENTRIES: usize, const ARENA: usize> Iterator for Requested<'_, ENTRIES, ARENA> {
+    type Item = EntryRef;
+
+    fn next(&mut self) -> Option<EntryRef> {
+        let store = &self.ledger.store;
+        while self.index < self.request.len() {
+            let id = self.request.id(self.index);
+            let pos = *self.pos.get_or_insert_with(|| store.lower_bound(id));
+            if pos < store.len() && store.at(pos).id.prefix() == id {
+                self.pos = Some(pos + 1);
+                let r = store.at(pos);
+                if sendable(r) {
+                    return Some(EntryRef {
+                        slot: store.slot_at(pos),
+                        tag: r.tag(),
+                    });
+                }
+                continue;
+            }
+            self.index += 1;
+            self.pos = None;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::replica::tests::{writers, Small};
+    use super::super::wire::{Message, RequestRepr};
+    use super::super::{Applied, Digest, Ed25519Verifier, Reassembly};
+    use super::*;
+    use crate::time::Instant;
+    use crate::wire::ControlKind;
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+    use std::vec::Vec;
+
+    /// Bytes and messages moved by one exchange.
+    #[derive(Debug, Default, Clone, Copy)]
+    struct Traffic {
+        messages: usize,
+        bytes: usize,
+        entries: usize,
+    }
+
+    impl Traffic {
+        fn count(&mut self, len: usize) {
+            assert!(len <= MAX_MESSAGE_LEN);
+            self.messages += 1;
+            // The payload plus the control kind byte.
+            self.bytes += len + 1;
+        }
+    }
+
+    /// Sends one entry from `from` to `to` through the wire encoding,
+    /// fragments included.
+    fn transfer(from: &Small, to: &mut Small, r: EntryRef, now: Instant, t: &mut Traffic) {
+        let enc = from.encoder(r).unwrap();
+        let mut reassembly = Reassembly::<u8, 1>::new();
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        t.entries += 1;
+        for i in 0..enc.messages() {
+            let n = enc.emit(i, &mut buf).unwrap();
+            t.count(n);
+            match Message::decode(ControlKind::LEDGER_DELTA, &buf[..n]).unwrap() {
+                Message::Entry(p) => {
+                    to.apply(now, &mut Ed25519Verifier, p.into_inner()).unwrap();
+                }
+                Message::Fragment(f) => {
+                    if let Some(whole) = reassembly.push(now, 0, &f) {
+                        to.apply(now, &mut Ed25519Verifier, whole).unwrap();
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// One anti-entropy exchange started by `a`, using only encoded messages.
+    fn exchange(a: &mut Small, b: &mut Small, now: Instant) -> Traffic {
+        let mut t = Traffic::default();
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let n = a.digest().emit(&mut buf).unwrap();
+        t.count(n);
+        let Message::Digest(p) = Message::decode(ControlKind::LEDGER_DIGEST, &buf[..n]).unwrap() else {
+            panic!()
+        };
+        let mask = b.digest().mismatch(&Digest::parse(&p));
+        if mask.is_empty() {
+            return t;
+        }
+        let mut from = 0;
+        loop {
+            let mut page_buf = [0u8; MAX_MESSAGE_LEN];
+            let page = b.write_summary(mask, from, &mut page_buf).unwrap();
+            t.count(page.len);
+            let Message::Summary(s) = Message::decode(ControlKind::LEDGER_DIGEST, &page_buf[..page.len]).unwrap()
+            else {
+                panic!()
+            };
+            let mut sends = Vec::new();
+            let mut request = RequestRepr::new();
+            for action in a.reconcile(&s) {
+                match action {
+                    Action::Send(r) => sends.push(r),
+                    Action::Want(id) => assert!(request.push(id)),
+                }
+            }
+            for r in sends {
+                transfer(a, b, r, now, &mut t);
+            }
+            if let Some(n) = request.emit(&mut buf) {
+                t.count(n);
+                let Message::Request(q) = Message::decode(ControlKind::LEDGER_DIGEST, &buf[..n]).unwrap() else {
+                    panic!()
+                };
+                let answers: Vec<EntryRef> = b.requested(&q).collect();
+                for r in answers {
+                    transfer(b, a, r, now, &mut t);
+                }
+            }
+            match page.next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        t
+    }
+
+    /// What a user reads: every live (bucket, key, value, version).
+    type Contents = Vec<(Vec<u8>, Vec<u8>, Vec<u8>, u64)>;
+
+    fn contents(l: &Small) -> Contents {
+        l.iter()
+            .map(|e| (e.bucket().to_vec(), e.key().to_vec(), e.value().to_vec(), e.clock()))
+            .collect()
+    }
+
+    #[test]
+    fn replicas_with_random_histories_converge() {
+        for seed in 0..4u64 {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let history = writers(seed, 120);
+            let mut a = Small::new();
+            let mut b = Small::new();
+            let now = Instant::from_secs(1);
+            // Each replica sees a random subset of the history, in its own
+            // random order; some entries arrive late and lose, some never.
+            for (l, skip) in [(&mut a, 3), (&mut b, 4)] {
+                let mut idx: Vec<usize> = (0..history.len()).collect();
+                for i in (1..idx.len()).rev() {
+                    idx.swap(i, rng.next_u32() as usize % (i + 1));
+                }
+                for i in idx {
+                    if rng.next_u32() % skip == 0 {
+                        continue;
+                    }
+                    match l.apply(now, &mut Ed25519Verifier, &history[i]).unwrap() {
+                        Applied::New(_) | Applied::Newer(_) | Applied::Older | Applied::Equal => {}
+                    }
+                }
+            }
+            assert_ne!(a.digest(), b.digest());
+            let before = a.digest().mismatch(b.digest()).count();
+            let t = exchange(&mut a, &mut b, now);
+            assert_eq!(a.digest(), b.digest(), "seed {seed}: digests differ after one exchange");
+            assert_eq!(contents(&a), contents(&b));
+            // A second exchange finds nothing to do: one digest.
+            let again = exchange(&mut b, &mut a, now);
+            assert_eq!(again.messages, 1);
+            std::println!(
+                "seed {seed}: {} live entries, {before} ranges differed; exchange: {} messages, {} bytes, {} entries sent; \
+                 in sync: {} bytes",
+                a.len(),
+                t.messages,
+                t.bytes,
+                t.entries,
+                again.bytes
+            );
+        }
+    }
+
+    #[test]
+    fn summary_pages_cover_the_id_space() {
+        let history = writers(7, 150);
+        let mut l = Small::new();
+        for e in &history {
+            l.apply(Instant::ZERO, &mut Ed25519Verifier, e).unwrap();
+        }
+        let records = l.store.len();
+        assert!(records > SUMMARY_MAX_ITEMS, "needs several pages");
+        let mut from = 0;
+        let mut seen = 0;
+        let mut pages = 0;
+        loop {
+            let mut buf = [0u8; MAX_MESSAGE_LEN];
+            let page = l.write_summary(RangeMask::ALL, from, &mut buf).unwrap();
+            let s = SummaryPacket::new_checked(&buf[..page.len]).unwrap();
+            assert_eq!(s.from(), from);
+            seen += s.len();
+            pages += 1;
+            match page.next {
+                Some(n) => {
+                    assert_eq!(s.to(), n - 1);
+                    from = n;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, records);
+        assert_eq!(pages, records.div_ceil(SUMMARY_MAX_ITEMS));
+        // A mask selects only its ranges.
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let page = l.write_summary(RangeMask(1 << 5), 0, &mut buf).unwrap();
+        let s = SummaryPacket::new_checked(&buf[..page.len]).unwrap();
+        let in_range5 = l.store.iter().filter(|e| range_of(e.id().prefix()) == 5).count();
+        assert_eq!(s.len(), in_range5);
+        assert_eq!(page.next, None);
+        assert_eq!(
+            l.write_summary(RangeMask::ALL, 0, &mut buf[..30]),
+            Err(LedgerError::BufferTooSmall)
+        );
+    }
+}
