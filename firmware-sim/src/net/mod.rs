@@ -148,12 +148,36 @@ enum Stage {
     Segment(LanId),
     /// A multicast at the LAN segment: copied to every other host.
     Multicast(LanId),
-    /// At the internet core: forwarded to the LAN owning the destination.
-    Core,
     /// At a LAN's gateway from the internet: NAT inbound, then to the host.
     Gateway(LanId),
     /// At the receiving host.
     Host(HostId),
+}
+
+/// The links a datagram crosses between two stages: one, or two (the uplinks
+/// on either side of the internet core).
+#[derive(Debug, Clone, Copy)]
+struct Path {
+    links: [LinkConfig; 2],
+    len: usize,
+}
+
+impl Path {
+    fn one(link: LinkConfig) -> Self {
+        Path {
+            links: [link; 2],
+            len: 1,
+        }
+    }
+    fn two(first: LinkConfig, second: LinkConfig) -> Self {
+        Path {
+            links: [first, second],
+            len: 2,
+        }
+    }
+    fn links(&self) -> &[LinkConfig] {
+        &self.links[..self.len]
+    }
 }
 
 /// Buffers kept for reuse at most.
@@ -480,19 +504,34 @@ impl Network {
 
     /// Carries `pkt` over `link`; it reaches `next` after the link's delay.
     fn forward(&mut self, at: Instant, link: LinkConfig, pkt: Packet, next: Stage) {
+        self.forward_path(at, &[link], pkt, next)
+    }
+
+    /// Carries `pkt` over each link of `path` in turn (each applies its own
+    /// faults, a copy made on one travels the rest on its own); it reaches
+    /// `next` after their delays. The internet core between two uplinks
+    /// keeps no state, so it needs no event of its own.
+    fn forward_path(&mut self, at: Instant, path: &[LinkConfig], pkt: Packet, next: Stage) {
+        let Some((link, rest)) = path.split_first() else {
+            self.queue.push(at, (next, pkt));
+            return;
+        };
         match link.carry(&mut self.rng, pkt.bytes.len()) {
             Hop::Dropped(reason) => self.drop_packet(reason, pkt),
             Hop::Arrive { delay, duplicate } => {
-                if let Some(again) = duplicate {
+                let copy = duplicate.map(|again| {
                     self.stats.duplicated += 1;
-                    let copy = Packet {
-                        bytes: self.buffer(&pkt.bytes),
-                        ..pkt
-                    };
-                    self.queue.push(at + delay, (next, pkt));
-                    self.queue.push(at + again, (next, copy));
-                } else {
-                    self.queue.push(at + delay, (next, pkt));
+                    (
+                        again,
+                        Packet {
+                            bytes: self.buffer(&pkt.bytes),
+                            ..pkt
+                        },
+                    )
+                });
+                self.forward_path(at + delay, rest, pkt, next);
+                if let Some((again, copy)) = copy {
+                    self.forward_path(at + again, rest, copy, next);
                 }
             }
         }
@@ -505,12 +544,11 @@ impl Network {
                 self.fan_out(at, lan, pkt);
                 return None;
             }
-            Stage::Core => self.route_from_core(&pkt),
             Stage::Gateway(lan) => self.route_from_gateway(at, lan, &mut pkt),
             Stage::Host(h) => return self.deliver(at, h, pkt),
         };
         match route {
-            Ok((link, next)) => self.forward(at, link, pkt, next),
+            Ok((path, next)) => self.forward_path(at, path.links(), pkt, next),
             Err(reason) => self.drop_packet(reason, pkt),
         }
         None
@@ -518,23 +556,23 @@ impl Network {
 
     /// A datagram from a host of `lan` at its segment: to a neighbour, back
     /// through the NAT (hairpin), or out to the internet.
-    fn route_from_segment(
-        &mut self,
-        at: Instant,
-        lan: LanId,
-        pkt: &mut Packet,
-    ) -> Result<(LinkConfig, Stage), DropReason> {
+    fn route_from_segment(&mut self, at: Instant, lan: LanId, pkt: &mut Packet) -> Result<(Path, Stage), DropReason> {
         let l = &mut self.lans[lan.index()];
         let dst_ip = *pkt.dst.ip();
         match &mut l.gateway {
             Gateway::Public => match self.public.get(&dst_ip) {
-                Some(&PublicOwner::Host(d)) if self.hosts[d.index()].lan == lan => Ok((l.lan_link, Stage::Host(d))),
-                _ => Ok((l.uplink, Stage::Core)),
+                Some(&PublicOwner::Host(d)) if self.hosts[d.index()].lan == lan => {
+                    Ok((Path::one(l.lan_link), Stage::Host(d)))
+                }
+                _ => {
+                    let uplink = l.uplink;
+                    self.across_internet(uplink, pkt)
+                }
             },
             Gateway::Nat { subnet, nat } => {
                 if subnet.contains(dst_ip) {
                     let d = l.private_host(dst_ip).ok_or(DropReason::UnknownDestination)?;
-                    Ok((l.lan_link, Stage::Host(d)))
+                    Ok((Path::one(l.lan_link), Stage::Host(d)))
                 } else if dst_ip == nat.public_ip() {
                     if !nat.config().hairpin {
                         return Err(DropReason::Hairpin);
@@ -544,34 +582,30 @@ impl Network {
                     pkt.src = ext;
                     pkt.dst = internal;
                     let d = l.private_host(*internal.ip()).ok_or(DropReason::UnknownDestination)?;
-                    Ok((l.lan_link, Stage::Host(d)))
+                    Ok((Path::one(l.lan_link), Stage::Host(d)))
                 } else {
                     pkt.src = nat.outbound(at, &mut self.rng, pkt.src, pkt.dst)?;
-                    Ok((l.uplink, Stage::Core))
+                    let uplink = l.uplink;
+                    self.across_internet(uplink, pkt)
                 }
             }
         }
     }
 
-    /// A datagram at the internet core: down the uplink of the LAN that owns
-    /// its destination address.
-    fn route_from_core(&self, pkt: &Packet) -> Result<(LinkConfig, Stage), DropReason> {
+    /// A datagram leaving a LAN over `uplink`: through the internet core and
+    /// down the uplink of the LAN that owns its destination address.
+    fn across_internet(&self, uplink: LinkConfig, pkt: &Packet) -> Result<(Path, Stage), DropReason> {
         let lan = match self.public.get(pkt.dst.ip()) {
             Some(&PublicOwner::Host(d)) => self.hosts[d.index()].lan,
             Some(&PublicOwner::Nat(lan)) => lan,
             None => return Err(DropReason::UnknownDestination),
         };
-        Ok((self.lans[lan.index()].uplink, Stage::Gateway(lan)))
+        Ok((Path::two(uplink, self.lans[lan.index()].uplink), Stage::Gateway(lan)))
     }
 
     /// A datagram from the internet at `lan`'s gateway: through the NAT if
     /// any, then to the host.
-    fn route_from_gateway(
-        &mut self,
-        at: Instant,
-        lan: LanId,
-        pkt: &mut Packet,
-    ) -> Result<(LinkConfig, Stage), DropReason> {
+    fn route_from_gateway(&mut self, at: Instant, lan: LanId, pkt: &mut Packet) -> Result<(Path, Stage), DropReason> {
         let l = &mut self.lans[lan.index()];
         let d = match &mut l.gateway {
             Gateway::Public => match self.public.get(pkt.dst.ip()) {
@@ -583,7 +617,7 @@ impl Network {
                 l.private_host(*pkt.dst.ip()).ok_or(DropReason::UnknownDestination)?
             }
         };
-        Ok((l.lan_link, Stage::Host(d)))
+        Ok((Path::one(l.lan_link), Stage::Host(d)))
     }
 
     /// A multicast at `lan`'s segment: a copy down every other host's link.
