@@ -50,6 +50,8 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) up: bool,
     /// Sightings without a session (the higher node id connects on the second).
     pub(crate) sightings: u8,
+    /// The tunnel's next timer, cached after every call into it.
+    pub(crate) timer: Option<Instant>,
     /// Intrusive list of slots with a tunnel.
     pub(crate) next_active: Option<u16>,
     pub(crate) prev_active: Option<u16>,
@@ -70,6 +72,7 @@ impl<P: CryptoProvider> Member<P> {
             last_seen: None,
             up: false,
             sightings: 0,
+            timer: None,
             next_active: None,
             prev_active: None,
         }

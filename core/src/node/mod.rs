@@ -40,7 +40,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::crypto::CryptoProvider;
 use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
 use crate::identity::{Identity, NodeId, PublicIdentity};
-use crate::noise::{consume_initiation, Refusal};
+use crate::noise::{consume_initiation, Refusal, RemoteKeys};
 use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
 use crate::time::{Duration, Instant};
 use crate::token::{NetworkKeys, MAX_BOOTSTRAP};
@@ -137,6 +137,8 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 struct Bootstrap {
     endpoint: SocketAddr,
     next_hello: Instant,
+    /// Whether a session with the member at `endpoint` is up.
+    connected: bool,
 }
 
 /// One member of the mesh. See the module docs.
@@ -151,6 +153,15 @@ pub struct Node<P: CryptoProvider, R: RngCore + CryptoRng, S: AsMut<[MemberSlot<
     rng: R,
     members: S,
     active_head: Option<u16>,
+    /// Length of the active list.
+    active: usize,
+    /// Whether a tunnel may have something to send (cleared by a walk of the
+    /// active list that found nothing), so a datagram that touched no
+    /// tunnel costs no walk.
+    transmit_pending: bool,
+    /// The earliest member timer, recomputed lazily when `timers_dirty`.
+    timer_cache: core::cell::Cell<Option<Instant>>,
+    timers_dirty: core::cell::Cell<bool>,
     outbox: Outbox,
     events: Deque<Event, EVENT_QUEUE>,
     bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
@@ -188,6 +199,7 @@ where
             .map(|&endpoint| Bootstrap {
                 endpoint,
                 next_hello: Instant::ZERO,
+                connected: false,
             })
             .collect();
         Node {
@@ -201,6 +213,10 @@ where
             rng,
             members,
             active_head: None,
+            active: 0,
+            transmit_pending: false,
+            timer_cache: core::cell::Cell::new(None),
+            timers_dirty: core::cell::Cell::new(false),
             outbox: Outbox::default(),
             events: Deque::new(),
             bootstrap,
@@ -248,7 +264,8 @@ where
 
     /// The member with node id `id`.
     pub fn member(&self, id: &NodeId) -> Option<&Member<P>> {
-        self.members().find(|m| m.id == *id)
+        self.find(id)
+            .and_then(|slot| self.members.as_ref()[slot as usize].as_ref())
     }
 
     /// The overlay IPv6 address of member `id`.
@@ -359,51 +376,58 @@ where
         }
         let half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
         let static_key = *half.initiator_static();
-        let (slot, is_new) = match self.slot_of_static(&static_key) {
-            Some(slot) => (slot, false),
-            None => (self.free_slot().ok_or(DropReason::TableFull)?, true),
-        };
-        let mut tunnel = match self.members.as_mut()[slot as usize]
-            .as_mut()
-            .and_then(|m| m.tunnel.take())
-        {
-            Some(t) => t,
-            None => self.new_tunnel(slot, &static_key)?,
-        };
         let mut reply = [0u8; crate::wire::RESPONSE_LEN];
-        let result = tunnel
-            .handle_half_initiation(now, &mut self.local, &mut self.rng, half, &mut reply)
-            .map(|r| r.len());
-        let signing_key = tunnel.peer_signing_key().copied();
-        // Put the tunnel back (or in a new member) before acting on the result.
-        let identity = PublicIdentity {
-            static_key,
-            signing_key: signing_key.unwrap_or([0; 32]),
+        let slot = match self.slot_of_static(&static_key) {
+            Some(slot) => {
+                let Node {
+                    members, local, rng, ..
+                } = self;
+                let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
+                if m.tunnel.is_none() {
+                    m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
+                }
+                let t = m.tunnel.as_mut().expect("just ensured");
+                let n = t.handle_half_initiation(now, local, rng, half, &mut reply)?.len();
+                if t.peer_signing_key() != Some(&m.identity.signing_key) {
+                    // Same static key, another signing key: not the member we
+                    // know. Drop the answer; the session stays unconfirmed.
+                    return Err(DropReason::IdentityMismatch);
+                }
+                m.endpoint = Some(from);
+                m.last_seen = Some(now);
+                self.outbox.push(Destination::Unicast(from), &reply[..n]);
+                slot
+            }
+            None => {
+                // A member we have not heard of: authenticate it first, then
+                // give it a slot by its node id and a tunnel there.
+                let remote = RemoteKeys::new(&self.local.keys, &static_key)?;
+                let (state, opened) = half.finish(&remote)?;
+                let identity = PublicIdentity {
+                    static_key,
+                    signing_key: opened.signing_key,
+                };
+                let slot = self.place(Member::new(identity, Discovery::Handshake))?;
+                let Node {
+                    members,
+                    local,
+                    rng,
+                    config,
+                    outbox,
+                    ..
+                } = self;
+                let m = members.as_mut()[slot as usize].as_mut().expect("just placed");
+                let mut t = Tunnel::with_remote_keys(remote, tunnel_config(config, slot));
+                let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
+                m.tunnel = Some(t);
+                m.endpoint = Some(from);
+                m.last_seen = Some(now);
+                outbox.push(Destination::Unicast(from), &reply[..n]);
+                slot
+            }
         };
-        let members = self.members.as_mut();
-        if is_new {
-            if result.is_err() {
-                return result.map(|_| ());
-            }
-            let mut m = Member::new(identity, Discovery::Handshake);
-            m.tunnel = Some(tunnel);
-            members[slot as usize] = Some(m);
-            self.push_event(Event::MemberDiscovered(identity.node_id()));
-        } else {
-            let m = members[slot as usize].as_mut().expect("slot of a known member");
-            m.tunnel = Some(tunnel);
-            if result.is_ok() && Some(m.identity.signing_key) != signing_key {
-                return Err(DropReason::IdentityMismatch);
-            }
-        }
-        let n = result?;
-        let m = self.members.as_mut()[slot as usize]
-            .as_mut()
-            .expect("member just stored");
-        m.endpoint = Some(from);
-        m.last_seen = Some(now);
-        self.outbox.push(Destination::Unicast(from), &reply[..n]);
         self.activate(slot);
+        self.after_tunnel_activity(slot);
         Ok(())
     }
 
@@ -413,27 +437,24 @@ where
             return Ok(()); // our own beacon, looped back by multicast
         }
         let endpoint = SocketAddr::new(from.ip(), a.port);
-        let slot = match self.slot_of_static(&a.identity.static_key) {
+        // The node id binds both keys: an announcement pairing a known
+        // static key with another signing key names another id, and the
+        // handshake (which proves the static key) will not match it.
+        let slot = match self.find(&a.identity.node_id()) {
             Some(slot) => {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
-                if m.identity.signing_key != a.identity.signing_key {
-                    return Err(DropReason::IdentityMismatch);
-                }
                 if a.timestamp <= m.last_announce {
                     return Err(DropReason::ReplayedAnnouncement);
                 }
                 slot
             }
             None => {
-                let slot = self.free_slot().ok_or(DropReason::TableFull)?;
                 let discovery = if a.kind == AnnounceKind::Beacon {
                     Discovery::Beacon
                 } else {
                     Discovery::Hello
                 };
-                self.members.as_mut()[slot as usize] = Some(Member::new(a.identity, discovery));
-                self.push_event(Event::MemberDiscovered(a.identity.node_id()));
-                slot
+                self.place(Member::new(a.identity, discovery))?
             }
         };
         let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
@@ -455,7 +476,9 @@ where
                 // The lower id connects at once; the higher one on its second
                 // sighting, in case the lower one is not going to.
                 let want = self.id < m.id || m.sightings >= 2;
-                want && self.up_count() < self.config.neighbors
+                // Sessions being made count: otherwise a node hearing many
+                // beacons at once would handshake with all of them.
+                want && self.active < self.config.neighbors
             }
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
@@ -509,7 +532,7 @@ where
         let found = match dst {
             IpAddr::V6(v6) => {
                 let iid = interface_id(&self.ula_prefix, &v6)?;
-                slots.iter().position(|m| m.as_ref().is_some_and(|m| m.iid == iid))
+                return self.probe(iid, |m| m.iid == iid);
             }
             IpAddr::V4(v4) => slots
                 .iter()
@@ -539,7 +562,7 @@ where
 
     /// Opens proactive sessions until `neighbors` are up or being made.
     fn maintain(&mut self, now: Instant) {
-        let mut wanted = self.config.neighbors.saturating_sub(self.active_count());
+        let mut wanted = self.config.neighbors.saturating_sub(self.active);
         if wanted == 0 {
             return;
         }
@@ -573,19 +596,35 @@ where
             at(self.next_beacon);
         }
         for b in &self.bootstrap {
-            if !self.bootstrap_connected(b.endpoint) {
+            if !b.connected {
                 at(b.next_hello);
             }
         }
-        let mut cursor = self.active_head;
-        while let Some(slot) = cursor {
-            let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
-            if let Some(t) = m.tunnel.as_ref().and_then(|t| t.poll_timeout()) {
-                at(t);
-            }
-            cursor = m.next_active;
+        if self.transmit_pending {
+            at(Instant::ZERO); // poll_transmit first; nothing is late
+        }
+        if let Some(t) = self.member_timers() {
+            at(t);
         }
         next
+    }
+
+    /// The earliest timer of the member tunnels.
+    fn member_timers(&self) -> Option<Instant> {
+        if self.timers_dirty.get() {
+            let mut next: Option<Instant> = None;
+            let mut cursor = self.active_head;
+            while let Some(slot) = cursor {
+                let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
+                if let Some(t) = m.timer {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+                cursor = m.next_active;
+            }
+            self.timer_cache.set(next);
+            self.timers_dirty.set(false);
+        }
+        self.timer_cache.get()
     }
 
     /// Writes the next datagram the node wants sent into `out` (at least
@@ -611,17 +650,17 @@ where
                 len,
             });
         }
-        for i in 0..self.bootstrap.len() {
-            let b = &self.bootstrap[i];
-            if now >= b.next_hello && !self.bootstrap_connected(b.endpoint) {
-                let endpoint = b.endpoint;
-                self.bootstrap[i].next_hello = now + self.config.hello_interval;
-                let len = self.seal_announce(now, AnnounceKind::Hello, out);
-                return Some(Transmit {
-                    destination: Destination::Unicast(endpoint),
-                    len,
-                });
-            }
+        if let Some(b) = self.bootstrap.iter_mut().find(|b| !b.connected && now >= b.next_hello) {
+            b.next_hello = now + self.config.hello_interval;
+            let endpoint = b.endpoint;
+            let len = self.seal_announce(now, AnnounceKind::Hello, out);
+            return Some(Transmit {
+                destination: Destination::Unicast(endpoint),
+                len,
+            });
+        }
+        if !self.transmit_pending {
+            return None;
         }
         let mut cursor = self.active_head;
         while let Some(slot) = cursor {
@@ -640,8 +679,8 @@ where
                     len,
                 });
             }
-            self.after_tunnel_activity(slot);
         }
+        self.transmit_pending = false;
         None
     }
 
@@ -664,10 +703,6 @@ where
         repr.seal(&self.network.beacon_key, &nonce, out)
     }
 
-    fn bootstrap_connected(&self, endpoint: SocketAddr) -> bool {
-        self.members().any(|m| m.up && m.endpoint == Some(endpoint))
-    }
-
     fn slot_of_static(&self, key: &[u8; 32]) -> Option<u16> {
         self.members
             .as_ref()
@@ -676,15 +711,56 @@ where
             .map(|i| i as u16)
     }
 
-    fn free_slot(&self) -> Option<u16> {
-        self.members.as_ref().iter().position(|m| m.is_none()).map(|i| i as u16)
+    /// The slot where the probe for `key` (the first 8 bytes of a node id)
+    /// starts. Members are placed by open addressing on their node id, so
+    /// lookups by id and by overlay IPv6 address take O(1) probes while the
+    /// table is not nearly full; slots never move, so session indices and
+    /// the active list stay valid. (Members are not removed yet; removal
+    /// will need tombstones to keep probe chains intact.)
+    fn home(&self, key: u64) -> usize {
+        (key % self.members.as_ref().len().max(1) as u64) as usize
+    }
+
+    fn probe(&self, key: u64, matches: impl Fn(&Member<P>) -> bool) -> Option<u16> {
+        let slots = self.members.as_ref();
+        let n = slots.len();
+        let start = self.home(key);
+        for i in 0..n {
+            let slot = (start + i) % n;
+            match &slots[slot] {
+                Some(m) if matches(m) => return Some(slot as u16),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    fn find(&self, id: &NodeId) -> Option<u16> {
+        self.probe(iid_of(id), |m| m.id == *id)
+    }
+
+    /// Stores a new member and returns its slot.
+    fn place(&mut self, member: Member<P>) -> Result<u16, DropReason> {
+        let slots = self.members.as_ref();
+        let n = slots.len();
+        let start = self.home(member.iid);
+        let slot = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&s| slots[s].is_none())
+            .ok_or(DropReason::TableFull)?;
+        let id = member.id;
+        self.members.as_mut()[slot] = Some(member);
+        self.push_event(Event::MemberDiscovered(id));
+        Ok(slot as u16)
     }
 
     fn new_tunnel(&self, slot: u16, remote_static: &[u8; 32]) -> Result<Tunnel<P>, DropReason> {
-        let mut config = TunnelConfig::default();
-        config.index_slot = slot as u32;
-        config.persistent_keepalive = self.config.persistent_keepalive;
-        Ok(Tunnel::new(&self.local, remote_static, config)?)
+        Ok(Tunnel::new(
+            &self.local,
+            remote_static,
+            tunnel_config(&self.config, slot),
+        )?)
     }
 
     fn connect_slot(&mut self, slot: u16) -> Result<(), DropReason> {
@@ -702,7 +778,7 @@ where
         }
         let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
         m.tunnel.as_mut().expect("just ensured").connect();
-        self.activate(slot);
+        self.after_tunnel_activity(slot);
         Ok(())
     }
 
@@ -720,10 +796,19 @@ where
             slots[h as usize].as_mut().expect("active head").prev_active = Some(slot);
         }
         self.active_head = Some(slot);
+        self.active += 1;
+        self.timers_dirty.set(true);
     }
 
     fn deactivate(&mut self, slot: u16) {
+        let head = self.active_head;
         let slots = self.members.as_mut();
+        let Some(m) = slots[slot as usize].as_ref() else { return };
+        if m.prev_active.is_none() && head != Some(slot) {
+            return; // not on the list
+        }
+        self.active -= 1;
+        self.timers_dirty.set(true);
         let (prev, next) = {
             let m = slots[slot as usize].as_mut().expect("deactivating a member");
             let links = (m.prev_active, m.next_active);
@@ -763,8 +848,18 @@ where
                 _ => {}
             }
         }
+        let changed = m.up != up;
         m.up = up;
-        let idle = t.poll_timeout().is_none();
+        m.timer = t.poll_timeout();
+        self.transmit_pending = true;
+        self.timers_dirty.set(true);
+        let idle = m.timer.is_none();
+        let endpoint = m.endpoint;
+        if changed {
+            for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
+                b.connected = up;
+            }
+        }
         for e in events {
             self.push_event(e);
         }
@@ -775,23 +870,6 @@ where
         }
     }
 
-    fn up_count(&self) -> usize {
-        self.members().filter(|m| m.up).count()
-    }
-
-    fn active_count(&self) -> usize {
-        let mut n = 0;
-        let mut cursor = self.active_head;
-        while let Some(slot) = cursor {
-            n += 1;
-            cursor = self.members.as_ref()[slot as usize]
-                .as_ref()
-                .expect("active slot")
-                .next_active;
-        }
-        n
-    }
-
     fn push_event(&mut self, e: Event) {
         if self.events.is_full() {
             self.events.pop_front();
@@ -799,6 +877,18 @@ where
         }
         let _ = self.events.push_back(e);
     }
+}
+
+fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
+    let mut c = TunnelConfig::default();
+    c.index_slot = slot as u32;
+    c.persistent_keepalive = config.persistent_keepalive;
+    c
+}
+
+/// The first 8 bytes of a node id: its overlay interface id and its hash.
+fn iid_of(id: &NodeId) -> u64 {
+    u64::from_be_bytes(crate::wire::array(&id.0, 0))
 }
 
 /// The destination address of an IP packet.

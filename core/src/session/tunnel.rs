@@ -24,8 +24,8 @@ use super::timers::*;
 use super::{DropReason, Local, Session};
 use crate::crypto::CryptoProvider;
 use crate::noise::{
-    consume_initiation, create_initiation, CookieJar, HalfInitiation, HandshakeError, InitiatorState, Refusal,
-    RemoteKeys, Tai64N,
+    consume_initiation, create_initiation, CookieJar, HalfInitiation, HandshakeError, InitiatorState, Opened, Refusal,
+    RemoteKeys, ResponderState, Tai64N,
 };
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -134,8 +134,16 @@ pub struct Tunnel<P: CryptoProvider> {
 impl<P: CryptoProvider> Tunnel<P> {
     /// A tunnel to the peer with static key `remote_public`.
     pub fn new(local: &Local, remote_public: &[u8; 32], config: TunnelConfig) -> Result<Self, HandshakeError> {
-        Ok(Tunnel {
-            remote: RemoteKeys::new(&local.keys, remote_public)?,
+        Ok(Self::with_remote_keys(
+            RemoteKeys::new(&local.keys, remote_public)?,
+            config,
+        ))
+    }
+
+    /// A tunnel to the peer whose keys are already precomputed.
+    pub fn with_remote_keys(remote: RemoteKeys, config: TunnelConfig) -> Self {
+        Tunnel {
+            remote,
             config,
             cookies: CookieJar::default(),
             pending: None,
@@ -153,7 +161,7 @@ impl<P: CryptoProvider> Tunnel<P> {
             events: Deque::new(),
             stats: TunnelStats::default(),
             peer_signing_key: None,
-        })
+        }
     }
 
     /// The peer's static public key.
@@ -327,10 +335,26 @@ impl<P: CryptoProvider> Tunnel<P> {
         half: HalfInitiation,
         out: &'a mut [u8],
     ) -> Result<&'a mut [u8], DropReason> {
+        let (state, opened) = half.finish(&self.remote)?;
+        self.accept_initiation(now, local, rng, state, opened, out)
+    }
+
+    /// Answers an initiation already authenticated with
+    /// [`HalfInitiation::finish`] against this tunnel's peer: checks the
+    /// timestamp and rate, writes the response into `out` (at least
+    /// `RESPONSE_LEN` bytes) and returns it.
+    pub fn accept_initiation<'a>(
+        &mut self,
+        now: Instant,
+        local: &mut Local,
+        rng: &mut (impl RngCore + CryptoRng),
+        state: ResponderState,
+        opened: Opened,
+        out: &'a mut [u8],
+    ) -> Result<&'a mut [u8], DropReason> {
         if out.len() < RESPONSE_LEN {
             return Err(DropReason::BufferTooSmall);
         }
-        let (state, opened) = half.finish(&self.remote)?;
         let timestamp = opened.timestamp;
         if timestamp <= self.last_timestamp {
             return Err(DropReason::ReplayedInitiation);
