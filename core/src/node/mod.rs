@@ -880,10 +880,10 @@ where
 }
 
 fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
-    let mut c = TunnelConfig::default();
-    c.index_slot = slot as u32;
-    c.persistent_keepalive = config.persistent_keepalive;
-    c
+    TunnelConfig {
+        index_slot: slot as u32,
+        persistent_keepalive: config.persistent_keepalive,
+    }
 }
 
 /// The first 8 bytes of a node id: its overlay interface id and its hash.
