@@ -319,6 +319,16 @@ impl Network {
         }
     }
 
+    /// How many hosts have been added (ids are `0..host_count()`).
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// How many LANs have been added (ids are `0..lan_count()`).
+    pub fn lan_count(&self) -> usize {
+        self.lans.len()
+    }
+
     /// The LAN `h` is on.
     pub fn lan_of(&self, h: HostId) -> LanId {
         self.hosts[h.index()].lan

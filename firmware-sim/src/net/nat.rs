@@ -541,6 +541,28 @@ mod tests {
         assert_eq!(n.inbound(later, peer, e2.port()), Err(DropReason::NatFilter));
     }
 
+    #[test]
+    fn a_full_nat_refuses_new_mappings_until_old_ones_expire() {
+        let t = Duration::from_secs(60);
+        let cfg = NatConfig::new(NatKind::Symmetric)
+            .with_port_allocation(PortAllocation::Sequential)
+            .with_mapping_timeout(t);
+        let (mut n, mut r) = nat(cfg);
+        let src = sa("10.0.1.2:5000");
+        let dst = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 1);
+        let ports = PORT_RANGE.len() as u32;
+        for i in 0..ports {
+            assert!(n.outbound(T0, &mut r, src, dst(i)).is_ok(), "mapping {i}");
+        }
+        assert_eq!(
+            n.outbound(T0, &mut r, src, dst(ports)),
+            Err(DropReason::NatPortsExhausted)
+        );
+        // Existing mappings still work; after the timeout, ports are free again.
+        assert!(n.outbound(T0, &mut r, src, dst(7)).is_ok());
+        assert!(n.outbound(T0 + t, &mut r, src, dst(ports)).is_ok());
+    }
+
     // ---- The reachability matrix and hole punching, end to end. ----
 
     /// Everything delivered until the network is quiet.
