@@ -458,6 +458,27 @@ pub(crate) mod tests {
     /// The ledger size the tests use.
     pub(crate) type Small = Ledger<128, 65536>;
 
+    /// Ed25519 behind a memo cache, as the simulator uses it: verification
+    /// is a pure function, so answers can be reused (and debug-build
+    /// Ed25519 is slow).
+    #[derive(Default)]
+    pub(crate) struct MemoVerifier(std::collections::HashMap<VerifyInput, bool>);
+
+    /// Public key, message (a signed hash) and signature.
+    type VerifyInput = ([u8; 32], [u8; 32], [u8; 64]);
+
+    impl SignatureVerifier for MemoVerifier {
+        fn verify(&mut self, public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+            let Ok(m) = <[u8; 32]>::try_from(message) else {
+                return Ed25519Verifier.verify(public, message, signature);
+            };
+            *self
+                .0
+                .entry((*public, m, *signature))
+                .or_insert_with(|| Ed25519Verifier.verify(public, message, signature))
+        }
+    }
+
     pub(crate) fn ident(n: u8) -> Identity {
         Identity::from_bytes(&[n; 64])
     }

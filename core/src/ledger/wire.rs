@@ -419,9 +419,9 @@ impl<T: AsRef<[u8]>> DigestPacket<T> {
     pub fn entries(&self) -> u32 {
         u32::from_le_bytes(crate::wire::array(self.buffer.as_ref(), 2))
     }
-    /// The hash of range `i` (`i < RANGES`).
-    pub fn range(&self, i: usize) -> u64 {
-        u64_le(self.buffer.as_ref(), 6 + 8 * i)
+    /// The hash of range `i`, `None` past [`RANGES`].
+    pub fn range(&self, i: usize) -> Option<u64> {
+        (i < RANGES).then(|| u64_le(self.buffer.as_ref(), 6 + 8 * i))
     }
 }
 
@@ -619,9 +619,9 @@ impl<T: AsRef<[u8]>> RequestPacket<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Id prefix `i` (`i < len()`).
-    pub fn id(&self, i: usize) -> u64 {
-        u64_be(self.buffer.as_ref(), 2 + 8 * i)
+    /// Id prefix `i`, `None` past [`Self::len`].
+    pub fn id(&self, i: usize) -> Option<u64> {
+        (i < self.len()).then(|| u64_be(self.buffer.as_ref(), 2 + 8 * i))
     }
 }
 
@@ -760,7 +760,7 @@ mod tests {
         let Message::Digest(p) = Message::decode(ControlKind::LEDGER_DIGEST, &d).unwrap() else {
             panic!()
         };
-        assert_eq!(p.range(0), 9);
+        assert_eq!((p.range(0), p.range(RANGES)), (Some(9), None));
         d[1] = 1;
         assert_eq!(DigestPacket::new_checked(&d[..]).unwrap_err(), DecodeError::Reserved);
     }
@@ -835,7 +835,7 @@ mod tests {
         let n = r.emit(&mut b).unwrap();
         check_truncations(ControlKind::LEDGER_DIGEST, &b[..n]);
         let p = RequestPacket::new_checked(&b[..n]).unwrap();
-        assert_eq!((p.len(), p.id(0), p.id(1)), (2, 3, u64::MAX));
+        assert_eq!((p.len(), p.id(0), p.id(1), p.id(2)), (2, Some(3), Some(u64::MAX), None));
         let mut full = RequestRepr::new();
         for id in 0..REQUEST_MAX_IDS as u64 {
             assert!(full.push(id));
