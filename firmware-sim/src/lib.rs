@@ -1,9 +1,14 @@
 //! The deterministic network simulator for `kairos-core` nodes.
 //!
-//! It grows with the mesh engine. Today it has [`net`]: a deterministic,
-//! sans-IO datagram network (LANs, the four classic NAT kinds, faulty links,
-//! partitions, virtual time, one seeded RNG) that many nodes can run on.
+//! - [`net`]: a deterministic, sans-IO datagram network (LANs, the four
+//!   classic NAT kinds, faulty links, partitions, virtual time, one seeded
+//!   RNG) that many nodes can run on.
+//! - [`world`]: `kairos-core` nodes on that network, driven on virtual time.
+//! - [`scenario`]: topologies, convergence checks and the report that the
+//!   `sim` binary prints.
 
 #![warn(missing_docs)]
 
 pub mod net;
+pub mod scenario;
+pub mod world;
