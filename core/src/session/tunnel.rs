@@ -614,7 +614,9 @@ mod tests {
         {
             let size = core::mem::size_of::<Tunnel<crate::crypto::RingProvider>>();
             std::println!("Tunnel<RingProvider>: {size} bytes");
-            assert!(size <= 3072, "a ring tunnel grew to {size} bytes");
+            // ring's key type is sized for its largest AEAD (AES-GCM with
+            // precomputed tables), so each of the six keys takes ~520 bytes.
+            assert!(size <= 6144, "a ring tunnel grew to {size} bytes");
         }
     }
 }
