@@ -5,9 +5,10 @@
 //! # Model
 //!
 //! - **Entries are signed.** Every write carries its origin's
-//!   [`PublicIdentity`](crate::identity::PublicIdentity) and an Ed25519 signature over the entry's signed
-//!   hash (see [`entry`](self#signatures)), so an entry verifies on its own:
-//!   no membership table is needed, and a relay cannot alter it.
+//!   [`PublicIdentity`](crate::identity::PublicIdentity) and an Ed25519
+//!   signature over the entry's signed hash (see [Signatures](self#signatures)),
+//!   so an entry verifies on its own: no membership table is needed, and a
+//!   relay cannot alter it.
 //! - **Last writer wins** by [`Version`]: the Lamport clock, then the
 //!   origin's [`NodeId`](crate::identity::NodeId), then the signed hash. A
 //!   node's own writes use `clock = max(seen) + 1`; every verified entry
@@ -47,7 +48,8 @@
 //!   [`Ledger::apply`], a fragment to a [`Reassembly`] and then to `apply`;
 //! - calls [`Ledger::expire`] at [`Ledger::poll_timeout`] (every mutating
 //!   call also expires what is due first);
-//! - runs anti-entropy now and then with a peer: see [`sync`](self#anti-entropy).
+//! - runs anti-entropy now and then with a peer (see
+//!   [Anti-entropy](self#anti-entropy)).
 //!
 //! # Signatures
 //!
@@ -63,10 +65,32 @@
 //!
 //! # Anti-entropy
 //!
-//! A [`Digest`] (518 bytes) names each of 64 id ranges by an XOR of its live
-//! versions; the receiver answers mismatched ranges with summary pages
-//! (24 bytes per record); each side then sends what the other lacks. The
-//! exchange, its bounds and its byte counts are in `sync.rs`.
+//! Pushes can be lost; a periodic exchange with one peer repairs the rest.
+//! `A` starts it, `B` answers, every message a control payload:
+//!
+//! 1. `A` sends its [`Digest`] (`LEDGER_DIGEST`, 518 bytes): for each of 64
+//!    ranges of the id space, the XOR of 8 bytes of the signed hash of every
+//!    live entry in it, kept up to date on every change.
+//! 2. `B` computes `mask = B.digest().mismatch(&a)`. Empty: done. Otherwise
+//!    `B` sends the pages of [`Ledger::write_summary`]: each of its records
+//!    in the mismatched ranges as id prefix, clock, state and version tag
+//!    (24 bytes; 48 per page, each page covering an interval of ids).
+//! 3. For each page `A` walks [`Ledger::reconcile`]: [`Action::Send`] for
+//!    each of its entries `B` lacks or holds older (`A` sends them as
+//!    deltas), [`Action::Want`] for each id `B` holds newer (collected into
+//!    one [`RequestRepr`] per page).
+//! 4. `B` answers the request with [`Ledger::requested`].
+//!
+//! Tombstones are excluded from the digest and sent only to a replica that
+//! holds an older version of the key (one that lacks the key has nothing to
+//! delete), so replicas that purge them at different times do not hand
+//! them back and forth; expired entries are never sent. The cost is the
+//! digest plus the summaries of the differing ranges, not of the ledger:
+//! measured in the tests, 15 differences among 500 entries took 21 messages,
+//! 3.3 KB of digest, summaries and requests plus 2.4 KB of entries; two
+//! replicas of about 40 keys with random divergent histories converged in
+//! one exchange of 23 to 33 messages (1.0 to 1.3 KB of control traffic);
+//! replicas in sync exchange one 519-byte digest.
 //!
 //! # Messages
 //!
@@ -84,7 +108,8 @@
 //! compacted when an allocation does not fit above its top;
 //! [`LedgerError::Full`] means no free slot, or not enough bytes even after
 //! compaction. When the table is full, the oldest expired record is evicted
-//! to make room. A [`Reassembly<S, N>`] holds `N` entries of up to 16.7 KiB.
+//! to make room. A [`Reassembly<S, N>`] holds `N` entries in progress,
+//! 16 760 bytes each.
 
 mod arena;
 pub mod buckets;
@@ -127,7 +152,9 @@ pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(10 * 60);
 /// The ttl argument for an entry that never expires.
 pub const NO_TTL: u32 = 0;
 
-/// Why a ledger operation failed. Nothing changed when one is returned.
+/// Why a ledger operation failed. The entry asked for was not stored and
+/// the clock did not move (what was due to expire has expired, and on
+/// [`LedgerError::Full`] an expired record may have been evicted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerError {
     /// The bucket is empty or longer than [`MAX_BUCKET_LEN`].

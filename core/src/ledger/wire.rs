@@ -27,12 +27,20 @@
 //!   0  type  1 reserved  2 live entries u32  6 64 x range hash u64
 //! Summary (0x12), 27 + 24 * count bytes (count <= 48):
 //!   0  type  1 reserved  2 range mask u64  10 from (id prefix)  18 to (id prefix)
-//!  26  count u8   27  items: id prefix [8], clock u64 (bits 62-63: state), tag [8]
+//!  26  count u8   27  items: id prefix [8], clock u64 (bits 62-63: state:
+//!      0 live, 1 tombstone, 2 expired), tag [8] (first 8 bytes of the signed hash)
 //! Request (0x13), 2 + 8 * count bytes (1 <= count <= 64):
 //!   0  type  1 count  2 id prefixes [8] each
+//! Fragment (0x02), 14 + chunk bytes, for an entry over 1200 bytes:
+//!   0  type  1 index u8  2 count u8 (2..=15)  3 reserved
+//!   4  tag [8] (first 8 bytes of the entry's signed hash)
+//!  12  total length of the entry encoding u16
+//!  14  bytes index * 1186 .. of the entry encoding (1186, fewer in the last)
 //! ```
 //!
-//! Fragments (0x02) are described at [`super::FragmentPacket`].
+//! A fragment carries a window of the whole entry encoding, so the entry
+//! header travels once; see [`super::FragmentPacket`] and
+//! [`super::Reassembly`].
 
 use core::fmt;
 
