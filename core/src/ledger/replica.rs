@@ -28,8 +28,48 @@ pub struct Ledger<const ENTRIES: usize, const ARENA: usize> {
     /// No record's deadline is earlier (it may be later: then `expire`
     /// finds nothing and recomputes it).
     next_deadline: Instant,
-    changed: usize,
-    change_cursor: usize,
+    changes: ChangeQueue<ENTRIES>,
+}
+
+/// Slots with a change not yet reported, first changed first. A slot is
+/// queued at most once, so `N` places always suffice; a queued slot whose
+/// record was purged (or reported) meanwhile is skipped when popped.
+struct ChangeQueue<const N: usize> {
+    ring: [u16; N],
+    head: usize,
+    len: usize,
+    queued: [bool; N],
+}
+
+impl<const N: usize> ChangeQueue<N> {
+    const fn new() -> Self {
+        ChangeQueue {
+            ring: [0; N],
+            head: 0,
+            len: 0,
+            queued: [false; N],
+        }
+    }
+
+    fn push(&mut self, slot: u16) {
+        let s = slot as usize;
+        if s < N && !self.queued[s] && self.len < N {
+            self.queued[s] = true;
+            self.ring[(self.head + self.len) % N] = slot;
+            self.len += 1;
+        }
+    }
+
+    fn pop(&mut self) -> Option<u16> {
+        if self.len == 0 {
+            return None;
+        }
+        let slot = self.ring[self.head];
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        self.queued[slot as usize] = false;
+        Some(slot)
+    }
 }
 
 impl<const ENTRIES: usize, const ARENA: usize> Default for Ledger<ENTRIES, ARENA> {
@@ -46,8 +86,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
             clock: 0,
             digest: Digest::EMPTY,
             next_deadline: Instant::FAR_FUTURE,
-            changed: 0,
-            change_cursor: 0,
+            changes: ChangeQueue::new(),
         }
     }
 
@@ -234,9 +273,6 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
                 if old.is(EntryState::Live) {
                     self.digest.remove(&old.id, &old.hash);
                 }
-                if old.changed {
-                    self.changed -= 1;
-                }
                 slot
             }
             Err(mut pos) => {
@@ -253,7 +289,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         if record.is(EntryState::Live) {
             self.digest.add(&record.id, &record.hash);
         }
-        self.changed += 1;
+        self.changes.push(slot);
         self.next_deadline = self.next_deadline.min(record.deadline);
         Ok(EntryRef {
             slot,
@@ -266,9 +302,6 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         let pos = (0..self.store.len())
             .filter(|&p| self.store.at(p).is(EntryState::Expired))
             .min_by_key(|&p| self.store.at(p).deadline)?;
-        if self.store.at(pos).changed {
-            self.changed -= 1;
-        }
         self.store.remove(pos);
         Some(pos)
     }
@@ -292,23 +325,17 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
                 rec.state = Some(EntryState::Expired);
                 rec.deadline = now + TOMBSTONE_GRACE;
                 rec.local = false;
-                if !rec.changed {
-                    rec.changed = true;
-                    self.changed += 1;
-                }
+                rec.changed = true;
+                self.changes.push(slot);
             }
         }
-        let mut purged_changed = 0;
         self.store.retain(|r| {
             let keep = r.is(EntryState::Live) || r.deadline > now;
             if keep {
                 next = next.min(r.deadline);
-            } else if r.changed {
-                purged_changed += 1;
             }
             keep
         });
-        self.changed -= purged_changed;
         self.next_deadline = next;
     }
 
@@ -317,28 +344,22 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         (self.next_deadline != Instant::FAR_FUTURE).then_some(self.next_deadline)
     }
 
-    /// The next change not yet reported.
+    /// The next change not yet reported, in the order the records first
+    /// changed since their last report.
     pub fn poll_change(&mut self) -> Option<Change> {
-        if self.changed == 0 {
-            return None;
-        }
-        let slots = self.store.slots();
-        for i in 0..slots {
-            let slot = ((self.change_cursor + i) % slots) as u16;
+        while let Some(slot) = self.changes.pop() {
             let Some(r) = self.store.record(slot) else { continue };
-            if r.changed {
-                let change = Change {
-                    entry: EntryRef { slot, tag: r.tag() },
-                    state: r.state?,
-                    local: r.local,
-                };
-                self.store.record_mut(slot).changed = false;
-                self.changed -= 1;
-                self.change_cursor = slot as usize + 1;
-                return Some(change);
+            if !r.changed {
+                continue;
             }
+            let change = Change {
+                entry: EntryRef { slot, tag: r.tag() },
+                state: r.state?,
+                local: r.local,
+            };
+            self.store.record_mut(slot).changed = false;
+            return Some(change);
         }
-        self.changed = 0;
         None
     }
 
@@ -956,18 +977,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn changes_come_first_changed_first_and_survive_slot_reuse() {
+        let w = ident(16);
+        let mut l = Ledger::<3, 1024>::new();
+        for k in [b"c", b"a", b"b"] {
+            l.put(t(0), &w, b"x", k, b"v", NO_TTL).unwrap();
+        }
+        // Rewriting `c` does not move it behind the others.
+        l.put(t(0), &w, b"x", b"c", b"v2", NO_TTL).unwrap();
+        let mut order = Vec::new();
+        while let Some(c) = l.poll_change() {
+            order.push(l.entry(c.entry).unwrap().key().to_vec());
+        }
+        assert_eq!(order, [b"c".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        // A tombstone purged before anyone polled, its slot reused at once.
+        l.delete(t(0), &w, b"x", b"a").unwrap();
+        l.expire(t(0) + TOMBSTONE_GRACE);
+        assert_eq!(l.records(), 2);
+        l.put(t(700), &w, b"x", b"d", b"v", NO_TTL).unwrap();
+        let c = l.poll_change().unwrap();
+        assert_eq!(
+            (l.entry(c.entry).unwrap().key(), c.state),
+            (&b"d"[..], EntryState::Live)
+        );
+        assert_eq!(l.poll_change(), None);
+    }
+
+    #[test]
     fn memory_is_as_documented() {
         use core::mem::size_of;
         assert_eq!(size_of::<super::Record>(), 216);
         let small = size_of::<Ledger<64, 16384>>();
         let large = size_of::<Ledger<1024, 262144>>();
         std::println!("Ledger<64, 16384>: {small} bytes; Ledger<1024, 262144>: {large} bytes");
-        // ARENA + 218 per entry + a fixed part under 600 bytes.
+        // ARENA + 221 per entry + a fixed part under 600 bytes.
         for (size, e, a) in [(small, 64, 16384), (large, 1024, 262144)] {
-            assert!(size >= a + 218 * e && size < a + 218 * e + 600, "{size}");
+            assert!(size >= a + 221 * e && size < a + 221 * e + 600, "{size}");
         }
         #[cfg(target_pointer_width = "64")]
-        assert_eq!((small, large), (30_912, 485_952));
+        assert_eq!((small, large), (31_112, 489_032));
         let slot = size_of::<Reassembly<u32, 1>>();
         std::println!("Reassembly: {slot} bytes per slot");
         assert_eq!(size_of::<Reassembly<u32, 4>>(), 4 * slot);

@@ -90,6 +90,8 @@ pub(crate) struct Store<const ENTRIES: usize, const ARENA: usize> {
     /// Slots of the records in use, sorted by id.
     order: [u16; ENTRIES],
     len: usize,
+    /// Every slot below this one is in use.
+    free_hint: usize,
     arena: Arena<ARENA>,
 }
 
@@ -100,6 +102,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
             records: [Record::EMPTY; ENTRIES],
             order: [0; ENTRIES],
             len: 0,
+            free_hint: 0,
             arena: Arena::new(),
         }
     }
@@ -171,10 +174,8 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
         if self.len == ENTRIES {
             return Err(LedgerError::Full);
         }
-        let slot = self
-            .records
-            .iter()
-            .position(|r| r.state.is_none())
+        let slot = (self.free_hint..ENTRIES)
+            .find(|&i| self.records[i].state.is_none())
             .ok_or(LedgerError::Full)? as u16;
         let len = parts.iter().map(|p| p.len()).sum();
         if !self.arena.fits(len, None) {
@@ -182,6 +183,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
         }
         record.offset = self.alloc(slot, parts)?;
         self.records[slot as usize] = record;
+        self.free_hint = slot as usize + 1;
         self.order.copy_within(pos..self.len, pos + 1);
         self.order[pos] = slot;
         self.len += 1;
@@ -240,6 +242,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
         let slot = self.order[pos] as usize;
         self.arena.free(self.records[slot].used_len());
         self.records[slot] = Record::EMPTY;
+        self.free_hint = self.free_hint.min(slot);
         self.order.copy_within(pos + 1..self.len, pos);
         self.len -= 1;
     }
@@ -255,14 +258,10 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
             } else {
                 self.arena.free(self.records[slot].used_len());
                 self.records[slot] = Record::EMPTY;
+                self.free_hint = self.free_hint.min(slot);
             }
         }
         self.len = write;
-    }
-
-    /// Slots, for a scan in slot order (`poll_change`).
-    pub(crate) fn slots(&self) -> usize {
-        ENTRIES
     }
 }
 
