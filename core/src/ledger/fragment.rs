@@ -217,6 +217,15 @@ pub struct Reassembly<S, const SLOTS: usize> {
     slots: [Slot<S>; SLOTS],
 }
 
+impl<S: Copy + PartialEq, const SLOTS: usize> core::fmt::Debug for Reassembly<S, SLOTS> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reassembly")
+            .field("in_progress", &self.in_progress())
+            .field("slots", &SLOTS)
+            .finish()
+    }
+}
+
 impl<S: Copy + PartialEq, const SLOTS: usize> Default for Reassembly<S, SLOTS> {
     fn default() -> Self {
         Self::new()

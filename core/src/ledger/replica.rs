@@ -72,6 +72,21 @@ impl<const N: usize> ChangeQueue<N> {
     }
 }
 
+impl<const ENTRIES: usize, const ARENA: usize> core::fmt::Debug for Ledger<ENTRIES, ARENA> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (arena_used, arena_garbage) = self.arena_usage();
+        f.debug_struct("Ledger")
+            .field("live", &self.len())
+            .field("records", &self.records())
+            .field("capacity", &ENTRIES)
+            .field("arena_used", &arena_used)
+            .field("arena_garbage", &arena_garbage)
+            .field("arena", &ARENA)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
 impl<const ENTRIES: usize, const ARENA: usize> Default for Ledger<ENTRIES, ARENA> {
     fn default() -> Self {
         Self::new()
@@ -598,6 +613,9 @@ pub(crate) mod tests {
             Err(LedgerError::ValueTooLong)
         );
         assert_eq!(l.clock(), 3);
+        let shown = format!("{l:?}");
+        assert!(shown.contains("live: 2") && shown.contains("clock: 3"), "{shown}");
+        assert!(format!("{:?}", l.get(b"other", b"k").unwrap()).contains("\"other\""));
     }
 
     #[test]

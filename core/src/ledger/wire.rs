@@ -646,6 +646,18 @@ impl RequestRepr {
             ids: heapless::Vec::new(),
         }
     }
+    /// Reads a checked request.
+    pub fn parse(p: &RequestPacket<&[u8]>) -> Self {
+        let mut r = RequestRepr::new();
+        for id in (0..p.len()).map_while(|i| p.id(i)) {
+            r.push(id);
+        }
+        r
+    }
+    /// The id prefixes asked for.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
     /// Adds an id prefix; `false` if the request is full.
     pub fn push(&mut self, id: u64) -> bool {
         self.ids.push(id).is_ok()
@@ -843,6 +855,7 @@ mod tests {
         let n = r.emit(&mut b).unwrap();
         check_truncations(ControlKind::LEDGER_DIGEST, &b[..n]);
         let p = RequestPacket::new_checked(&b[..n]).unwrap();
+        assert_eq!(RequestRepr::parse(&p).ids(), r.ids());
         assert_eq!((p.len(), p.id(0), p.id(1), p.id(2)), (2, Some(3), Some(u64::MAX), None));
         let mut full = RequestRepr::new();
         for id in 0..REQUEST_MAX_IDS as u64 {
