@@ -516,6 +516,15 @@ fn transport_seeds() -> Seeds {
     seeds.insert("forge_inject.bin", w.finish());
 
     let mut w = Writer::new();
+    let mut buf = vec![0u8; 16];
+    buf.extend_from_slice(&ipv4(2, 24));
+    buf.resize(buf.len() + 16 + 8, 0); // room for the tag, and some
+    w.u8(top::SEND_RAW).u64(24).chunk(&buf);
+    w.u8(top::SEND_RAW).u64(25 + 8).chunk(&buf); // one byte too many
+    w.u8(top::DELIVER).u8(1);
+    seeds.insert("send_raw.bin", w.finish());
+
+    let mut w = Writer::new();
     w.u8(top::SEND).chunk(&ipv4(1, 20));
     w.u8(top::DELIVER).u8(1);
     w.u8(top::ADVANCE).u8(step_byte(2, 3)); // 15 s: keepalives, then a new handshake
@@ -539,7 +548,7 @@ fn transport_seeds() -> Seeds {
         // The setup's handshake and keepalive count too.
         match *name {
             "forge_inject.bin" => expect(name, bytes, stats, |s| s.delivered == 1),
-            "mutated.bin" => expect(name, bytes, stats, |s| s.delivered == 2),
+            "mutated.bin" | "send_raw.bin" => expect(name, bytes, stats, |s| s.delivered == 2),
             "timers_rekey_expiry.bin" => expect(name, bytes, stats, |s| s.established >= 4 && s.delivered >= 4),
             _ => expect(name, bytes, stats, |s| s.delivered >= 5),
         }

@@ -5,12 +5,13 @@
 //! copied): the sender (identity `[1; 64]`)
 //! and the receiver (`[2; 64]`) complete a handshake at [`START`], and the
 //! sender's confirming keepalive is delivered. The input is then a list of
-//! operations (the op byte modulo 7, see [`op`]): the sender seals a
+//! operations (the op byte modulo 8, see [`op`]): the sender seals a
 //! payload, a sealed message is delivered as is or after input-chosen
 //! edits, an arbitrary datagram or a forged message on the live session
 //! index is injected, time advances (both nodes' timers run; the receiver's
-//! keepalives go back to the sender), or a handshake initiation the sender's
-//! timers produced is delivered (a rekey).
+//! keepalives go back to the sender), a handshake initiation the sender's
+//! timers produced is delivered (a rekey), or the sender is called with an
+//! input-chosen buffer and payload length.
 //!
 //! Checks, beyond never panicking and the invariants of [`crate::check`]:
 //! - authenticity: the receiver delivers (IP, control, keepalive, or an
@@ -26,15 +27,15 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use kairos_core::session::timers::REJECT_AFTER_TIME;
-use kairos_core::session::REPLAY_WINDOW;
-use kairos_core::wire::{MessageType, TransportPacket};
+use kairos_core::session::{DropReason, REPLAY_WINDOW};
+use kairos_core::wire::{MessageType, TransportPacket, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 
 use crate::check::{feed, seal, tick, Ledger, Outcome};
 use crate::fixture::{Node, Role, Setup, START};
 use crate::input::{mutate, time_step, Input};
 use crate::Stats;
 
-/// The operations (the op byte modulo 7).
+/// The operations (the op byte modulo 8).
 pub mod op {
     /// `chunk`: the sender seals the chunk as a payload.
     pub const SEND: u8 = 0;
@@ -53,6 +54,11 @@ pub mod op {
     /// `mutation`: deliver the sender's next queued handshake initiation;
     /// the receiver's reply goes back to the sender.
     pub const HANDSHAKE: u8 = 6;
+    /// `u64 payload length, chunk`: the sender's caller passes the chunk as
+    /// the buffer and the length as is: `encapsulate` must seal the payload
+    /// (then it is a sealed message like any other) or refuse with
+    /// `BufferTooSmall` when header, payload and tag do not fit.
+    pub const SEND_RAW: u8 = 7;
 }
 
 /// At most this many sealed messages are remembered; later sends are skipped.
@@ -83,7 +89,7 @@ pub fn run(data: &[u8]) -> Stats {
     let mut s = State::connected();
     let mut input = Input::new(data);
     while let Some(code) = input.u8() {
-        match code % 7 {
+        match code % 8 {
             op::SEND => {
                 let Some(payload) = input.chunk() else { break };
                 if s.sealed.len() < MAX_SEALED {
@@ -124,6 +130,12 @@ pub fn run(data: &[u8]) -> Stats {
             op::ADVANCE => {
                 let Some(b) = input.u8() else { break };
                 s.now += time_step(b);
+            }
+            op::SEND_RAW => {
+                let (Some(len), Some(chunk)) = (input.u64(), input.chunk()) else {
+                    break;
+                };
+                s.send_raw(len, chunk);
             }
             _ => {
                 // The mutation is read even with nothing to deliver.
@@ -210,6 +222,31 @@ impl State {
         s.deliver(&keepalive.clone());
         assert!(s.sender.tunnel.is_established(s.now) && s.receiver.tunnel.is_established(s.now));
         s
+    }
+
+    /// Calls `encapsulate` with `buf` and `len` as a careless caller might.
+    fn send_raw(&mut self, len: u64, buf: &[u8]) {
+        let Ok(len) = usize::try_from(len) else { return };
+        let mut buf = buf.to_vec();
+        let payload = buf
+            .get(TRANSPORT_HEADER_LEN..)
+            .and_then(|b| b.get(..len))
+            .map(<[u8]>::to_vec);
+        let fits = len.checked_add(TRANSPORT_OVERHEAD).is_some_and(|n| n <= buf.len());
+        match self.sender.tunnel.encapsulate(self.now, &mut buf, len) {
+            Ok(m) => {
+                assert!(fits, "sealed {len} bytes into a buffer of {}", buf.len());
+                assert_eq!(m.len(), len + TRANSPORT_OVERHEAD);
+                let m = m.to_vec();
+                let payload = payload.expect("the payload fits");
+                if self.sealed.len() < MAX_SEALED {
+                    self.forward.sealed(&m, &payload);
+                    self.sealed.push(m);
+                }
+            }
+            Err(DropReason::BufferTooSmall) => assert!(!fits, "BufferTooSmall for {len} bytes in {}", buf.len()),
+            Err(_) => {}
+        }
     }
 
     /// Delivers `d` to the receiver and checks the outcome.
