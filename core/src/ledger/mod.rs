@@ -12,7 +12,9 @@
 //! - **Last writer wins** by [`Version`]: the Lamport clock, then the
 //!   origin's [`NodeId`](crate::identity::NodeId), then the signed hash. A
 //!   node's own writes use `clock = max(seen) + 1`; every verified entry
-//!   received raises the local clock to at least its clock.
+//!   stored raises the local clock to at least its clock. An entry more than
+//!   [`MAX_CLOCK_JUMP`] ahead of the local clock is refused, so no single
+//!   entry can use up the clock space.
 //! - **Deletes are tombstones**: signed entries without a value that keep the
 //!   key's version, so a late older write does not bring the key back. A
 //!   tombstone is purged [`TOMBSTONE_GRACE`] (10 minutes) after this replica
@@ -148,6 +150,11 @@ pub const MAX_MESSAGE_LEN: usize = 1200;
 /// are malformed, so a clock never overflows. Past it, local writes fail
 /// with [`LedgerError::ClockExhausted`].
 pub const MAX_CLOCK: u64 = (1 << 62) - 1;
+/// The most a received entry's clock may exceed this replica's clock
+/// (2^40: far more writes than a mesh makes in centuries). Without a bound,
+/// one entry signed with a clock near [`MAX_CLOCK`] (a bug, or a hostile
+/// member) would exhaust every replica's clock at once.
+pub const MAX_CLOCK_JUMP: u64 = 1 << 40;
 /// How long a tombstone or an expired entry is kept after this replica
 /// stored (or expired) it.
 pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -175,6 +182,8 @@ pub enum LedgerError {
     Full,
     /// The local Lamport clock reached [`MAX_CLOCK`].
     ClockExhausted,
+    /// A received entry's clock is more than [`MAX_CLOCK_JUMP`] ahead.
+    ClockJump,
     /// The message is not a well-formed entry.
     Malformed(DecodeError),
     /// The [`EntryRef`] names a version that is no longer held.
@@ -198,6 +207,7 @@ impl fmt::Display for LedgerError {
             LedgerError::IdCollision => f.write_str("entry id collision"),
             LedgerError::Full => f.write_str("ledger full"),
             LedgerError::ClockExhausted => f.write_str("Lamport clock exhausted"),
+            LedgerError::ClockJump => f.write_str("entry clock too far ahead"),
             LedgerError::Malformed(e) => write!(f, "malformed entry: {e}"),
             LedgerError::Stale => f.write_str("entry version no longer held"),
             LedgerError::NotSendable => f.write_str("expired entries are not sent"),

@@ -14,7 +14,8 @@ use super::fragment::EntryEncoder;
 use super::store::{Record, Store};
 use super::wire::{EntryPacket, EntryRepr, SIGNED_HEADER};
 use super::{
-    Applied, Change, LedgerError, MAX_BUCKET_LEN, MAX_CLOCK, MAX_KEY_LEN, MAX_VALUE_LEN, NO_TTL, TOMBSTONE_GRACE,
+    Applied, Change, LedgerError, MAX_BUCKET_LEN, MAX_CLOCK, MAX_CLOCK_JUMP, MAX_KEY_LEN, MAX_VALUE_LEN, NO_TTL,
+    TOMBSTONE_GRACE,
 };
 use crate::identity::Identity;
 use crate::time::{Duration, Instant};
@@ -221,7 +222,8 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// Applies a received entry (its whole encoding: a `LEDGER_DELTA`
     /// payload of type entry, or the output of a [`Reassembly`](super::Reassembly)).
     ///
-    /// Checks, in order: the format, the owner-only rule, the version order
+    /// Checks, in order: the format, the owner-only rule, the clock jump
+    /// ([`MAX_CLOCK_JUMP`](super::MAX_CLOCK_JUMP)), the version order
     /// against what is stored (older or equal: done, see the module docs),
     /// then the signature. A stored entry raises the Lamport clock and is
     /// reported by [`Self::poll_change`].
@@ -235,6 +237,9 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         let packet = EntryPacket::new_checked(encoded)?;
         let repr = EntryRepr::parse(&packet);
         buckets::check_owner(repr.bucket, repr.key, &repr.origin)?;
+        if repr.clock > self.clock.saturating_add(MAX_CLOCK_JUMP) {
+            return Err(LedgerError::ClockJump);
+        }
         let hash = signed_hash(packet.signed_header(), repr.bucket, repr.key, repr.value);
         let id = EntryId::of(repr.bucket, repr.key);
         let found = self.store.find(&id);
@@ -866,6 +871,16 @@ pub(crate) mod tests {
             "someone else's static key"
         );
         assert!(matches!(tamper(&|_| {}), Ok(Applied::New(_))));
+        // A validly signed entry with a clock far ahead.
+        let mut l = Small::new();
+        let far = forge(&w, &w, b"kairos", b"k", b"v", MAX_CLOCK_JUMP + 1);
+        assert_eq!(l.apply(t(0), &mut Ed25519Verifier, &far), Err(LedgerError::ClockJump));
+        let near = forge(&w, &w, b"kairos", b"k", b"v", MAX_CLOCK_JUMP);
+        assert!(matches!(
+            l.apply(t(0), &mut Ed25519Verifier, &near),
+            Ok(Applied::New(_))
+        ));
+        assert_eq!(l.clock(), MAX_CLOCK_JUMP);
     }
 
     #[test]
