@@ -16,6 +16,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::{Identity, NodeId};
+use kairos_core::ledger::{Ed25519Verifier, Ledger};
 use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
@@ -28,8 +29,22 @@ use crate::net::{HostId, LanId, Network};
 
 /// The crypto provider simulated nodes use (the no_std default).
 pub type Provider = RustCryptoProvider;
+/// Ledger entries a simulated node holds at most.
+pub const LEDGER_ENTRIES: usize = 4096;
+/// Bytes of ledger storage per simulated node.
+pub const LEDGER_ARENA: usize = 256 * 1024;
+/// A simulated node's ledger.
+pub type SimLedger = Ledger<LEDGER_ENTRIES, LEDGER_ARENA>;
 /// A simulated node.
-pub type SimNode = Node<Provider, ChaCha20Rng, Box<[MemberSlot<Provider>]>>;
+pub type SimNode = Node<
+    Provider,
+    ChaCha20Rng,
+    Ed25519Verifier,
+    Box<[MemberSlot<Provider>]>,
+    Box<SimLedger>,
+    LEDGER_ENTRIES,
+    LEDGER_ARENA,
+>;
 
 /// The UDP port every simulated node listens on.
 pub const PORT: u16 = 51820;
@@ -98,6 +113,8 @@ impl World {
             config,
             rng,
             slots,
+            Box::default(),
+            Ed25519Verifier,
             WALL_AT_ZERO + self.now.since_origin(),
         );
         let host = self.net.add_host(lan);

@@ -27,6 +27,8 @@ pub enum Discovery {
     Hello,
     /// An incoming handshake.
     Handshake,
+    /// Its `machines` entry in the ledger.
+    Ledger,
 }
 
 /// What a node knows about one member.
@@ -40,6 +42,8 @@ pub struct Member<P: CryptoProvider> {
     /// Where datagrams for it go: the last authenticated source, else the
     /// last announced endpoint.
     pub(crate) endpoint: Option<SocketAddr>,
+    /// Endpoints its machines record lists.
+    pub(crate) candidates: heapless::Vec<SocketAddr, { crate::node::record::MAX_ENDPOINTS }>,
     pub(crate) tunnel: Option<Tunnel<P>>,
     pub(crate) discovery: Discovery,
     /// Newest announcement timestamp seen from it (replays are ignored).
@@ -66,6 +70,7 @@ impl<P: CryptoProvider> Member<P> {
             iid: u64::from_be_bytes(crate::wire::array(&id.0, 0)),
             ipv4: None,
             endpoint: None,
+            candidates: heapless::Vec::new(),
             tunnel: None,
             discovery,
             last_announce: Tai64N::ZERO,

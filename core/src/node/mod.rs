@@ -23,8 +23,11 @@
 //! cost every node a handshake with every other.
 
 mod addr;
+pub mod ipam;
 pub mod member;
 mod outbox;
+pub mod record;
+pub mod sync;
 mod table;
 
 pub use addr::{interface_id, ula, ula_prefix};
@@ -40,12 +43,14 @@ use rand_core::{CryptoRng, RngCore};
 use crate::crypto::CryptoProvider;
 use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
 use crate::identity::{Identity, NodeId, PublicIdentity};
+use crate::ledger::{Ledger, SignatureVerifier};
 use crate::noise::{consume_initiation, Refusal, RemoteKeys};
 use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
 use crate::time::{Duration, Instant};
-use crate::token::{NetworkKeys, MAX_BOOTSTRAP};
+use crate::token::{NetworkKeys, OverlayRange, MAX_BOOTSTRAP};
 use crate::wire::{InitiationPacket, MessageType, INITIATION_LEN, TRANSPORT_HEADER_LEN};
 use outbox::Outbox;
+use sync::SyncState;
 
 /// How a node behaves; all fields have sane defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,11 @@ pub struct NodeConfig {
     pub neighbors: usize,
     /// Keepalive for sessions, to hold NAT mappings open.
     pub persistent_keepalive: Option<Duration>,
+    /// The overlay IPv4 range addresses are claimed in.
+    pub overlay: OverlayRange,
+    /// Endpoints to publish besides the ones others observe (e.g. the
+    /// host's LAN addresses with the node's port).
+    pub advertise: Vec<SocketAddr, 2>,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +88,8 @@ impl Default for NodeConfig {
             hello_interval: Duration::from_secs(2),
             neighbors: 8,
             persistent_keepalive: Some(Duration::from_secs(25)),
+            overlay: OverlayRange::new(Ipv4Addr::new(10, 1, 0, 0), 24).expect("valid range"),
+            advertise: Vec::new(),
         }
     }
 }
@@ -91,6 +103,11 @@ pub enum Event {
     PeerUp(NodeId),
     /// The session with a member expired or could not be made.
     PeerDown(NodeId),
+    /// The ledger changed (read it with [`Node::ledger`]).
+    LedgerChanged,
+    /// This node's overlay IPv4 address is now this one (first claim, or a
+    /// move after losing a conflict).
+    AddressAssigned(Ipv4Addr),
 }
 
 /// What an incoming datagram produced.
@@ -126,6 +143,10 @@ pub struct NodeStats {
     /// Replies (handshake responses, cookie and hello replies) dropped
     /// because more were queued than the caller polled.
     pub replies_dropped: u64,
+    /// Ledger entries refused (bad signature, owner rule, full).
+    pub ledger_refused: u64,
+    /// Control messages dropped because more were queued than polled.
+    pub control_dropped: u64,
 }
 
 const EVENT_QUEUE: usize = 64;
@@ -142,7 +163,14 @@ struct Bootstrap {
 }
 
 /// One member of the mesh. See the module docs.
-pub struct Node<P: CryptoProvider, R: RngCore + CryptoRng, S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>> {
+pub struct Node<P, R, V, S, L, const E: usize, const A: usize>
+where
+    P: CryptoProvider,
+    R: RngCore + CryptoRng,
+    V: SignatureVerifier,
+    S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+{
     identity: Identity,
     public: PublicIdentity,
     id: NodeId,
@@ -170,24 +198,34 @@ pub struct Node<P: CryptoProvider, R: RngCore + CryptoRng, S: AsMut<[MemberSlot<
     next_maintenance: Instant,
     ipv4: Option<Ipv4Addr>,
     stats: NodeStats,
+    ledger: L,
+    verifier: V,
+    sync: SyncState,
     _provider: core::marker::PhantomData<P>,
 }
 
-impl<P, R, S> Node<P, R, S>
+impl<P, R, V, S, L, const E: usize, const A: usize> Node<P, R, V, S, L, E, A>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
+    V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
 {
     /// A node with `identity` on the network of `network`. `members` is the
-    /// member table (every slot `None`; at most 65536 slots); `wall_at_zero`
-    /// is the wall-clock time at the caller's `Instant::ZERO`.
+    /// member table (every slot `None`; at most 65536 slots), `ledger` its
+    /// replica of the ledger (empty, or restored from disk), `verifier`
+    /// checks ledger signatures; `wall_at_zero` is the wall-clock time at
+    /// the caller's `Instant::ZERO`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         identity: Identity,
         network: &NetworkKeys,
         config: NodeConfig,
         rng: R,
         members: S,
+        ledger: L,
+        verifier: V,
         wall_at_zero: Duration,
     ) -> Self {
         debug_assert!(members.as_ref().len() <= INDEX_SLOT_MASK as usize + 1);
@@ -225,6 +263,9 @@ where
             next_maintenance: Instant::ZERO,
             ipv4: None,
             stats: NodeStats::default(),
+            ledger,
+            verifier,
+            sync: SyncState::default(),
             _provider: core::marker::PhantomData,
         }
     }
@@ -247,6 +288,35 @@ where
     /// This node's overlay IPv4 address, once it has one.
     pub fn ipv4(&self) -> Option<Ipv4Addr> {
         self.ipv4
+    }
+
+    /// This node's replica of the ledger.
+    pub fn ledger(&self) -> &Ledger<E, A> {
+        self.ledger.as_ref()
+    }
+
+    /// Writes `value` under `(bucket, key)` in the ledger, signed by this
+    /// node (`ttl_secs` 0 for none), and pushes it to the mesh.
+    pub fn ledger_put(
+        &mut self,
+        now: Instant,
+        bucket: &[u8],
+        key: &[u8],
+        value: &[u8],
+        ttl_secs: u32,
+    ) -> Result<(), crate::ledger::LedgerError> {
+        self.ledger
+            .as_mut()
+            .put(now, &self.identity, bucket, key, value, ttl_secs)?;
+        self.process_changes(now, None);
+        Ok(())
+    }
+
+    /// Deletes `(bucket, key)` from the ledger (a signed tombstone).
+    pub fn ledger_delete(&mut self, now: Instant, bucket: &[u8], key: &[u8]) -> Result<(), crate::ledger::LedgerError> {
+        self.ledger.as_mut().delete(now, &self.identity, bucket, key)?;
+        self.process_changes(now, None);
+        Ok(())
     }
 
     /// Counters.
@@ -336,6 +406,7 @@ where
         // Authenticated: the member is at `from` now (it may have roamed).
         member.endpoint = Some(from);
         member.last_seen = Some(now);
+        let mut control = None;
         let input = match received {
             Received::Ip(packet) => {
                 if !source_is(member, ula_prefix, packet) {
@@ -347,9 +418,16 @@ where
                 outbox.push(Destination::Unicast(from), reply);
                 Input::Consumed
             }
-            Received::Control(..) | Received::Keepalive | Received::Handshake => Input::Consumed,
+            Received::Control(kind, payload) => {
+                control = Some((kind, payload));
+                Input::Consumed
+            }
+            Received::Keepalive | Received::Handshake => Input::Consumed,
         };
         self.after_tunnel_activity(slot);
+        if let Some((kind, payload)) = control {
+            self.handle_control(now, slot, kind, payload)?;
+        }
         Ok(input)
     }
 
@@ -558,6 +636,7 @@ where
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
             self.maintain(now);
         }
+        self.sync_timeout(now);
     }
 
     /// Opens proactive sessions until `neighbors` are up or being made.
@@ -604,6 +683,9 @@ where
             at(Instant::ZERO); // poll_transmit first; nothing is late
         }
         if let Some(t) = self.member_timers() {
+            at(t);
+        }
+        if let Some(t) = self.sync_poll_timeout() {
             at(t);
         }
         next
@@ -658,6 +740,9 @@ where
                 destination: Destination::Unicast(endpoint),
                 len,
             });
+        }
+        if let Some(t) = self.next_intent(now, out) {
+            return Some(t);
         }
         if !self.transmit_pending {
             return None;
@@ -849,6 +934,7 @@ where
             }
         }
         let changed = m.up != up;
+        let came_up = changed && up;
         m.up = up;
         m.timer = t.poll_timeout();
         self.transmit_pending = true;
@@ -862,6 +948,13 @@ where
         }
         for e in events {
             self.push_event(e);
+        }
+        if came_up {
+            // Tell it where we see it, and compare ledgers at once.
+            if let Some(addr) = endpoint {
+                self.tell_observed(slot, addr);
+            }
+            self.greet(slot);
         }
         if idle {
             self.deactivate(slot);

@@ -33,6 +33,8 @@ impl ControlKind {
     pub const RELAY: ControlKind = ControlKind(0x08);
     /// A node leaves the mesh.
     pub const GOODBYE: ControlKind = ControlKind(0x09);
+    /// "I see you at this address": how a member learns its NAT mappings.
+    pub const OBSERVED: ControlKind = ControlKind(0x0a);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;

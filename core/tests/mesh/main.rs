@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::Identity;
+use kairos_core::ledger::{Ed25519Verifier, Ledger};
 use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
@@ -16,7 +17,16 @@ use kairos_core::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-type TestNode = Node<RustCryptoProvider, ChaCha20Rng, Vec<MemberSlot<RustCryptoProvider>>>;
+type TestLedger = Ledger<256, 65536>;
+type TestNode = Node<
+    RustCryptoProvider,
+    ChaCha20Rng,
+    Ed25519Verifier,
+    Vec<MemberSlot<RustCryptoProvider>>,
+    Box<TestLedger>,
+    256,
+    65536,
+>;
 
 struct Lan {
     now: Instant,
@@ -39,6 +49,8 @@ fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> Te
         config,
         rng,
         (0..capacity).map(|_| None).collect(),
+        Box::default(),
+        Ed25519Verifier,
         Duration::from_secs(1_800_000_000),
     )
 }
@@ -219,19 +231,27 @@ fn bootstrap_hello_without_multicast() {
     lan.advance(Duration::from_secs(2));
     assert_eq!(lan.nodes[0].members().count(), 2);
     assert!(lan.nodes[0].members().all(|m| m.is_up()));
-    assert_eq!(lan.nodes[1].members().count(), 1, "1 knows only the bootstrap so far");
-    // 1 reaches 0 over the overlay.
+    // 1 and 2 learned each other from the ledger (machines entries pushed
+    // through the bootstrap), with the endpoint the bootstrap saw.
+    assert_eq!(lan.nodes[1].members().count(), 2);
+    let two = lan.nodes[2].node_id();
+    assert_eq!(lan.nodes[1].member(&two).unwrap().endpoint(), Some(lan.addrs[2]));
+    // 1 reaches 0 and 2 over the overlay (1 opened a session with 2 on its
+    // own: it keeps up to `neighbors` sessions with the members it knows).
+    assert!(lan.nodes[1].member(&two).unwrap().is_up());
     lan.send_v6(1, 0, 7).unwrap();
+    lan.send_v6(1, 2, 8).unwrap();
     lan.drive();
     assert_eq!(lan.delivered[0].len(), 1);
-    // Hellos stop once connected.
+    assert_eq!(lan.delivered[2].len(), 1);
+    // Once settled, hellos stop and idle traffic is only keepalives (25 s,
+    // per session: 2 sessions) and anti-entropy digests (backed off to one
+    // per 30 s).
+    lan.advance(Duration::from_secs(60));
     let sent = lan.nodes[1].stats().tx_datagrams;
-    lan.advance(Duration::from_secs(20));
-    let hellos_and_keepalives = lan.nodes[1].stats().tx_datagrams - sent;
-    assert!(
-        hellos_and_keepalives <= 2,
-        "{hellos_and_keepalives} datagrams in 20 s idle"
-    );
+    lan.advance(Duration::from_secs(60));
+    let idle = lan.nodes[1].stats().tx_datagrams - sent;
+    assert!(idle <= 8, "{idle} datagrams in 60 s idle");
 }
 
 #[test]

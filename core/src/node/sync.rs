@@ -1,0 +1,633 @@
+//! The node's control plane: replicating the ledger, and what the node reads
+//! from it.
+//!
+//! - **Pushes.** A local write goes at once to every member with a session
+//!   up; an entry new to this replica goes on to [`FANOUT`] of them at
+//!   random (not back to where it came from), so a change spreads like
+//!   gossip while anti-entropy mops up what a push missed.
+//! - **Anti-entropy.** Every so often (every [`SYNC_MIN`] while things
+//!   change, backing off to [`SYNC_MAX`] while the digests agree) the node
+//!   sends its digest to a random member; the exchange itself is the
+//!   ledger's (`ledger::sync`). A session coming up also starts one, so a
+//!   joining node learns the whole ledger from its first neighbour.
+//! - **Membership.** A `machines/<id>` entry makes its origin a member (its
+//!   keys are the entry's origin; the value, a [`MachineRecord`], says
+//!   where it can be reached).
+//! - **Observed endpoints.** When a session comes up, each side tells the
+//!   other the address it saw it at (`OBSERVED`); a node publishes the
+//!   addresses others see it at (its NAT mappings) in its machines record.
+//! - **Addresses.** The node claims an IPv4 address and follows the
+//!   conflict rule of [`super::ipam`].
+//!
+//! What to send is queued as small [`Intent`]s and encoded only when the
+//! caller polls, so a burst of changes costs no buffers.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use heapless::Vec;
+use rand_core::{CryptoRng, RngCore};
+
+use super::ipam::{self, Claim};
+use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
+use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit};
+use crate::crypto::CryptoProvider;
+use crate::ledger::buckets::{ADDRESSES, MACHINES};
+use crate::ledger::{
+    Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, SignatureVerifier,
+};
+use crate::session::DropReason;
+use crate::time::{Duration, Instant};
+use crate::wire::{ControlKind, TRANSPORT_HEADER_LEN};
+
+/// Members a new remote entry is forwarded to.
+pub const FANOUT: usize = 3;
+/// Anti-entropy interval while the ledger changes.
+pub const SYNC_MIN: Duration = Duration::from_secs(1);
+/// Anti-entropy interval once replicas agree.
+pub const SYNC_MAX: Duration = Duration::from_secs(30);
+/// How long a node waits to hear the ledger before claiming an address.
+pub const CLAIM_DELAY: Duration = Duration::from_secs(1);
+/// Ids asked for in one request intent.
+const REQUEST_IDS: usize = 16;
+/// Queued intents at most; past that the oldest are dropped (anti-entropy
+/// repairs what they would have carried).
+pub const INTENTS: usize = 256;
+
+/// Something to send to a member, encoded when polled.
+#[derive(Debug, Clone)]
+pub(crate) enum Intent {
+    /// One message (whole entry or fragment `index`) of an entry.
+    Entry { to: u16, entry: EntryRef, index: u8 },
+    /// Our digest.
+    Digest { to: u16 },
+    /// A summary page of the ranges in `mask`, from id prefix `from`.
+    Summary { to: u16, mask: u64, from: u64 },
+    /// A request for entries.
+    Request { to: u16, ids: Vec<u64, REQUEST_IDS> },
+    /// The address we saw the member at.
+    Observed { to: u16, addr: SocketAddr },
+}
+
+/// The control plane's state inside a [`Node`].
+pub(crate) struct SyncState {
+    pub(crate) intents: heapless::Deque<Intent, INTENTS>,
+    pub(crate) reassembly: crate::ledger::Reassembly<u16, 2>,
+    pub(crate) next_sync: Instant,
+    pub(crate) sync_gap: Duration,
+    /// Addresses other members saw us at, newest first.
+    pub(crate) observed: Vec<SocketAddr, MAX_ENDPOINTS>,
+    pub(crate) record_dirty: bool,
+    pub(crate) next_record: Instant,
+    pub(crate) claim_at: Option<Instant>,
+    pub(crate) intents_dropped: u64,
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        SyncState {
+            intents: heapless::Deque::new(),
+            reassembly: Default::default(),
+            next_sync: Instant::ZERO,
+            sync_gap: SYNC_MIN,
+            observed: Vec::new(),
+            record_dirty: true,
+            next_record: Instant::ZERO,
+            claim_at: None,
+            intents_dropped: 0,
+        }
+    }
+}
+
+impl<P, R, V, S, L, const E: usize, const A: usize> Node<P, R, V, S, L, E, A>
+where
+    P: CryptoProvider,
+    R: RngCore + CryptoRng,
+    V: SignatureVerifier,
+    S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+{
+    pub(crate) fn queue(&mut self, intent: Intent) {
+        if self.sync.intents.is_full() {
+            self.sync.intents.pop_front();
+            self.sync.intents_dropped += 1;
+        }
+        let _ = self.sync.intents.push_back(intent);
+        self.transmit_pending = true;
+    }
+
+    /// A control message from the member in `slot`.
+    pub(crate) fn handle_control(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        kind: ControlKind,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        match kind {
+            ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST => self.handle_ledger(now, slot, kind, payload),
+            ControlKind::OBSERVED => {
+                let addr = parse_addr(payload).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
+                if !self.sync.observed.contains(&addr) {
+                    if self.sync.observed.is_full() {
+                        self.sync.observed.pop();
+                    }
+                    let _ = self.sync.observed.insert(0, addr);
+                    self.sync.record_dirty = true;
+                }
+                Ok(())
+            }
+            // Kinds of later protocol versions are ignored, not errors.
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_ledger(&mut self, now: Instant, slot: u16, kind: ControlKind, payload: &[u8]) -> Result<(), DropReason> {
+        let message =
+            Message::decode(kind, payload).map_err(|_| DropReason::Malformed(crate::wire::Error::Truncated))?;
+        match message {
+            Message::Entry(_) => {
+                let applied = self.ledger.as_mut().apply(now, &mut self.verifier, payload);
+                self.after_apply(now, slot, applied);
+            }
+            Message::Fragment(f) => {
+                let Node {
+                    sync, ledger, verifier, ..
+                } = self;
+                if let Some(whole) = sync.reassembly.push(now, slot, &f) {
+                    let applied = ledger.as_mut().apply(now, verifier, whole);
+                    self.after_apply(now, slot, applied);
+                }
+            }
+            Message::Digest(d) => {
+                let theirs = Digest::parse(&d);
+                let mask = self.ledger.as_ref().digest().mismatch(&theirs);
+                if !mask.is_empty() {
+                    self.queue(Intent::Summary {
+                        to: slot,
+                        mask: mask.0,
+                        from: 0,
+                    });
+                }
+            }
+            Message::Summary(summary) => {
+                let mut sends: Vec<EntryRef, 64> = Vec::new();
+                let mut request = Vec::<u64, REQUEST_IDS>::new();
+                let mut requests: Vec<Vec<u64, REQUEST_IDS>, 4> = Vec::new();
+                for action in self.ledger.as_ref().reconcile(&summary) {
+                    match action {
+                        crate::ledger::Action::Send(r) => {
+                            let _ = sends.push(r);
+                        }
+                        crate::ledger::Action::Want(id) => {
+                            if request.push(id).is_err() {
+                                let _ = requests.push(core::mem::take(&mut request));
+                                let _ = request.push(id);
+                            }
+                        }
+                    }
+                }
+                if !request.is_empty() {
+                    let _ = requests.push(request);
+                }
+                for r in sends {
+                    self.push_entry(r, slot);
+                }
+                for ids in requests {
+                    self.queue(Intent::Request { to: slot, ids });
+                }
+            }
+            Message::Request(req) => {
+                let refs: Vec<EntryRef, 160> = self.ledger.as_ref().requested(&req).take(160).collect();
+                for r in refs {
+                    self.push_entry(r, slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn after_apply(&mut self, now: Instant, slot: u16, applied: Result<Applied, crate::ledger::LedgerError>) {
+        match applied {
+            Ok(Applied::New(_)) | Ok(Applied::Newer(_)) => self.process_changes(now, Some(slot)),
+            Ok(Applied::Older) | Ok(Applied::Equal) => {}
+            Err(_) => self.stats.ledger_refused += 1,
+        }
+    }
+
+    /// Queues every message of entry `r` for the member in `to`.
+    fn push_entry(&mut self, r: EntryRef, to: u16) {
+        let messages = match self.ledger.as_ref().encoder(r) {
+            Ok(enc) => enc.messages(),
+            Err(_) => return,
+        };
+        for index in 0..messages.min(u8::MAX as usize) {
+            self.queue(Intent::Entry {
+                to,
+                entry: r,
+                index: index as u8,
+            });
+        }
+    }
+
+    /// Members with a session up, in slot order.
+    fn up_slots(&self) -> Vec<u16, 64> {
+        let mut out = Vec::new();
+        let mut cursor = self.active_head;
+        while let Some(slot) = cursor {
+            let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
+            if m.up {
+                let _ = out.push(slot);
+            }
+            cursor = m.next_active;
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Reacts to ledger changes: membership, addresses, and forwarding.
+    pub(crate) fn process_changes(&mut self, now: Instant, source: Option<u16>) {
+        let mut any = false;
+        let mut claims: Vec<Claim, 32> = Vec::new();
+        let mut overflow = false;
+        while let Some(change) = self.ledger.as_mut().poll_change() {
+            any = true;
+            let Some(entry) = self.ledger.as_ref().entry(change.entry) else {
+                continue;
+            };
+            let bucket = entry.bucket();
+            if bucket == MACHINES.as_bytes() && change.state == EntryState::Live {
+                let origin = *entry.origin();
+                let record = MachineRecord::parse(entry.value()).unwrap_or_default();
+                self.learn_member(origin, &record);
+            } else if bucket == ADDRESSES.as_bytes() {
+                let claim = ipam::decode(entry.value()).map(|addr| Claim {
+                    addr,
+                    owner: entry.origin_id(),
+                    clock: entry.clock(),
+                });
+                if let Some(c) = claim {
+                    overflow |= claims.push(c).is_err();
+                }
+            }
+            // Forward: a local write to every neighbour, a new remote entry
+            // to a few of them.
+            let mut targets = self.up_slots();
+            targets.retain(|s| Some(*s) != source);
+            if !change.local {
+                while targets.len() > FANOUT {
+                    let i = (self.rng.next_u32() as usize) % targets.len();
+                    targets.swap_remove(i);
+                }
+            }
+            for to in targets {
+                self.push_entry(change.entry, to);
+            }
+        }
+        if any {
+            self.sync.sync_gap = SYNC_MIN;
+            self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN);
+            self.push_event(Event::LedgerChanged);
+        }
+        if overflow {
+            // More changed claims than one batch: settle every claimed address.
+            self.resolve_all(now);
+        } else if !claims.is_empty() {
+            self.resolve_addresses(now, &claims);
+        }
+    }
+
+    fn learn_member(&mut self, origin: crate::identity::PublicIdentity, record: &MachineRecord) {
+        if origin == self.public {
+            return;
+        }
+        let id = origin.node_id();
+        let slot = match self.find(&id) {
+            Some(slot) => slot,
+            None => match self.place(Member::new(origin, Discovery::Ledger)) {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+        m.candidates = record.endpoints.clone();
+        if !m.up {
+            if let Some(first) = m.candidates.first() {
+                if m.endpoint.is_none() {
+                    m.endpoint = Some(*first);
+                }
+            }
+        }
+    }
+
+    /// Settles who holds the addresses named by changed claims: each
+    /// claimed address goes to the claim that wins it (see [`ipam`]); a
+    /// member that moved frees its old address, whose next claimant may then
+    /// win it. O(claims) per changed claim.
+    fn resolve_addresses(&mut self, now: Instant, changed: &[Claim]) {
+        for c in changed {
+            // The owner's previous address, if it moved.
+            let previous = if c.owner == self.id {
+                self.ipv4
+            } else {
+                self.find(&c.owner)
+                    .and_then(|s| self.members.as_ref()[s as usize].as_ref().and_then(|m| m.ipv4))
+            };
+            self.settle(now, c.addr);
+            if let Some(old) = previous.filter(|old| *old != c.addr) {
+                self.settle(now, old);
+            }
+        }
+    }
+
+    /// Gives `addr` to the claim that wins it, and takes it from the others.
+    fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
+        let winner = self
+            .ledger
+            .as_ref()
+            .iter_bucket(ADDRESSES.as_bytes())
+            .filter_map(|e| {
+                Some(Claim {
+                    addr: ipam::decode(e.value())?,
+                    owner: e.origin_id(),
+                    clock: e.clock(),
+                })
+            })
+            .filter(|c| c.addr == addr)
+            .reduce(|a, b| if b.beats(&a) { b } else { a });
+        for m in self.members.as_mut().iter_mut().flatten() {
+            if m.ipv4 == Some(addr) && winner.is_none_or(|w| w.owner != m.id) {
+                m.ipv4 = None;
+            }
+        }
+        let Some(w) = winner else { return };
+        if w.owner == self.id {
+            self.set_ipv4(addr);
+        } else {
+            if let Some(slot) = self.find(&w.owner) {
+                self.members.as_mut()[slot as usize].as_mut().expect("found").ipv4 = Some(addr);
+            }
+            // Our own claim on it lost: move.
+            let own = self.id_text();
+            let ours = self
+                .ledger
+                .as_ref()
+                .get(ADDRESSES.as_bytes(), own.as_bytes())
+                .and_then(|e| ipam::decode(e.value()));
+            if ours == Some(addr) {
+                if self.ipv4 == Some(addr) {
+                    self.ipv4 = None;
+                }
+                self.claim_address(now);
+            }
+        }
+    }
+
+    /// Settles every claimed address (after a large batch of changes).
+    fn resolve_all(&mut self, now: Instant) {
+        let mut cursor: Option<Ipv4Addr> = None;
+        // Walk the distinct claimed addresses in increasing order without a
+        // buffer: each step finds the smallest address above the last one.
+        loop {
+            let next = self
+                .ledger
+                .as_ref()
+                .iter_bucket(ADDRESSES.as_bytes())
+                .filter_map(|e| ipam::decode(e.value()))
+                .filter(|a| cursor.is_none_or(|c| *a > c))
+                .min();
+            let Some(addr) = next else { break };
+            self.settle(now, addr);
+            cursor = Some(addr);
+        }
+    }
+
+    fn set_ipv4(&mut self, addr: Ipv4Addr) {
+        if self.ipv4 != Some(addr) {
+            self.ipv4 = Some(addr);
+            self.push_event(Event::AddressAssigned(addr));
+        }
+    }
+
+    /// Claims a free address of the overlay range (the preferred one if free).
+    fn claim_address(&mut self, now: Instant) {
+        let range = self.config.overlay;
+        let id = self.id;
+        let taken = |a: Ipv4Addr| {
+            self.ledger
+                .as_ref()
+                .iter_bucket(ADDRESSES.as_bytes())
+                .any(|e| e.origin_id() != id && ipam::decode(e.value()) == Some(a))
+        };
+        let Some(addr) = ipam::choose(&range, &id, taken) else {
+            return;
+        };
+        let key = self.id_text();
+        let Node { ledger, identity, .. } = self;
+        if ledger
+            .as_mut()
+            .put(now, identity, ADDRESSES.as_bytes(), key.as_bytes(), &addr.octets(), 0)
+            .is_ok()
+        {
+            self.process_changes(now, None);
+        }
+    }
+
+    pub(crate) fn id_text(&self) -> heapless::String<26> {
+        let mut s = [0u8; 26];
+        self.id.encode(&mut s);
+        let mut out = heapless::String::new();
+        let _ = out.push_str(core::str::from_utf8(&s).unwrap_or(""));
+        out
+    }
+
+    /// Control-plane timers: the machines record, the address claim,
+    /// anti-entropy.
+    pub(crate) fn sync_timeout(&mut self, now: Instant) {
+        if self.sync.record_dirty && now >= self.sync.next_record {
+            self.sync.record_dirty = false;
+            self.sync.next_record = now + Duration::from_secs(1);
+            let mut record = MachineRecord::default();
+            for e in self.config.advertise.iter().chain(self.sync.observed.iter()) {
+                if !record.endpoints.contains(e) {
+                    let _ = record.endpoints.push(*e);
+                }
+            }
+            let mut buf = [0u8; MAX_RECORD_LEN];
+            let n = record.emit(&mut buf);
+            let key = self.id_text();
+            let Node { ledger, identity, .. } = self;
+            if ledger
+                .as_mut()
+                .put(now, identity, MACHINES.as_bytes(), key.as_bytes(), &buf[..n], 0)
+                .is_ok()
+            {
+                self.process_changes(now, None);
+            }
+        }
+        match self.sync.claim_at {
+            None => self.sync.claim_at = Some(now + CLAIM_DELAY),
+            Some(t) if now >= t && self.ipv4.is_none() => {
+                self.sync.claim_at = Some(now + SYNC_MAX);
+                let own = self.id_text();
+                let claimed = self
+                    .ledger
+                    .as_ref()
+                    .get(ADDRESSES.as_bytes(), own.as_bytes())
+                    .and_then(|e| ipam::decode(e.value()));
+                match claimed {
+                    Some(addr) => self.settle(now, addr),
+                    None => self.claim_address(now),
+                }
+            }
+            _ => {}
+        }
+        if now >= self.sync.next_sync {
+            let up = self.up_slots();
+            if !up.is_empty() {
+                let to = up[(self.rng.next_u32() as usize) % up.len()];
+                self.queue(Intent::Digest { to });
+            }
+            self.sync.next_sync = now + self.sync.sync_gap;
+            self.sync.sync_gap = (self.sync.sync_gap * 2).min(SYNC_MAX);
+        }
+        self.ledger.as_mut().expire(now);
+        if self.ledger.as_ref().poll_timeout().is_some() {
+            self.process_changes(now, None);
+        }
+    }
+
+    /// The earliest control-plane timer.
+    pub(crate) fn sync_poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.sync.next_sync;
+        if self.sync.record_dirty {
+            t = t.min(self.sync.next_record);
+        }
+        match self.sync.claim_at {
+            None => t = Instant::ZERO,
+            Some(c) if self.ipv4.is_none() => t = t.min(c),
+            _ => {}
+        }
+        if let Some(l) = self.ledger.as_ref().poll_timeout() {
+            t = t.min(l);
+        }
+        Some(t)
+    }
+
+    /// Encodes and seals the next queued intent into `out`.
+    pub(crate) fn next_intent(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        while let Some(intent) = self.sync.intents.pop_front() {
+            let to = match &intent {
+                Intent::Entry { to, .. }
+                | Intent::Digest { to }
+                | Intent::Summary { to, .. }
+                | Intent::Request { to, .. }
+                | Intent::Observed { to, .. } => *to,
+            };
+            let body = &mut out[TRANSPORT_HEADER_LEN + 1..];
+            let encoded: Option<(ControlKind, usize)> = match intent {
+                Intent::Entry { entry, index, .. } => self
+                    .ledger
+                    .as_ref()
+                    .encoder(entry)
+                    .ok()
+                    .and_then(|enc| enc.emit(index as usize, body).ok())
+                    .map(|n| {
+                        (
+                            if body[0] == 0x01 || body[0] == 0x02 {
+                                ControlKind::LEDGER_DELTA
+                            } else {
+                                ControlKind::LEDGER_DIGEST
+                            },
+                            n,
+                        )
+                    }),
+                Intent::Digest { .. } => self
+                    .ledger
+                    .as_ref()
+                    .digest()
+                    .emit(body)
+                    .map(|n| (ControlKind::LEDGER_DIGEST, n)),
+                Intent::Summary { to, mask, from } => {
+                    match self.ledger.as_ref().write_summary(RangeMask(mask), from, body) {
+                        Ok(page) => {
+                            if let Some(next) = page.next {
+                                // Put the next page at the front, so pages go in order.
+                                let _ = self.sync.intents.push_front(Intent::Summary { to, mask, from: next });
+                            }
+                            Some((ControlKind::LEDGER_DIGEST, page.len))
+                        }
+                        Err(_) => None,
+                    }
+                }
+                Intent::Request { ids, .. } => {
+                    let mut req = RequestRepr::new();
+                    for id in ids {
+                        req.push(id);
+                    }
+                    req.emit(body).map(|n| (ControlKind::LEDGER_DIGEST, n))
+                }
+                Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
+            };
+            let Some((kind, n)) = encoded else { continue };
+            out[TRANSPORT_HEADER_LEN] = kind.0;
+            let Some(m) = self.members.as_mut().get_mut(to as usize).and_then(|m| m.as_mut()) else {
+                continue;
+            };
+            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), m.endpoint) else {
+                continue;
+            };
+            match t.encapsulate(now, out, n + 1) {
+                Ok(d) => {
+                    let len = d.len();
+                    return Some(Transmit {
+                        destination: Destination::Unicast(endpoint),
+                        len,
+                    });
+                }
+                Err(_) => continue,
+            }
+        }
+        None
+    }
+
+    /// Starts an anti-entropy exchange with a member whose session just came up.
+    pub(crate) fn greet(&mut self, slot: u16) {
+        self.queue(Intent::Digest { to: slot });
+    }
+
+    /// Tells the member in `slot` the address we see it at.
+    pub(crate) fn tell_observed(&mut self, slot: u16, addr: SocketAddr) {
+        self.queue(Intent::Observed { to: slot, addr });
+    }
+}
+
+fn emit_addr(addr: &SocketAddr, out: &mut [u8]) -> usize {
+    match addr.ip() {
+        IpAddr::V4(v4) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&v4.octets());
+            out[5..7].copy_from_slice(&addr.port().to_be_bytes());
+            7
+        }
+        IpAddr::V6(v6) => {
+            out[0] = 6;
+            out[1..17].copy_from_slice(&v6.octets());
+            out[17..19].copy_from_slice(&addr.port().to_be_bytes());
+            19
+        }
+    }
+}
+
+fn parse_addr(b: &[u8]) -> Option<SocketAddr> {
+    match (b.first()?, b.len()) {
+        (4, 7) => Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&b[1..5]).ok()?)),
+            u16::from_be_bytes([b[5], b[6]]),
+        )),
+        (6, 19) => Some(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&b[1..17]).ok()?)),
+            u16::from_be_bytes([b[17], b[18]]),
+        )),
+        _ => None,
+    }
+}
