@@ -585,9 +585,10 @@ where
         buf: &'a mut [u8],
         len: usize,
     ) -> Result<(SocketAddr, &'a [u8]), DropReason> {
-        let packet = buf
-            .get(TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len)
+        let end = TRANSPORT_HEADER_LEN
+            .checked_add(len)
             .ok_or(DropReason::BufferTooSmall)?;
+        let packet = buf.get(TRANSPORT_HEADER_LEN..end).ok_or(DropReason::BufferTooSmall)?;
         let dst = destination(packet).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
         let slot = self.route(dst).ok_or(DropReason::NoRoute)?;
         let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");

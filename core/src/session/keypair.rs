@@ -47,7 +47,9 @@ impl<P: CryptoProvider> Session<P> {
     /// transport message and returns its length. `buf` must have room for
     /// the tag after the payload.
     pub fn seal(&mut self, buf: &mut [u8], payload_len: usize) -> Result<usize, DropReason> {
-        let total = payload_len + TRANSPORT_OVERHEAD;
+        let total = payload_len
+            .checked_add(TRANSPORT_OVERHEAD)
+            .ok_or(DropReason::BufferTooSmall)?;
         if buf.len() < total {
             return Err(DropReason::BufferTooSmall);
         }

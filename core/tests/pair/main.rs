@@ -347,3 +347,21 @@ fn wrong_token_is_a_typed_handshake_error_too() {
     );
     let _ = (Instant::ZERO, RustCryptoProvider);
 }
+
+/// Found by the `transport_decrypt` fuzz target: a payload length near
+/// `usize::MAX` overflowed the length check. Every length must be refused
+/// cleanly.
+#[test]
+fn absurd_payload_lengths_are_refused() {
+    let mut pair = connected::<RustCryptoProvider>();
+    let now = pair.now;
+    let mut buf = [0u8; 64];
+    for len in [usize::MAX, usize::MAX - 31, usize::MAX - 32, 33, 64] {
+        assert_eq!(
+            pair.a.tunnel.encapsulate(now, &mut buf, len).err(),
+            Some(DropReason::BufferTooSmall),
+            "{len}"
+        );
+    }
+    assert!(pair.a.tunnel.encapsulate(now, &mut buf, 32).is_ok());
+}
