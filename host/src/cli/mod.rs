@@ -13,6 +13,7 @@
 mod demo;
 mod generate_token;
 mod token;
+mod validate;
 
 use std::io;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// Run two peers on loopback: handshake, echo and a bulk transfer.
     #[command(long_about = demo::LONG_ABOUT)]
     Demo(demo::DemoArgs),
+    /// Check a cloud-config and print every problem with its line and column.
+    #[command(long_about = validate::LONG_ABOUT)]
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs a parsed command line.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::GenerateToken(args) => generate_token::run(args),
         Command::Token(args) => token::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Validate(args) => validate::run(args),
     }
 }
 
