@@ -28,7 +28,10 @@ const HEADERS: [&str; 3] = ["#cloud-config", "#kairos-config", "#node-config"];
 /// file first, then by position, then the environment's.
 pub fn resolve(text: &str, env: &EnvOverrides) -> (Option<AgentConfig>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
-    let first_line = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
+    // A byte order mark is no column of its own for editors; yaml-rust2
+    // would read it as text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let first_line = text.lines().next().unwrap_or("");
     if !HEADERS.iter().any(|h| first_line.trim_end() == *h) {
         diagnostics.push(Diagnostic::file(
             Severity::Warning,

@@ -144,6 +144,8 @@ struct Walk {
     /// Text of anchored scalars, for aliases used as keys.
     anchor_text: HashMap<usize, String>,
     total: Weight,
+    /// Whether an alias was seen (for the wording of a size error).
+    aliased: bool,
     documents: usize,
     errors: Vec<Diagnostic>,
 }
@@ -158,17 +160,29 @@ fn span(m: &Marker) -> Span {
 
 /// Walks `text`. On success, the position index; otherwise the problems
 /// that stop any further reading (syntax, size, nesting, duplicate keys).
+///
+/// yaml-rust2 refuses a tab right after a `:` indicator, which libyaml (and
+/// so serde_yaml_ng, and Kairos's Go decoder) accepts as whitespace. The
+/// walk sees such tabs as spaces: the same length, so every position is
+/// unchanged, and no structure changes (inside a scalar only the scalar's
+/// text would differ, and the walk does not keep scalar text).
 pub fn scan(text: &str) -> Result<PositionIndex, Vec<Diagnostic>> {
+    let text = if text.contains(":\t") {
+        std::borrow::Cow::Owned(text.replace(":\t", ": "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     let mut walk = Walk {
         index: PositionIndex::default(),
         stack: Vec::new(),
         anchors: HashMap::new(),
         anchor_text: HashMap::new(),
         total: Weight::default(),
+        aliased: false,
         documents: 0,
         errors: Vec::new(),
     };
-    let mut parser = Parser::new_from_str(text);
+    let mut parser = Parser::new_from_str(&text);
     loop {
         let (event, mark) = match parser.next_token() {
             Ok(e) => e,
@@ -237,6 +251,7 @@ impl Walk {
                         "this alias refers to a node that contains it (a recursive alias)",
                     ));
                 };
+                self.aliased = true;
                 let key_text = self.anchor_text.get(&id).cloned();
                 self.node_start(mark, key_text.as_deref().or(Some("*")))?;
                 self.node_end(weight, mark)?;
@@ -251,7 +266,7 @@ impl Walk {
                     return Err(Diagnostic::file(
                         Severity::Error,
                         Some(span(mark)),
-                        path,
+                        "",
                         format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
                     ));
                 }
@@ -352,16 +367,16 @@ impl Walk {
     fn node_end(&mut self, weight: Weight, mark: &Marker) -> Result<(), Diagnostic> {
         self.total.add(weight);
         if self.total.nodes > MAX_NODES || self.total.bytes > MAX_EXPANDED_BYTES {
-            return Err(Diagnostic::file(
-                Severity::Error,
-                Some(span(mark)),
-                "",
-                format!(
-                    "the document expands to more than {MAX_NODES} nodes or {} MiB of text once \
-                     aliases are resolved (an alias bomb?); refusing it",
-                    MAX_EXPANDED_BYTES / (1024 * 1024)
-                ),
-            ));
+            let what = format!(
+                "more than {MAX_NODES} nodes or {} MiB of text",
+                MAX_EXPANDED_BYTES >> 20
+            );
+            let message = if self.aliased {
+                format!("the document expands to {what} once aliases are resolved (an alias bomb?); refusing it")
+            } else {
+                format!("the document holds {what}, far more than a cloud-config; refusing it")
+            };
+            return Err(Diagnostic::file(Severity::Error, Some(span(mark)), "", message));
         }
         if let Some(top) = self.stack.last_mut() {
             top.weight.add(weight);
@@ -434,6 +449,13 @@ mod tests {
     }
 
     #[test]
+    fn accepts_a_tab_after_a_colon_as_libyaml_does() {
+        let ix = scan("a:\tb\nc: {x:\ty}\n").unwrap();
+        assert_eq!(ix.value("a"), at(1, 4));
+        assert_eq!(ix.value("c.x"), at(2, 8));
+    }
+
+    #[test]
     fn refuses_a_second_document() {
         let e = scan("a: 1\n---\nb: 2\n").unwrap_err();
         assert!(e[0].message.contains("second YAML document"));
@@ -460,6 +482,15 @@ mod tests {
             vec!["*a"; 100].join(", ")
         );
         assert!(scan(&text).unwrap_err()[0].message.contains("alias bomb"));
+
+        // Without aliases the wording says what is too big.
+        let many: String = (0..60_000).map(|i| format!("k{i}: v\n")).collect();
+        let e = scan(&many).unwrap_err();
+        assert!(
+            e[0].message.contains("far more than a cloud-config"),
+            "{}",
+            e[0].message
+        );
 
         // Modest reuse is fine.
         assert!(scan("base: &b {x: 1}\none: *b\ntwo: *b\n").is_ok());

@@ -288,6 +288,26 @@ fn yaml_level_problems() {
 }
 
 #[test]
+fn byte_order_marks_crlf_tabs_and_tags_are_read_as_kairos_reads_them() {
+    let t = token();
+    let c = run(&format!(
+        "\u{feff}#cloud-config\r\np2p:\r\n  network_token: {t}\r\n  network_id: !!str 123\r\n  role:\tmaster\r\n\
+         stages: !custom {{a: 1}}\r\n"
+    ));
+    assert_eq!(c.diagnostics, []);
+    let cfg = c.config.unwrap();
+    assert_eq!(cfg.network_id, "123");
+    assert_eq!(cfg.role, Role::Master);
+    // Positions after a BOM and CRLF line ends are still right.
+    let c = run("\u{feff}#cloud-config\r\np2p:\r\n  role:\tboss\r\n");
+    assert!(
+        errors(&c).iter().any(|e| e.ends_with("(line 3, column 9)")),
+        "{:?}",
+        errors(&c)
+    );
+}
+
+#[test]
 fn merge_keys_and_anchors_are_followed() {
     let t = token();
     let c = run(&format!(
