@@ -76,6 +76,8 @@ pub fn read_block(r: &mut Reader, block: Block, path: &str, v: &Value) -> Settin
                 let id = r.parsed(&p, v, "expected a network id (a string)", values::network_id);
                 s.network_id = id.filter(|id| !id.is_empty());
             }
+            // An empty string is "not set" (Kairos's templates render `role: ""`).
+            ("role" | "loglevel", _) if is_empty_string(v) => {}
             ("role", _) => s.role = r.parsed(&p, v, "expected a role: master, worker or auto", values::role),
             ("dns", _) => s.dns = r.bool(&p, v),
             ("loglevel", _) => {
@@ -118,6 +120,10 @@ pub fn read_block(r: &mut Reader, block: Block, path: &str, v: &Value) -> Settin
         }
     }
     s
+}
+
+fn is_empty_string(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.trim().is_empty())
 }
 
 /// Advice for a key that belongs to the other block or to `p2p.mesh`.

@@ -131,6 +131,16 @@ fn p2p_wins_over_the_legacy_block_key_by_key_with_a_warning() {
     assert_eq!(cfg.network_token, NetworkToken::decode(&b).unwrap());
     assert_eq!(cfg.role, Role::Worker);
     assert_eq!(cfg.network_id, "dev", "keys only the legacy block sets still count");
+    // An empty string in p2p is "not set": the legacy value stands.
+    let empty = run(&format!(
+        "#cloud-config\nkairos:\n  network_token: {a}\n  role: master\np2p:\n  role: \"\"\n  network_id: \"\"\n  loglevel: \"\"\n"
+    ));
+    assert_eq!(
+        empty.config.as_ref().unwrap().role,
+        Role::Master,
+        "{:?}",
+        empty.diagnostics
+    );
     let w = warnings(&Checked {
         config: None,
         diagnostics: c.diagnostics,
