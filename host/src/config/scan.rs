@@ -260,7 +260,7 @@ impl Walk {
                 let is_map = matches!(event, Event::MappingStart(..));
                 let path = match self.node_start(mark, None)? {
                     Role::Value(path) => path,
-                    Role::Key => "?".to_owned(),
+                    Role::Key => child(self.stack.last().map_or("", |t| t.path.as_str()), "?"),
                 };
                 if self.stack.len() >= MAX_DEPTH {
                     return Err(Diagnostic::file(

@@ -362,3 +362,39 @@ fn load_reads_a_file_and_reports_all_errors() {
     assert_eq!(cfg.network_id, "kairos");
     assert!(warnings.is_empty());
 }
+
+#[test]
+fn mangled_configs_never_panic() {
+    // A deterministic xorshift; each round damages a good config a little
+    // (byte flips, YAML punctuation, cut short) and checks it.
+    let good = format!(
+        "#cloud-config\nkairos: &k\n  network_token: {}\n  ha: {{enable: true}}\np2p:\n  <<: *k\n  vpn: {{env: {{A: 1}}}}\n  \
+         mesh:\n    bootstrap_peers: [\"203.0.113.7:51820\", *k]\n    ? [complex, key]\n    : 1\n    *k : x\n",
+        token()
+    );
+    let punct = b":-[]{},&*!?|>'\"#%@` \n\t";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..3000 {
+        let mut bytes = good.clone().into_bytes();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % bytes.len();
+            bytes[i] = if next() % 2 == 0 {
+                punct[(next() as usize) % punct.len()]
+            } else {
+                next() as u8
+            };
+        }
+        if next() % 5 == 0 {
+            bytes.truncate((next() as usize) % bytes.len());
+        }
+        let source = Source::from_reader("fuzz", &bytes[..]).unwrap();
+        let c = check(&source, &EnvOverrides::none());
+        assert_eq!(c.config.is_some(), c.tally().errors == 0);
+    }
+}
