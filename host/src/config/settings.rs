@@ -17,7 +17,8 @@ use super::agent::{
     DEFAULT_NETWORK_ID, DEFAULT_OVERLAY, DEFAULT_STATE_DIR,
 };
 
-/// Settings from one source; `None` means "not set here".
+/// Settings from one source; `None` means "not set here". Fields are named
+/// after the keys they come from (see `docs/config.md`).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// A `network_token` key is present (even if its value was refused), so
