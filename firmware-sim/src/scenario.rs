@@ -6,11 +6,12 @@
 //! (so LAN beacons reach them); every other node sits alone behind its own
 //! NAT of the kind drawn round-robin from the mix, like a home router.
 //!
-//! Convergence today means: every node knows every other member, and sampled
-//! pairs (all pairs up to 30 nodes, else 200 seeded pairs) exchange an
-//! overlay packet. Ledger equality, unique IPv4 addresses and one master per
-//! network id join the definition as those parts land (issue 3); until then
-//! the report says `null` for them rather than a number nobody computed.
+//! Convergence means: every node knows every other member, every replica of
+//! the ledger is equal, every node holds an IPv4 address no other node
+//! holds, and then sampled pairs (all pairs up to 30 nodes, else 200 seeded
+//! pairs) exchange an overlay packet. One master per network id joins the
+//! definition with role election; until then `masters` is `null` rather
+//! than a number nobody computed.
 
 use std::time::Instant as WallInstant;
 
@@ -91,6 +92,12 @@ pub struct Report {
     pub idle_bytes_per_peer_per_s: Option<f64>,
     /// Datagrams the network carried in the whole run.
     pub datagrams: u64,
+    /// Nodes whose IPv4 address another node also holds, at the end.
+    pub duplicate_addresses: usize,
+    /// Pairs with a direct session up, at the end.
+    pub direct_pairs: usize,
+    /// Pairs with a relayed session up, at the end.
+    pub relayed_pairs: usize,
 }
 
 impl Report {
@@ -101,8 +108,8 @@ impl Report {
         }
         format!(
             "{{\"converged\":{},\"converged_at_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
-             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"duplicate_addresses\":null,\"masters\":null,\
-             \"direct_pairs\":null,\"relayed_pairs\":null}}",
+             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"duplicate_addresses\":{},\"masters\":null,\
+             \"direct_pairs\":{},\"relayed_pairs\":{}}}",
             self.converged,
             opt(self.converged_at_s),
             self.wall_s,
@@ -110,6 +117,9 @@ impl Report {
             self.sampled_pairs,
             opt(self.idle_bytes_per_peer_per_s),
             self.datagrams,
+            self.duplicate_addresses,
+            self.direct_pairs,
+            self.relayed_pairs,
         )
     }
 }
@@ -150,10 +160,43 @@ impl Scenario {
         w
     }
 
-    /// Whether every node knows every other.
-    fn membership_complete(w: &World) -> bool {
+    /// Whether every node knows every other, all ledgers are equal and every
+    /// node holds a unique address.
+    fn converged(w: &World) -> bool {
         let n = w.hosts.len();
-        w.hosts.iter().all(|h| h.node.members().count() == n - 1)
+        let first = w.hosts[0].node.ledger().digest();
+        w.hosts
+            .iter()
+            .all(|h| h.node.members().count() == n - 1 && h.node.ledger().digest() == first)
+            && Self::duplicate_addresses(w) == 0
+            && w.hosts.iter().all(|h| h.node.ipv4().is_some())
+    }
+
+    /// Nodes whose address another node also holds.
+    pub fn duplicate_addresses(w: &World) -> usize {
+        let addrs: Vec<_> = w.hosts.iter().filter_map(|h| h.node.ipv4()).collect();
+        addrs
+            .iter()
+            .filter(|a| addrs.iter().filter(|b| b == a).count() > 1)
+            .count()
+    }
+
+    /// (direct, relayed) pairs with a session up, each pair counted once.
+    pub fn paths(w: &World) -> (usize, usize) {
+        let (mut direct, mut relayed) = (0, 0);
+        for (i, h) in w.hosts.iter().enumerate() {
+            for m in h.node.members().filter(|m| m.is_up()) {
+                let j = w.hosts.iter().position(|o| o.node.node_id() == m.id()).unwrap_or(0);
+                if j > i {
+                    if m.is_relayed() {
+                        relayed += 1;
+                    } else {
+                        direct += 1;
+                    }
+                }
+            }
+        }
+        (direct, relayed)
     }
 
     /// The pairs to check reachability on.
@@ -182,7 +225,7 @@ impl Scenario {
         let mut converged_at = None;
         while w.now() < Instant::ZERO + self.deadline {
             w.run_for(step);
-            if Self::membership_complete(&w) {
+            if Self::converged(&w) {
                 converged_at = Some(w.now());
                 break;
             }
@@ -215,7 +258,11 @@ impl Scenario {
             let n = w.hosts.len() as f64;
             (after - before) as f64 / window.as_secs_f64() / n / (n - 1.0).max(1.0)
         });
+        let (direct_pairs, relayed_pairs) = Self::paths(&w);
         Report {
+            duplicate_addresses: Self::duplicate_addresses(&w),
+            direct_pairs,
+            relayed_pairs,
             converged,
             converged_at_s: converged_at.map(|t| t.since_origin().as_secs_f64()),
             wall_s: wall.elapsed().as_secs_f64(),

@@ -17,11 +17,10 @@ use std::net::{Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig};
+use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, HEADROOM, TAILROOM};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
-use kairos_core::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -149,6 +148,7 @@ impl World {
 
     /// Runs until virtual time `until`.
     pub fn run_until(&mut self, until: Instant) {
+        let mut spins = 0u32;
         loop {
             let net_next = self.net.next_event();
             let timer_next = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -175,6 +175,10 @@ impl World {
                     match h.node.handle_datagram(now, d.from, &mut bytes) {
                         Ok(Input::Deliver(p)) => h.delivered.push((now, p.to_vec())),
                         Ok(Input::Consumed) => {}
+                        Ok(Input::Send { to, datagram }) => {
+                            let host = h.host;
+                            self.net.send(now, host, PORT, to, datagram);
+                        }
                         Err(e) => h.drops.push(e),
                     }
                     self.net.recycle(bytes);
@@ -184,6 +188,17 @@ impl World {
                 let Reverse((t, i)) = self.timers.pop().expect("peeked");
                 if self.hosts[i].timer != Some(t) {
                     continue; // stale entry
+                }
+                // A node whose timer never moves past `now` would spin here
+                // forever: catch it as the bug it is.
+                if t == self.now {
+                    spins += 1;
+                    assert!(
+                        spins < 100_000,
+                        "node {i} keeps asking for a timer at {t:?}: its poll_timeout never advances"
+                    );
+                } else {
+                    spins = 0;
                 }
                 self.hosts[i].timer = None;
                 let now = self.now;
@@ -235,8 +250,8 @@ impl World {
         let src = self.hosts[a].node.ipv6();
         let dst = self.hosts[b].node.ipv6();
         let packet = ipv6_packet(src, dst, marker);
-        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
-        buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+        let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+        buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
         let now = self.now;
         let h = &mut self.hosts[a];
         let result = h

@@ -54,6 +54,14 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) up: bool,
     /// Sightings without a session (the higher node id connects on the second).
     pub(crate) sightings: u8,
+    /// The member relaying our traffic to it, while no direct path works.
+    pub(crate) via: Option<u16>,
+    /// When we started a handshake that has not completed yet.
+    pub(crate) connecting_since: Option<Instant>,
+    /// When to probe its direct endpoints next (while relayed).
+    pub(crate) next_probe: Option<Instant>,
+    /// The nonce of our last direct probe.
+    pub(crate) probe_nonce: u64,
     /// The tunnel's next timer, cached after every call into it.
     pub(crate) timer: Option<Instant>,
     /// Intrusive list of slots with a tunnel.
@@ -77,6 +85,10 @@ impl<P: CryptoProvider> Member<P> {
             last_seen: None,
             up: false,
             sightings: 0,
+            via: None,
+            connecting_since: None,
+            next_probe: None,
+            probe_nonce: 0,
             timer: None,
             next_active: None,
             prev_active: None,
@@ -116,6 +128,11 @@ impl<P: CryptoProvider> Member<P> {
     /// When an authenticated packet last arrived from it.
     pub fn last_seen(&self) -> Option<Instant> {
         self.last_seen
+    }
+
+    /// Whether its traffic goes through a relay.
+    pub fn is_relayed(&self) -> bool {
+        self.via.is_some()
     }
 
     /// Its tunnel, if one exists.

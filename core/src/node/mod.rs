@@ -27,12 +27,14 @@ pub mod ipam;
 pub mod member;
 mod outbox;
 pub mod record;
+pub mod relay;
 pub mod sync;
 mod table;
 
 pub use addr::{interface_id, ula, ula_prefix};
 pub use member::{Discovery, Member, MemberSlot};
 pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
+pub use relay::RELAY_HEADROOM;
 pub use table::SortedMap;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -118,6 +120,39 @@ pub enum Input<'a> {
     Deliver(&'a mut [u8]),
     /// Consumed by the node (handshake, announcement, keepalive, control).
     Consumed,
+    /// Relayed for another member: send `datagram` (re-sealed in place in
+    /// the caller's buffer) to `to`.
+    Send {
+        /// Where it goes.
+        to: SocketAddr,
+        /// The datagram.
+        datagram: &'a [u8],
+    },
+}
+
+/// Bytes the caller leaves before an outbound IP packet in the buffer given
+/// to [`Node::handle_ip_packet`]: room for the transport header and, for a
+/// relayed member, the relay envelope.
+pub const HEADROOM: usize = RELAY_HEADROOM + TRANSPORT_HEADER_LEN;
+/// Bytes the caller leaves after it: two authentication tags.
+pub const TAILROOM: usize = 2 * crate::crypto::TAG_LEN;
+
+/// Where a queued reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Straight there.
+    Direct(Destination),
+    /// Through the member in slot `via`, to the member `dst`.
+    Relay { via: u16, dst: NodeId },
+}
+
+/// Where an authenticated datagram came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Straight from this address.
+    Direct(SocketAddr),
+    /// Relayed by the member in this slot.
+    Relay { via: u16 },
 }
 
 /// A datagram the node wrote with `poll_transmit`.
@@ -140,6 +175,8 @@ pub struct NodeStats {
     pub tx_datagrams: u64,
     /// Events lost because the caller did not poll them.
     pub events_lost: u64,
+    /// Datagrams this node relayed between two other members.
+    pub relayed: u64,
     /// Replies (handshake responses, cookie and hello replies) dropped
     /// because more were queued than the caller polled.
     pub replies_dropped: u64,
@@ -190,7 +227,7 @@ where
     /// The earliest member timer, recomputed lazily when `timers_dirty`.
     timer_cache: core::cell::Cell<Option<Instant>>,
     timers_dirty: core::cell::Cell<bool>,
-    outbox: Outbox,
+    outbox: Outbox<Route>,
     events: Deque<Event, EVENT_QUEUE>,
     bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
     next_beacon: Instant,
@@ -361,13 +398,21 @@ where
     }
 
     fn dispatch<'a>(&mut self, now: Instant, from: SocketAddr, buf: &'a mut [u8]) -> Result<Input<'a>, DropReason> {
+        self.dispatch_from(now, Source::Direct(from), buf)
+    }
+
+    fn dispatch_from<'a>(&mut self, now: Instant, source: Source, buf: &'a mut [u8]) -> Result<Input<'a>, DropReason> {
         match MessageType::of(buf)? {
             MessageType::Beacon | MessageType::Hello | MessageType::HelloReply => {
+                // Announcements are for LANs and bootstraps, never relayed.
+                let Source::Direct(from) = source else {
+                    return Err(DropReason::Malformed(crate::wire::Error::UnknownType(buf[0])));
+                };
                 self.handle_announce(now, from, buf)?;
                 Ok(Input::Consumed)
             }
             MessageType::Initiation => {
-                self.handle_initiation(now, from, buf)?;
+                self.handle_initiation(now, source, buf)?;
                 Ok(Input::Consumed)
             }
             MessageType::Response | MessageType::CookieReply | MessageType::Transport => {
@@ -376,7 +421,45 @@ where
                     return Err(DropReason::Malformed(crate::wire::Error::Truncated));
                 }
                 let index = crate::wire::read_u32(buf, at);
-                self.handle_for_slot(now, from, (index & INDEX_SLOT_MASK) as u16, buf)
+                self.handle_for_slot(now, source, (index & INDEX_SLOT_MASK) as u16, buf)
+            }
+        }
+    }
+
+    /// The address to hand a tunnel as the datagram's source (for cookies).
+    fn source_addr(&self, source: Source) -> SocketAddr {
+        match source {
+            Source::Direct(a) => a,
+            Source::Relay { via } => self.members.as_ref()[via as usize]
+                .as_ref()
+                .and_then(|m| m.endpoint)
+                .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
+        }
+    }
+
+    /// Where replies to a datagram from the member `id` that came from
+    /// `source` go.
+    fn reply_route(source: Source, id: NodeId) -> Route {
+        match source {
+            Source::Direct(a) => Route::Direct(Destination::Unicast(a)),
+            Source::Relay { via } => Route::Relay { via, dst: id },
+        }
+    }
+
+    /// Notes where an authenticated datagram from the member in `slot` came from.
+    fn note_source(&mut self, now: Instant, slot: u16, source: Source) {
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+        m.last_seen = Some(now);
+        match source {
+            // Direct traffic updates the endpoint (the member may have
+            // roamed); a relayed member stays relayed until a probe proves
+            // the direct path both ways.
+            Source::Direct(a) if m.via.is_none() => m.endpoint = Some(a),
+            Source::Direct(_) => {}
+            Source::Relay { via } => {
+                if m.via.is_none() && !m.up {
+                    m.via = Some(via);
+                }
             }
         }
     }
@@ -384,54 +467,91 @@ where
     fn handle_for_slot<'a>(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        source: Source,
         slot: u16,
         buf: &'a mut [u8],
     ) -> Result<Input<'a>, DropReason> {
-        let Node {
-            members,
-            local,
-            rng,
-            outbox,
-            ula_prefix,
-            ..
-        } = self;
-        let member = members
-            .as_mut()
-            .get_mut(slot as usize)
-            .and_then(|m| m.as_mut())
-            .ok_or(DropReason::UnknownIndex)?;
-        let tunnel = member.tunnel.as_mut().ok_or(DropReason::UnknownIndex)?;
-        let received = tunnel.handle_datagram(now, local, rng, from, buf)?;
-        // Authenticated: the member is at `from` now (it may have roamed).
-        member.endpoint = Some(from);
-        member.last_seen = Some(now);
-        let mut control = None;
-        let input = match received {
-            Received::Ip(packet) => {
-                if !source_is(member, ula_prefix, packet) {
-                    return Err(DropReason::SourceMismatch);
-                }
-                Input::Deliver(packet)
-            }
-            Received::Reply(reply) => {
-                outbox.push(Destination::Unicast(from), reply);
-                Input::Consumed
-            }
-            Received::Control(kind, payload) => {
-                control = Some((kind, payload));
-                Input::Consumed
-            }
-            Received::Keepalive | Received::Handshake => Input::Consumed,
-        };
-        self.after_tunnel_activity(slot);
-        if let Some((kind, payload)) = control {
-            self.handle_control(now, slot, kind, payload)?;
+        enum Got {
+            Ip(usize),
+            Reply(usize),
+            Control(crate::wire::ControlKind, usize),
+            Nothing,
         }
-        Ok(input)
+        let from = self.source_addr(source);
+        let got = {
+            let Node {
+                members,
+                local,
+                rng,
+                ula_prefix,
+                ..
+            } = self;
+            let member = members
+                .as_mut()
+                .get_mut(slot as usize)
+                .and_then(|m| m.as_mut())
+                .ok_or(DropReason::UnknownIndex)?;
+            let tunnel = member.tunnel.as_mut().ok_or(DropReason::UnknownIndex)?;
+            match tunnel.handle_datagram(now, local, rng, from, &mut *buf)? {
+                Received::Ip(packet) => {
+                    if !source_is(member, ula_prefix, packet) {
+                        return Err(DropReason::SourceMismatch);
+                    }
+                    Got::Ip(packet.len())
+                }
+                Received::Reply(reply) => Got::Reply(reply.len()),
+                Received::Control(kind, payload) => Got::Control(kind, payload.len()),
+                Received::Keepalive | Received::Handshake => Got::Nothing,
+            }
+        };
+        self.note_source(now, slot, source);
+        let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
+        self.after_tunnel_activity(slot);
+        const PAYLOAD: usize = TRANSPORT_HEADER_LEN + 1;
+        match got {
+            Got::Ip(len) => Ok(Input::Deliver(
+                &mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len],
+            )),
+            Got::Reply(len) => {
+                self.outbox.push(Self::reply_route(source, id), &buf[..len]);
+                Ok(Input::Consumed)
+            }
+            Got::Nothing => Ok(Input::Consumed),
+            Got::Control(kind, len) if kind == crate::wire::ControlKind::RELAY => {
+                // Forward for the sender, in place.
+                let inner = len
+                    .checked_sub(16)
+                    .ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
+                let (to, n) = self.forward(now, slot, buf, inner)?;
+                self.stats.tx_datagrams += 1;
+                Ok(Input::Send {
+                    to,
+                    datagram: &buf[..n],
+                })
+            }
+            Got::Control(kind, len) if kind == crate::wire::ControlKind::RELAYED => {
+                // A datagram from another member, relayed by this one.
+                if len < 16 {
+                    return Err(DropReason::Malformed(crate::wire::Error::Truncated));
+                }
+                let origin = NodeId(crate::wire::array(buf, PAYLOAD));
+                self.find(&origin).ok_or(DropReason::UnknownIndex)?;
+                let inner = &mut buf[RELAY_HEADROOM..PAYLOAD + len];
+                self.dispatch_from(now, Source::Relay { via: slot }, inner)
+            }
+            Got::Control(kind, len) => {
+                let direct = match source {
+                    Source::Direct(a) => Some(a),
+                    Source::Relay { .. } => None,
+                };
+                self.handle_control(now, slot, direct, kind, &buf[PAYLOAD..PAYLOAD + len])?;
+                Ok(Input::Consumed)
+            }
+        }
     }
 
-    fn handle_initiation(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) -> Result<(), DropReason> {
+    fn handle_initiation(&mut self, now: Instant, source: Source, buf: &mut [u8]) -> Result<(), DropReason> {
+        let from = self.source_addr(source);
         InitiationPacket::new_checked(&*buf)?;
         match self.local.admission.admit(now, &self.local.keys, from, buf) {
             Ok(()) => {}
@@ -448,14 +568,19 @@ where
                     &mut self.rng,
                     &mut reply,
                 );
-                self.outbox.push(Destination::Unicast(from), &reply[..n]);
+                match source {
+                    Source::Direct(a) => self.outbox.push(Route::Direct(Destination::Unicast(a)), &reply[..n]),
+                    // A cookie cannot reach a relayed initiator: under load,
+                    // relayed handshakes wait.
+                    Source::Relay { .. } => return Err(DropReason::InitiationFlood),
+                }
                 return Ok(());
             }
         }
         let half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
         let static_key = *half.initiator_static();
         let mut reply = [0u8; crate::wire::RESPONSE_LEN];
-        let slot = match self.slot_of_static(&static_key) {
+        let (slot, n) = match self.slot_of_static(&static_key) {
             Some(slot) => {
                 let Node {
                     members, local, rng, ..
@@ -471,10 +596,7 @@ where
                     // know. Drop the answer; the session stays unconfirmed.
                     return Err(DropReason::IdentityMismatch);
                 }
-                m.endpoint = Some(from);
-                m.last_seen = Some(now);
-                self.outbox.push(Destination::Unicast(from), &reply[..n]);
-                slot
+                (slot, n)
             }
             None => {
                 // A member we have not heard of: authenticate it first, then
@@ -491,19 +613,18 @@ where
                     local,
                     rng,
                     config,
-                    outbox,
                     ..
                 } = self;
                 let m = members.as_mut()[slot as usize].as_mut().expect("just placed");
                 let mut t = Tunnel::with_remote_keys(remote, tunnel_config(config, slot));
                 let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
                 m.tunnel = Some(t);
-                m.endpoint = Some(from);
-                m.last_seen = Some(now);
-                outbox.push(Destination::Unicast(from), &reply[..n]);
-                slot
+                (slot, n)
             }
         };
+        self.note_source(now, slot, source);
+        let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
+        self.outbox.push(Self::reply_route(source, id), &reply[..n]);
         self.activate(slot);
         self.after_tunnel_activity(slot);
         Ok(())
@@ -561,7 +682,7 @@ where
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
         if connect && m.tunnel.as_ref().is_none_or(|t| !t.is_established(now)) {
-            self.connect_slot(slot)?;
+            self.connect_slot(now, slot)?;
         }
         Ok(())
     }
@@ -569,15 +690,15 @@ where
     fn reply_hello(&mut self, now: Instant, to: SocketAddr) {
         let mut out = [0u8; ANNOUNCE_LEN];
         let n = self.seal_announce(now, AnnounceKind::HelloReply, &mut out);
-        self.outbox.push(Destination::Unicast(to), &out[..n]);
+        self.outbox.push(Route::Direct(Destination::Unicast(to)), &out[..n]);
     }
 
     // ---- outgoing IP packets -------------------------------------------
 
-    /// Seals the overlay IP packet at `buf[TRANSPORT_HEADER_LEN..][..len]` in
-    /// place for the member that owns its destination address, and returns
-    /// the endpoint and the datagram (the start of `buf`). `buf` needs 16
-    /// bytes of tailroom after the packet. Without a session yet, one is
+    /// Seals the overlay IP packet at `buf[HEADROOM..][..len]` in place for
+    /// the member that owns its destination address, and returns the
+    /// endpoint and the datagram (a slice of `buf`). `buf` needs
+    /// [`TAILROOM`] bytes after the packet. Without a session yet, one is
     /// started and [`DropReason::NoSession`] returned.
     pub fn handle_ip_packet<'a>(
         &mut self,
@@ -585,25 +706,40 @@ where
         buf: &'a mut [u8],
         len: usize,
     ) -> Result<(SocketAddr, &'a [u8]), DropReason> {
-        let end = TRANSPORT_HEADER_LEN
-            .checked_add(len)
-            .ok_or(DropReason::BufferTooSmall)?;
-        let packet = buf.get(TRANSPORT_HEADER_LEN..end).ok_or(DropReason::BufferTooSmall)?;
+        let end = HEADROOM.checked_add(len).ok_or(DropReason::BufferTooSmall)?;
+        let packet = buf.get(HEADROOM..end).ok_or(DropReason::BufferTooSmall)?;
         let dst = destination(packet).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
         let slot = self.route(dst).ok_or(DropReason::NoRoute)?;
         let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");
-        let endpoint = m.endpoint.ok_or(DropReason::NoRoute)?;
+        let (via, id) = (m.via, m.id);
+        let endpoint = m.endpoint;
         let sealed = match m.tunnel.as_mut() {
-            Some(t) => t.encapsulate(now, buf, len).map(|d| &*d),
+            Some(t) => t.encapsulate(now, &mut buf[RELAY_HEADROOM..], len).map(|d| d.len()),
             None => Err(DropReason::NoSession),
         };
-        if let Err(DropReason::NoSession) = sealed {
-            self.connect_slot(slot)?;
-        } else if sealed.is_ok() {
+        let result = match (sealed, via) {
+            (Err(DropReason::NoSession), _) => {
+                self.connect_slot(now, slot)?;
+                Err(DropReason::NoSession)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(n), None) => match endpoint {
+                Some(to) => Ok((to, RELAY_HEADROOM, n)),
+                None => Err(DropReason::NoRoute),
+            },
+            (Ok(n), Some(via)) => match self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, buf, n) {
+                Some(Transmit {
+                    destination: Destination::Unicast(to),
+                    len,
+                }) => Ok((to, 0, len)),
+                _ => Err(DropReason::NoRoute),
+            },
+        };
+        if result.is_ok() {
             self.stats.tx_datagrams += 1;
         }
         self.after_tunnel_activity(slot);
-        sealed.map(|d| (endpoint, d))
+        result.map(|(to, start, n)| (to, &buf[start..start + n]))
     }
 
     fn route(&self, dst: IpAddr) -> Option<u16> {
@@ -638,6 +774,7 @@ where
             self.maintain(now);
         }
         self.sync_timeout(now);
+        self.relay_timeout(now);
     }
 
     /// Opens proactive sessions until `neighbors` are up or being made.
@@ -661,7 +798,7 @@ where
             if wanted == 0 {
                 break;
             }
-            if self.connect_slot(slot).is_ok() {
+            if self.connect_slot(now, slot).is_ok() {
                 wanted -= 1;
             }
         }
@@ -721,8 +858,10 @@ where
     }
 
     fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
-        if let Some((destination, len)) = self.outbox.pop(out) {
-            return Some(Transmit { destination, len });
+        if let Some((route, len)) = self.outbox.pop(&mut out[RELAY_HEADROOM..]) {
+            if let Some(t) = self.route_out(now, route, out, len) {
+                return Some(t);
+            }
         }
         if self.config.lan_beacons && now >= self.next_beacon {
             self.next_beacon = now + self.beacon_gap;
@@ -755,15 +894,31 @@ where
             } = self;
             let m = members.as_mut()[slot as usize].as_mut().expect("active slot");
             cursor = m.next_active;
-            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), m.endpoint) else {
-                continue;
-            };
-            if let Some(len) = t.poll_transmit(now, local, rng, out) {
-                self.after_tunnel_activity(slot);
-                return Some(Transmit {
-                    destination: Destination::Unicast(endpoint),
-                    len,
-                });
+            let (id, via, endpoint) = (m.id, m.via, m.endpoint);
+            let Some(t) = m.tunnel.as_mut() else { continue };
+            match via {
+                None => {
+                    // With nowhere to send (no endpoint known yet, no relay)
+                    // the datagram is dropped, but the tunnel's timers still
+                    // move on: it retries, a relay is picked, or it gives up.
+                    if let Some(len) = t.poll_transmit(now, local, rng, out) {
+                        self.after_tunnel_activity(slot);
+                        if let Some(endpoint) = endpoint {
+                            return Some(Transmit {
+                                destination: Destination::Unicast(endpoint),
+                                len,
+                            });
+                        }
+                    }
+                }
+                Some(via) => {
+                    if let Some(len) = t.poll_transmit(now, local, rng, &mut out[RELAY_HEADROOM..]) {
+                        self.after_tunnel_activity(slot);
+                        if let Some(t) = self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, out, len) {
+                            return Some(t);
+                        }
+                    }
+                }
             }
         }
         self.transmit_pending = false;
@@ -849,7 +1004,7 @@ where
         )?)
     }
 
-    fn connect_slot(&mut self, slot: u16) -> Result<(), DropReason> {
+    fn connect_slot(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
         let static_key = self.members.as_ref()[slot as usize]
             .as_ref()
             .ok_or(DropReason::UnknownIndex)?
@@ -864,6 +1019,9 @@ where
         }
         let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
         m.tunnel.as_mut().expect("just ensured").connect();
+        if !m.up && m.connecting_since.is_none() {
+            m.connecting_since = Some(now);
+        }
         self.after_tunnel_activity(slot);
         Ok(())
     }
@@ -949,6 +1107,19 @@ where
         }
         for e in events {
             self.push_event(e);
+        }
+        if changed {
+            if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+                m.connecting_since = None;
+            }
+            if !up {
+                // Members relayed through this one need another path.
+                for m in self.members.as_mut().iter_mut().flatten() {
+                    if m.via == Some(slot) {
+                        m.via = None;
+                    }
+                }
+            }
         }
         if came_up {
             // Tell it where we see it, and compare ledgers at once.

@@ -24,22 +24,30 @@ pub enum Destination {
     LanMulticast,
 }
 
-struct Queued {
-    to: Destination,
+struct Queued<T> {
+    to: T,
     len: u16,
     bytes: [u8; OUTBOX_MTU],
 }
 
-/// See the module docs.
-#[derive(Default)]
-pub struct Outbox {
-    queue: Deque<Queued, OUTBOX_LEN>,
+/// See the module docs. `T` says where a datagram goes.
+pub struct Outbox<T> {
+    queue: Deque<Queued<T>, OUTBOX_LEN>,
     dropped: u64,
 }
 
-impl Outbox {
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Outbox {
+            queue: Deque::new(),
+            dropped: 0,
+        }
+    }
+}
+
+impl<T: Copy> Outbox<T> {
     /// Queues `bytes` (at most [`OUTBOX_MTU`]) for `to`.
-    pub fn push(&mut self, to: Destination, bytes: &[u8]) {
+    pub fn push(&mut self, to: T, bytes: &[u8]) {
         debug_assert!(bytes.len() <= OUTBOX_MTU);
         let len = bytes.len().min(OUTBOX_MTU);
         if self.queue.is_full() {
@@ -56,7 +64,7 @@ impl Outbox {
     }
 
     /// Moves the oldest datagram into `out`; returns its destination and length.
-    pub fn pop(&mut self, out: &mut [u8]) -> Option<(Destination, usize)> {
+    pub fn pop(&mut self, out: &mut [u8]) -> Option<(T, usize)> {
         let q = self.queue.front()?;
         let n = q.len as usize;
         if out.len() < n {
@@ -80,7 +88,7 @@ mod tests {
 
     #[test]
     fn fifo_and_drops_oldest_when_full() {
-        let mut o = Outbox::default();
+        let mut o = Outbox::<Destination>::default();
         let to = Destination::Unicast("192.0.2.1:1".parse().unwrap());
         for i in 0..OUTBOX_LEN as u8 + 2 {
             o.push(to, &[i; 10]);

@@ -66,6 +66,13 @@ pub(crate) enum Intent {
     Request { to: u16, ids: Vec<u64, REQUEST_IDS> },
     /// The address we saw the member at.
     Observed { to: u16, addr: SocketAddr },
+    /// A direct path probe (or its reply) to one endpoint of a member.
+    Probe {
+        to: u16,
+        addr: SocketAddr,
+        nonce: u64,
+        reply: bool,
+    },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -120,10 +127,38 @@ where
         &mut self,
         now: Instant,
         slot: u16,
+        direct: Option<SocketAddr>,
         kind: ControlKind,
         payload: &[u8],
     ) -> Result<(), DropReason> {
         match kind {
+            ControlKind::PATH_PROBE | ControlKind::PATH_PROBE_REPLY => {
+                let nonce = u64::from_le_bytes(
+                    payload
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?,
+                );
+                // Only a probe that came straight from the member counts.
+                let Some(addr) = direct else { return Ok(()) };
+                if kind == ControlKind::PATH_PROBE {
+                    self.queue(Intent::Probe {
+                        to: slot,
+                        addr,
+                        nonce,
+                        reply: true,
+                    });
+                } else {
+                    let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+                    if m.via.is_some() && nonce == m.probe_nonce {
+                        // Both directions work: go direct.
+                        m.via = None;
+                        m.endpoint = Some(addr);
+                        m.next_probe = None;
+                    }
+                }
+                Ok(())
+            }
             ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST => self.handle_ledger(now, slot, kind, payload),
             ControlKind::OBSERVED => {
                 let addr = parse_addr(payload).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
@@ -521,26 +556,34 @@ where
                 | Intent::Digest { to }
                 | Intent::Summary { to, .. }
                 | Intent::Request { to, .. }
-                | Intent::Observed { to, .. } => *to,
+                | Intent::Observed { to, .. }
+                | Intent::Probe { to, .. } => *to,
             };
-            let body = &mut out[TRANSPORT_HEADER_LEN + 1..];
+            // Probes go straight to the probed endpoint; the rest through the
+            // member's relay if it has one.
+            let (direct_to, via) = match &intent {
+                Intent::Probe { addr, .. } => (Some(*addr), None),
+                _ => (
+                    None,
+                    self.members
+                        .as_ref()
+                        .get(to as usize)
+                        .and_then(|m| m.as_ref())
+                        .and_then(|m| m.via),
+                ),
+            };
+            let base = if via.is_some() { super::relay::RELAY_HEADROOM } else { 0 };
+            let body = &mut out[base + TRANSPORT_HEADER_LEN + 1..];
             let encoded: Option<(ControlKind, usize)> = match intent {
-                Intent::Entry { entry, index, .. } => self
-                    .ledger
-                    .as_ref()
-                    .encoder(entry)
-                    .ok()
-                    .and_then(|enc| enc.emit(index as usize, body).ok())
-                    .map(|n| {
-                        (
-                            if body[0] == 0x01 || body[0] == 0x02 {
-                                ControlKind::LEDGER_DELTA
-                            } else {
-                                ControlKind::LEDGER_DIGEST
-                            },
-                            n,
-                        )
-                    }),
+                Intent::Entry { entry, index, .. } => {
+                    let n = self
+                        .ledger
+                        .as_ref()
+                        .encoder(entry)
+                        .ok()
+                        .and_then(|enc| enc.emit(index as usize, body).ok());
+                    n.map(|n| (ControlKind::LEDGER_DELTA, n))
+                }
                 Intent::Digest { .. } => self
                     .ledger
                     .as_ref()
@@ -551,7 +594,7 @@ where
                     match self.ledger.as_ref().write_summary(RangeMask(mask), from, body) {
                         Ok(page) => {
                             if let Some(next) = page.next {
-                                // Put the next page at the front, so pages go in order.
+                                // The next page goes out next, so pages stay in order.
                                 let _ = self.sync.intents.push_front(Intent::Summary { to, mask, from: next });
                             }
                             Some((ControlKind::LEDGER_DIGEST, page.len))
@@ -567,24 +610,42 @@ where
                     req.emit(body).map(|n| (ControlKind::LEDGER_DIGEST, n))
                 }
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
+                Intent::Probe { nonce, reply, .. } => {
+                    body[..8].copy_from_slice(&nonce.to_le_bytes());
+                    Some((
+                        if reply {
+                            ControlKind::PATH_PROBE_REPLY
+                        } else {
+                            ControlKind::PATH_PROBE
+                        },
+                        8,
+                    ))
+                }
             };
             let Some((kind, n)) = encoded else { continue };
-            out[TRANSPORT_HEADER_LEN] = kind.0;
+            out[base + TRANSPORT_HEADER_LEN] = kind.0;
             let Some(m) = self.members.as_mut().get_mut(to as usize).and_then(|m| m.as_mut()) else {
                 continue;
             };
-            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), m.endpoint) else {
+            let id = m.id;
+            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), direct_to.or(m.endpoint)) else {
                 continue;
             };
-            match t.encapsulate(now, out, n + 1) {
-                Ok(d) => {
-                    let len = d.len();
+            let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {
+                continue;
+            };
+            match via {
+                None => {
                     return Some(Transmit {
                         destination: Destination::Unicast(endpoint),
-                        len,
-                    });
+                        len: sealed,
+                    })
                 }
-                Err(_) => continue,
+                Some(via) => {
+                    if let Some(t) = self.wrap(now, via, ControlKind::RELAY, &id, out, sealed) {
+                        return Some(t);
+                    }
+                }
             }
         }
         None

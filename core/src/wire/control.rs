@@ -29,12 +29,15 @@ impl ControlKind {
     pub const PATH_PROBE: ControlKind = ControlKind(0x06);
     /// Answer to a path probe.
     pub const PATH_PROBE_REPLY: ControlKind = ControlKind(0x07);
-    /// A datagram relayed for another member (still end-to-end encrypted).
+    /// A datagram for the relay to forward (names its destination; still
+    /// end-to-end encrypted between the two ends).
     pub const RELAY: ControlKind = ControlKind(0x08);
     /// A node leaves the mesh.
     pub const GOODBYE: ControlKind = ControlKind(0x09);
     /// "I see you at this address": how a member learns its NAT mappings.
     pub const OBSERVED: ControlKind = ControlKind(0x0a);
+    /// A relayed datagram delivered by the relay (names its origin).
+    pub const RELAYED: ControlKind = ControlKind(0x0b);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;

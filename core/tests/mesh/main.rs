@@ -9,11 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig};
+use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, HEADROOM, TAILROOM};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
-use kairos_core::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -127,6 +126,10 @@ impl Lan {
                     match self.nodes[to].handle_datagram(now, from, &mut bytes) {
                         Ok(Input::Deliver(p)) => self.delivered[to].push((p.to_vec(), from)),
                         Ok(Input::Consumed) => {}
+                        Ok(Input::Send { to: next, datagram }) => {
+                            let j = self.index_of(next).expect("relayed to a LAN address");
+                            self.wire.push_back((j, self.addrs[to], datagram.to_vec()));
+                        }
                         Err(e) => self.drops[to].push(e),
                     }
                 }
@@ -168,8 +171,8 @@ impl Lan {
         let src = self.nodes[a].ipv6();
         let dst = self.nodes[b].ipv6();
         let packet = ipv6_packet(src, dst, marker);
-        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
-        buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+        let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+        buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
         let now = self.now;
         let (to, datagram) = self.nodes[a].handle_ip_packet(now, &mut buf, packet.len())?;
         let j = self.index_of(to).expect("routed to a LAN address");
@@ -277,8 +280,8 @@ fn spoofed_source_address_is_dropped() {
     let src = lan.nodes[2].ipv6();
     let dst = lan.nodes[1].ipv6();
     let packet = ipv6_packet(src, dst, 9);
-    let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
-    buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+    let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+    buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
     let now = lan.now;
     let (to, d) = lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).unwrap();
     let d = d.to_vec();
@@ -299,8 +302,8 @@ fn unknown_destination_has_no_route() {
     let mut dst = lan.nodes[1].ipv6().octets();
     dst[15] ^= 1;
     let packet = ipv6_packet(src, dst.into(), 1);
-    let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
-    buf[TRANSPORT_HEADER_LEN..][..packet.len()].copy_from_slice(&packet);
+    let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
+    buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
     let now = lan.now;
     assert_eq!(
         lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).err(),
