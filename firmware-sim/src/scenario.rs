@@ -233,11 +233,12 @@ impl Scenario {
         let pairs = self.pairs();
         let mut reachable = 0;
         if converged_at.is_some() {
-            // Sessions are on demand: the first packet of a pair may start a
-            // handshake; send until it arrives, up to 5 tries.
+            // Sessions are on demand: the first packet of a pair starts a
+            // handshake (and waits for it); send until it arrives, one try
+            // every 2 s for up to 30 s.
             let mut pending: Vec<(usize, usize, u32)> =
                 pairs.iter().enumerate().map(|(k, &(a, b))| (a, b, k as u32)).collect();
-            for _ in 0..5 {
+            for _ in 0..15 {
                 for &(a, b, m) in &pending {
                     let _ = w.send_ip(a, b, m);
                 }

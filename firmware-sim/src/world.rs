@@ -17,7 +17,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, HEADROOM, TAILROOM};
+use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
@@ -64,6 +64,12 @@ pub struct SimHost {
     pub drops: Vec<DropReason>,
     /// The timer entry in the heap that is current for this node.
     timer: Option<Instant>,
+    /// What the node needs to start again after a crash: its identity (its
+    /// "state dir") and its configuration.
+    identity: [u8; 64],
+    network: NetworkKeys,
+    config: NodeConfig,
+    capacity: usize,
 }
 
 /// See the module docs.
@@ -105,17 +111,8 @@ impl World {
         let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(index as u64 + 1)));
         let identity = Identity::generate(&mut rng);
         config.port = PORT;
-        let slots: Box<[MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
-        let node = Node::new(
-            identity,
-            network,
-            config,
-            rng,
-            slots,
-            Box::default(),
-            Ed25519Verifier,
-            WALL_AT_ZERO + self.now.since_origin(),
-        );
+        let saved = *identity.to_bytes();
+        let node = self.start_node(identity, network, config.clone(), rng, capacity);
         let host = self.net.add_host(lan);
         if self.by_host.len() <= host.index() {
             self.by_host.resize(host.index() + 1, None);
@@ -128,9 +125,53 @@ impl World {
             delivered: Vec::new(),
             drops: Vec::new(),
             timer: None,
+            identity: saved,
+            network: network.clone(),
+            config,
+            capacity,
         });
         self.reschedule(index);
         index
+    }
+
+    fn start_node(
+        &self,
+        identity: Identity,
+        network: &NetworkKeys,
+        config: NodeConfig,
+        rng: ChaCha20Rng,
+        capacity: usize,
+    ) -> SimNode {
+        let slots: Box<[MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+        Node::new(
+            identity,
+            network,
+            config,
+            rng,
+            slots,
+            Box::default(),
+            Ed25519Verifier,
+            WALL_AT_ZERO + self.now.since_origin(),
+        )
+    }
+
+    /// Crashes node `i`: its host stops sending and receiving, and
+    /// everything the node held in memory is lost.
+    pub fn crash(&mut self, i: usize) {
+        self.net.set_host_up(self.hosts[i].host, false);
+    }
+
+    /// Starts node `i` again after a crash, with the same identity (what it
+    /// keeps on disk) and an empty ledger: it learns the rest from the mesh.
+    pub fn restart(&mut self, i: usize) {
+        let h = &self.hosts[i];
+        let identity = Identity::from_bytes(&h.identity);
+        let rng = ChaCha20Rng::seed_from_u64(self.seed ^ self.now.as_micros() ^ i as u64);
+        let node = self.start_node(identity, &h.network.clone(), h.config.clone(), rng, h.capacity);
+        self.hosts[i].node = node;
+        self.hosts[i].timer = None;
+        self.net.set_host_up(self.hosts[i].host, true);
+        self.reschedule(i);
     }
 
     /// The UDP endpoint other nodes use for node `i` from outside its LAN
@@ -254,12 +295,13 @@ impl World {
         buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
         let now = self.now;
         let h = &mut self.hosts[a];
-        let result = h
-            .node
-            .handle_ip_packet(now, &mut buf, packet.len())
-            .map(|(to, d)| (to, d.to_vec()));
+        let result = match h.node.handle_ip_packet(now, &mut buf, packet.len()) {
+            Ok(Outbound::Datagram { to, datagram }) => Ok(Some((to, datagram.to_vec()))),
+            Ok(Outbound::Queued) => Ok(None),
+            Err(e) => Err(e),
+        };
         let host = h.host;
-        if let Ok((to, datagram)) = &result {
+        if let Ok(Some((to, datagram))) = &result {
             self.net.send(now, host, PORT, *to, datagram);
         }
         self.flush(a);

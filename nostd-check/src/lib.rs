@@ -55,7 +55,9 @@ pub extern "C" fn kairos_nostd_smoke(seed: u64) -> usize {
     let from = core::net::SocketAddr::from(([127, 0, 0, 1], 1));
     let mut buf = [0u8; 256];
     ta.connect();
-    let Some(n) = ta.poll_transmit(now, &mut a, &mut rng, &mut buf) else { return 0 };
+    let Some(n) = ta.poll_transmit(now, &mut a, &mut rng, &mut buf) else {
+        return 0;
+    };
     let mut reply = [0u8; 256];
     let m = match tb.handle_datagram(now, &mut b, &mut rng, from, &mut buf[..n]) {
         Ok(kairos_core::session::Received::Reply(r)) => {
@@ -64,7 +66,10 @@ pub extern "C" fn kairos_nostd_smoke(seed: u64) -> usize {
         }
         _ => return 0,
     };
-    if ta.handle_datagram(now, &mut a, &mut rng, from, &mut reply[..m]).is_err() {
+    if ta
+        .handle_datagram(now, &mut a, &mut rng, from, &mut reply[..m])
+        .is_err()
+    {
         return 0;
     }
     let mut pkt = [0x45u8; 64 + 32];

@@ -137,6 +137,34 @@ pub const HEADROOM: usize = RELAY_HEADROOM + TRANSPORT_HEADER_LEN;
 /// Bytes the caller leaves after it: two authentication tags.
 pub const TAILROOM: usize = 2 * crate::crypto::TAG_LEN;
 
+/// What [`Node::handle_ip_packet`] did with a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outbound<'a> {
+    /// Send this datagram (sealed in place in the caller's buffer) to `to`.
+    Datagram {
+        /// The endpoint (a relay's, if the member is relayed).
+        to: SocketAddr,
+        /// The datagram.
+        datagram: &'a [u8],
+    },
+    /// Held until the session with the member is up (a handshake started).
+    Queued,
+}
+
+/// Packets a node holds while their sessions come up.
+pub const STAGED: usize = 8;
+/// The largest packet a node holds while a session comes up.
+pub const STAGE_MTU: usize = 1500;
+/// How long a held packet waits for its session.
+pub const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Staged {
+    slot: u16,
+    len: u16,
+    at: Instant,
+    bytes: [u8; STAGE_MTU],
+}
+
 /// Where a queued reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -177,6 +205,9 @@ pub struct NodeStats {
     pub events_lost: u64,
     /// Datagrams this node relayed between two other members.
     pub relayed: u64,
+    /// Packets held for a session that were dropped (queue full, or the
+    /// session did not come up in time).
+    pub staged_dropped: u64,
     /// Replies (handshake responses, cookie and hello replies) dropped
     /// because more were queued than the caller polled.
     pub replies_dropped: u64,
@@ -228,6 +259,7 @@ where
     timer_cache: core::cell::Cell<Option<Instant>>,
     timers_dirty: core::cell::Cell<bool>,
     outbox: Outbox<Route>,
+    staged: Deque<Staged, STAGED>,
     events: Deque<Event, EVENT_QUEUE>,
     bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
     next_beacon: Instant,
@@ -293,6 +325,7 @@ where
             timer_cache: core::cell::Cell::new(None),
             timers_dirty: core::cell::Cell::new(false),
             outbox: Outbox::default(),
+            staged: Deque::new(),
             events: Deque::new(),
             bootstrap,
             next_beacon: Instant::ZERO,
@@ -696,20 +729,59 @@ where
     // ---- outgoing IP packets -------------------------------------------
 
     /// Seals the overlay IP packet at `buf[HEADROOM..][..len]` in place for
-    /// the member that owns its destination address, and returns the
-    /// endpoint and the datagram (a slice of `buf`). `buf` needs
-    /// [`TAILROOM`] bytes after the packet. Without a session yet, one is
-    /// started and [`DropReason::NoSession`] returned.
+    /// the member that owns its destination address. `buf` needs
+    /// [`TAILROOM`] bytes after the packet. Returns the datagram to send
+    /// (a slice of `buf`), or [`Outbound::Queued`] when the session is not
+    /// up yet: the handshake starts and the packet goes out with
+    /// `poll_transmit` once it completes (up to [`STAGED`] packets per
+    /// node, for at most [`STAGE_TIMEOUT`]).
     pub fn handle_ip_packet<'a>(
         &mut self,
         now: Instant,
         buf: &'a mut [u8],
         len: usize,
-    ) -> Result<(SocketAddr, &'a [u8]), DropReason> {
+    ) -> Result<Outbound<'a>, DropReason> {
         let end = HEADROOM.checked_add(len).ok_or(DropReason::BufferTooSmall)?;
         let packet = buf.get(HEADROOM..end).ok_or(DropReason::BufferTooSmall)?;
         let dst = destination(packet).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
         let slot = self.route(dst).ok_or(DropReason::NoRoute)?;
+        match self.seal_for(now, slot, buf, len) {
+            Ok((to, start, n)) => Ok(Outbound::Datagram {
+                to,
+                datagram: &buf[start..start + n],
+            }),
+            Err(DropReason::NoSession) => {
+                if len > STAGE_MTU {
+                    return Err(DropReason::NoSession);
+                }
+                if self.staged.is_full() {
+                    self.staged.pop_front();
+                    self.stats.staged_dropped += 1;
+                }
+                let mut bytes = [0u8; STAGE_MTU];
+                bytes[..len].copy_from_slice(&buf[HEADROOM..end]);
+                let _ = self.staged.push_back(Staged {
+                    slot,
+                    len: len as u16,
+                    at: now,
+                    bytes,
+                });
+                Ok(Outbound::Queued)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seals the packet at `buf[HEADROOM..][..len]` for the member in
+    /// `slot`: returns the endpoint and where the datagram starts and how
+    /// long it is. Starts a handshake when there is no session.
+    fn seal_for(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<(SocketAddr, usize, usize), DropReason> {
         let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");
         let (via, id) = (m.via, m.id);
         let endpoint = m.endpoint;
@@ -739,7 +811,43 @@ where
             self.stats.tx_datagrams += 1;
         }
         self.after_tunnel_activity(slot);
-        result.map(|(to, start, n)| (to, &buf[start..start + n]))
+        result
+    }
+
+    /// The next staged packet whose session is up, sealed into `out`.
+    fn next_staged(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        while let Some(front) = self.staged.front() {
+            if now.saturating_since(front.at) >= STAGE_TIMEOUT {
+                self.staged.pop_front();
+                self.stats.staged_dropped += 1;
+                continue;
+            }
+            break;
+        }
+        let i = self.staged.iter().position(|p| {
+            self.members.as_ref()[p.slot as usize]
+                .as_ref()
+                .is_some_and(|m| m.tunnel.as_ref().is_some_and(|t| t.is_established(now)))
+        })?;
+        // Take it out of the middle of the queue, keeping the order of the rest.
+        let mut taken = None;
+        for k in 0..self.staged.len() {
+            let p = self.staged.pop_front().expect("counted");
+            if k == i {
+                taken = Some(p);
+            } else {
+                let _ = self.staged.push_back(p);
+            }
+        }
+        let p = taken?;
+        let len = p.len as usize;
+        out[HEADROOM..HEADROOM + len].copy_from_slice(&p.bytes[..len]);
+        let (to, start, n) = self.seal_for(now, p.slot, out, len).ok()?;
+        out.copy_within(start..start + n, 0);
+        Some(Transmit {
+            destination: Destination::Unicast(to),
+            len: n,
+        })
     }
 
     fn route(&self, dst: IpAddr) -> Option<u16> {
@@ -884,6 +992,11 @@ where
         if let Some(t) = self.next_intent(now, out) {
             return Some(t);
         }
+        if !self.staged.is_empty() {
+            if let Some(t) = self.next_staged(now, out) {
+                return Some(t);
+            }
+        }
         if !self.transmit_pending {
             return None;
         }
@@ -1004,7 +1117,7 @@ where
         )?)
     }
 
-    fn connect_slot(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
+    pub(crate) fn connect_slot(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
         let static_key = self.members.as_ref()[slot as usize]
             .as_ref()
             .ok_or(DropReason::UnknownIndex)?

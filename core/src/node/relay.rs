@@ -98,6 +98,14 @@ where
             .ok_or(DropReason::UnknownIndex)?
             .id;
         let to = self.find(&dst).ok_or(DropReason::NoRoute)?;
+        let up = self.members.as_ref()[to as usize].as_ref().is_some_and(|m| m.up);
+        if !up {
+            // Not in touch with the destination yet: get in touch, and let
+            // the sender's retry (its handshake retries every 5 s) find
+            // the session up.
+            self.connect_slot(now, to)?;
+            return Err(DropReason::NoSession);
+        }
         let t = self
             .wrap(now, to, ControlKind::RELAYED, &src, buf, inner_len)
             .ok_or(DropReason::NoRoute)?;
@@ -111,7 +119,7 @@ where
     /// Picks a relay for the member in `slot`: a member with a session up,
     /// preferring one we reached as a bootstrap (it is public, and everyone
     /// talks to it).
-    pub(crate) fn pick_relay(&self, slot: u16) -> Option<u16> {
+    pub(crate) fn pick_relay(&self, slot: u16, previous: Option<u16>) -> Option<u16> {
         let mut best: Option<(u8, u16)> = None;
         let mut cursor = self.active_head;
         while let Some(s) = cursor {
@@ -120,9 +128,12 @@ where
             if s == slot || !m.up || m.via.is_some() {
                 continue;
             }
-            let rank = match m.discovery {
-                super::Discovery::Hello => 0,
-                _ => 1,
+            // A bootstrap first (public, in touch with everyone); never the
+            // relay that just failed.
+            let rank = match (Some(s) == previous, m.discovery) {
+                (true, _) => 2,
+                (false, super::Discovery::Hello) => 0,
+                (false, _) => 1,
             };
             if best.is_none_or(|(r, _)| rank < r) {
                 best = Some((rank, s));
@@ -138,18 +149,23 @@ where
         while let Some(slot) = cursor {
             let (next, wants_relay, wants_probe) = {
                 let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
-                let stuck = !m.up
-                    && m.via.is_none()
-                    && m.connecting_since
-                        .is_some_and(|t| now.saturating_since(t) >= RELAY_AFTER);
+                let waited = m
+                    .connecting_since
+                    .is_some_and(|t| now.saturating_since(t) >= RELAY_AFTER);
+                let stuck = !m.up && waited;
                 let probe = m.up && m.via.is_some() && m.next_probe.is_none_or(|t| now >= t);
                 (m.next_active, stuck, probe)
             };
             cursor = next;
             if wants_relay {
-                if let Some(via) = self.pick_relay(slot) {
+                // First the direct path, then a relay; a relay that does not
+                // get through either is replaced by another (or the direct
+                // path again) each time RELAY_AFTER passes.
+                let current = self.members.as_ref()[slot as usize].as_ref().and_then(|m| m.via);
+                if let Some(via) = self.pick_relay(slot, current) {
                     let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
                     m.via = Some(via);
+                    m.connecting_since = Some(now);
                     if let Some(t) = m.tunnel.as_mut() {
                         t.connect();
                     }

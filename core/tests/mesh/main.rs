@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, HEADROOM, TAILROOM};
+use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
@@ -174,9 +174,13 @@ impl Lan {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
         buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
         let now = self.now;
-        let (to, datagram) = self.nodes[a].handle_ip_packet(now, &mut buf, packet.len())?;
-        let j = self.index_of(to).expect("routed to a LAN address");
-        self.wire.push_back((j, self.addrs[a], datagram.to_vec()));
+        match self.nodes[a].handle_ip_packet(now, &mut buf, packet.len())? {
+            Outbound::Datagram { to, datagram } => {
+                let j = self.index_of(to).expect("routed to a LAN address");
+                self.wire.push_back((j, self.addrs[a], datagram.to_vec()));
+            }
+            Outbound::Queued => {}
+        }
         Ok(())
     }
 }
@@ -283,8 +287,10 @@ fn spoofed_source_address_is_dropped() {
     let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
     buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
     let now = lan.now;
-    let (to, d) = lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).unwrap();
-    let d = d.to_vec();
+    let Ok(Outbound::Datagram { to, datagram }) = lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()) else {
+        panic!("a session is up")
+    };
+    let d = datagram.to_vec();
     let from = lan.addrs[0];
     assert_eq!(to, lan.addrs[1]);
     let mut d = d;
@@ -309,4 +315,18 @@ fn unknown_destination_has_no_route() {
         lan.nodes[0].handle_ip_packet(now, &mut buf, packet.len()).err(),
         Some(DropReason::NoRoute)
     );
+}
+
+#[test]
+fn the_first_packet_waits_for_the_handshake() {
+    // Sessions are on demand: with `neighbors: 0` nothing is connected until
+    // traffic needs it, and the packet that starts the handshake is held.
+    let mut lan = Lan::new(2, |_, c| c.neighbors = 0);
+    lan.advance(Duration::from_secs(3));
+    assert!(lan.nodes[0].members().all(|m| !m.is_up()));
+    lan.send_v6(0, 1, 5).unwrap();
+    lan.drive();
+    assert_eq!(lan.delivered[1].len(), 1, "delivered once the session came up");
+    assert_eq!(lan.delivered[1][0].0[40], 5);
+    assert_eq!(lan.nodes[0].stats().staged_dropped, 0);
 }
