@@ -24,6 +24,7 @@ extern crate std;
 
 pub mod crypto;
 pub mod discovery;
+pub mod election;
 pub mod identity;
 pub mod ledger;
 pub mod node;

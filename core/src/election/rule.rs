@@ -1,0 +1,775 @@
+//! The election rule: [`elect`] turns a [`View`] into the [`Outcome`] every
+//! replica with the same view computes.
+//!
+//! In order (the reasons are in `docs/roles.md`):
+//!
+//! 1. **Forced roles win.** Without HA, if any member is forced to be a
+//!    master, the forced masters are the masters (each a primary; more than
+//!    one is a configuration conflict the operator made) and nothing is
+//!    elected. A forced worker is never a master. With HA, forced masters
+//!    are masters too, and the `cluster-init` primary is still elected
+//!    (forced masters rank first).
+//! 2. **Claims.** A member that recorded a primary deployment, and a
+//!    candidate with a quorum of votes in some epoch, claim to be the
+//!    primary. The best claim wins: the higher epoch, then a deployed one,
+//!    then the older deployment (lower Lamport clock), then the lower node
+//!    id. Every other deployed primary steps down.
+//! 3. **No claim:** the election of the highest epoch voted in (at least 1)
+//!    is open once `minimum_nodes` members are live; the outcome carries the
+//!    [`Ballot`] members should vote.
+//! 4. **Dynamic roles**, without HA: a primary (not forced) gone longer than
+//!    the timeout opens the election of the next epoch; until it is decided
+//!    the gone primary stays the master. Without dynamic roles nobody is
+//!    ever gone.
+//! 5. **HA:** the primary is the only `cluster-init` master (there is no
+//!    second primary election with HA); forced masters, then deployed
+//!    servers (sticky; with dynamic roles not while gone), then the best
+//!    live eligible members fill `ha_masters` seats once the primary has
+//!    deployed.
+//!
+//! A member is *gone* when its advertisement is not live and the timeout
+//! has passed since it was last seen (or since the replica started
+//! watching, whichever is later). Everything else is a pure function of
+//! the view: no order, clock or randomness enters.
+
+use core::cmp::Reverse;
+
+use heapless::Vec;
+
+use super::ballot::{ballot, rank, tally, Ballot};
+use super::record::{DeployedAs, Deployment, ForcedRole, Vote};
+use super::view::{MemberView, View};
+use super::{ElectionConfig, Role, MAX_MASTERS};
+use crate::identity::NodeId;
+use crate::time::Instant;
+
+/// A master in an [`Outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Master {
+    /// Its node id.
+    pub id: NodeId,
+    /// [`DeployedAs::Primary`] (starts the cluster) or
+    /// [`DeployedAs::Server`] (joins the primary).
+    pub kind: DeployedAs,
+    /// Starts the cluster with `--cluster-init` (the HA primary).
+    pub cluster_init: bool,
+    /// Forced by its configuration.
+    pub forced: bool,
+    /// Has recorded a deployment in this role.
+    pub deployed: bool,
+}
+
+/// Why no primary is settled yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wait {
+    /// Fewer live members than `minimum_nodes`.
+    TooFewLive {
+        /// Live members.
+        live: u32,
+        /// `minimum_nodes`.
+        minimum: u32,
+    },
+    /// Votes are being cast.
+    Voting {
+        /// The election.
+        epoch: u32,
+        /// The round to vote in.
+        round: u32,
+        /// The live candidate with the most votes in the round, if any.
+        leader: Option<NodeId>,
+        /// Its votes.
+        votes: u32,
+        /// Votes needed.
+        quorum: u32,
+    },
+    /// No live member may become master (all forced workers).
+    NoCandidate,
+}
+
+/// Where the election stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The primary has deployed (or is forced and deployed).
+    Settled,
+    /// A primary is chosen and should deploy now.
+    Elected,
+    /// No primary yet.
+    Waiting(Wait),
+    /// The primary is gone past the dynamic-roles timeout; its replacement
+    /// is being elected (the gone primary stays listed until then).
+    Replacing(Wait),
+}
+
+/// What the election decided, as every replica with the same view decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    masters: Vec<Master, MAX_MASTERS>,
+    primary: Option<NodeId>,
+    primary_deployed: bool,
+    epoch: u32,
+    status: Status,
+    ballot: Option<Ballot>,
+    recheck_at: Option<Instant>,
+    overflow: bool,
+}
+
+impl Outcome {
+    const fn waiting(wait: Wait) -> Self {
+        Outcome {
+            masters: Vec::new(),
+            primary: None,
+            primary_deployed: false,
+            epoch: 0,
+            status: Status::Waiting(wait),
+            ballot: None,
+            recheck_at: None,
+            overflow: false,
+        }
+    }
+
+    /// The masters: the one to join first (the primary, or with HA a live
+    /// server when the primary is gone), then forced, sticky and newly
+    /// chosen servers.
+    pub fn masters(&self) -> &[Master] {
+        &self.masters
+    }
+
+    /// The master workers and joining servers use (`K3S_URL`,
+    /// `ip-master`), if any.
+    pub fn primary(&self) -> Option<&Master> {
+        self.masters.first()
+    }
+
+    /// The role of a member of the view. A master knows its role as soon as
+    /// it is chosen; everyone else is a worker once the primary has
+    /// deployed, and `None` before (with HA, seats are handed out only then,
+    /// and a worker has nothing to join before).
+    pub fn role_of(&self, id: &NodeId) -> Option<Role> {
+        match self.master(id) {
+            Some(m) => Some(Role::Master {
+                cluster_init: m.cluster_init,
+            }),
+            None => self.primary_deployed.then_some(Role::Worker),
+        }
+    }
+
+    /// The master entry of `id`, if it is one.
+    pub fn master(&self, id: &NodeId) -> Option<&Master> {
+        self.masters.iter().find(|m| m.id == *id)
+    }
+
+    /// Where the election stands.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The epoch of the primary (0 before the first).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The vote members should hold, while an election is open or its
+    /// winner has not deployed yet.
+    pub fn ballot(&self) -> Option<Ballot> {
+        self.ballot
+    }
+
+    /// The vote `me` should hold: its current one if it already voted in
+    /// this round (a vote never changes within a round) or no election is
+    /// open, else the ballot's.
+    pub fn vote_for(&self, me: &MemberView) -> Option<Vote> {
+        let current = me.record.vote;
+        match (self.ballot, current) {
+            (Some(b), Some(v)) if v.ballot() < (b.epoch, b.round) => Some(b.vote()),
+            (Some(b), None) => Some(b.vote()),
+            _ => current,
+        }
+    }
+
+    /// Whether `m` runs a k3s server the outcome does not keep (a losing
+    /// primary, a replaced one, or one whose forced role is now worker): it
+    /// must leave its cluster and redeploy as [`Self::role_of`] says.
+    pub fn steps_down(&self, m: &MemberView) -> bool {
+        match m.record.deployment {
+            Some(d) if d.role.is_master() && self.primary.is_some() => {
+                self.master(&m.id).is_none_or(|x| x.kind != d.role)
+            }
+            _ => false,
+        }
+    }
+
+    /// The deployment `id` records once k3s runs in the role the outcome
+    /// gives it; `since` is the ledger's Lamport clock at that moment.
+    pub fn deployment(&self, id: &NodeId, since: u64) -> Option<Deployment> {
+        self.role_of(id)?;
+        let role = self.master(id).map_or(DeployedAs::Worker, |m| m.kind);
+        Some(Deployment {
+            role,
+            epoch: self.epoch,
+            since,
+        })
+    }
+
+    /// When time alone may change the outcome (a master becoming gone).
+    pub fn recheck_at(&self) -> Option<Instant> {
+        self.recheck_at
+    }
+
+    /// More masters than [`MAX_MASTERS`]: the list is cut.
+    pub fn overflow(&self) -> bool {
+        self.overflow
+    }
+
+    fn push(&mut self, m: Master) {
+        if self.masters.iter().all(|x| x.id != m.id) && self.masters.push(m).is_err() {
+            self.overflow = true;
+        }
+    }
+
+    fn recheck(&mut self, at: Instant) {
+        self.recheck_at = Some(self.recheck_at.map_or(at, |r| r.min(at)));
+    }
+}
+
+/// A claim to be the primary.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    id: NodeId,
+    epoch: u32,
+    since: Option<u64>,
+    round: Option<u32>,
+}
+
+impl Claim {
+    /// Lower wins: higher epoch, deployed, older, lower id.
+    fn key(&self) -> (Reverse<u32>, bool, u64, NodeId) {
+        (
+            Reverse(self.epoch),
+            self.since.is_none(),
+            self.since.unwrap_or(0),
+            self.id,
+        )
+    }
+}
+
+/// The best claim to be the primary.
+fn best_claim(view: &View, config: &ElectionConfig) -> Option<Claim> {
+    let dynamic = config.dynamic_roles.is_some();
+    let mut best: Option<Claim> = None;
+    let mut offer = |c: Claim| {
+        if best.is_none_or(|b| c.key() < b.key()) {
+            best = Some(c);
+        }
+    };
+    for m in view.members {
+        let primary = m.record.deployment.filter(|d| d.role == DeployedAs::Primary);
+        if let Some(d) = primary.filter(|_| m.record.forced != Some(ForcedRole::Worker)) {
+            offer(Claim {
+                id: m.id,
+                epoch: d.epoch,
+                since: Some(d.since),
+                round: None,
+            });
+        }
+    }
+    // Each epoch anyone votes in, counted once.
+    for (i, m) in view.members.iter().enumerate() {
+        let Some(v) = m.record.vote else { continue };
+        let seen = view.members[..i]
+            .iter()
+            .any(|p| p.record.vote.is_some_and(|pv| pv.epoch == v.epoch));
+        if seen || (config.ha() && v.epoch != 1) {
+            continue;
+        }
+        let t = tally(view, v.epoch, dynamic);
+        if let Some(w) = t.winner {
+            let since = view
+                .get(&w)
+                .and_then(|wm| wm.record.deployment)
+                .filter(|d| d.role == DeployedAs::Primary && d.epoch == v.epoch)
+                .map(|d| d.since);
+            offer(Claim {
+                id: w,
+                epoch: v.epoch,
+                since,
+                round: Some(t.round),
+            });
+        }
+    }
+    best
+}
+
+/// When `id` is (or will be) gone, or `None` while it is live. A member
+/// never seen counts from when the replica started watching.
+fn gone_at(view: &View, id: &NodeId, config: &ElectionConfig) -> Option<Instant> {
+    let timeout = config.dynamic_roles?;
+    let m = view.get(id);
+    if m.is_some_and(|m| m.live) {
+        return None;
+    }
+    let seen = m.and_then(|m| m.last_seen).unwrap_or(view.observing_since);
+    Some(seen.max(view.observing_since) + timeout)
+}
+
+/// Computes the outcome of `view` at `now`.
+pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
+    if !config.ha() && view.members.iter().any(|m| m.forced_master()) {
+        return forced_primaries(view, config);
+    }
+    let top_epoch = if config.ha() {
+        1
+    } else {
+        let votes = view.members.iter().filter_map(|m| m.record.vote);
+        votes.map(|v| v.epoch).max().unwrap_or(1).max(1)
+    };
+    let Some(p) = best_claim(view, config) else {
+        let mut o = Outcome::waiting(Wait::NoCandidate);
+        open(&mut o, view, config, top_epoch, false);
+        return o;
+    };
+    let mut o = Outcome::waiting(Wait::NoCandidate);
+    o.primary = Some(p.id);
+    o.primary_deployed = p.since.is_some();
+    o.epoch = p.epoch;
+    o.status = if p.since.is_some() {
+        Status::Settled
+    } else {
+        Status::Elected
+    };
+    if let (None, Some(round)) = (p.since, p.round) {
+        // Elected, not deployed yet: late voters back the winner, so its
+        // majority holds while new members join.
+        o.ballot = Some(Ballot {
+            epoch: p.epoch,
+            round,
+            candidate: p.id,
+        });
+    }
+    let p_view = view.get(&p.id);
+    let forced = p_view.is_some_and(|m| m.forced_master());
+    let gone = match gone_at(view, &p.id, config).filter(|_| !forced) {
+        Some(at) if now >= at => true,
+        Some(at) => {
+            o.recheck(at);
+            false
+        }
+        None => false,
+    };
+    let primary = Master {
+        id: p.id,
+        kind: DeployedAs::Primary,
+        cluster_init: config.ha(),
+        forced,
+        deployed: p.since.is_some(),
+    };
+    if !config.ha() {
+        o.push(primary);
+        if gone {
+            o.ballot = None;
+            open(&mut o, view, config, (p.epoch + 1).max(top_epoch), true);
+        }
+        return o;
+    }
+    if !gone {
+        o.push(primary);
+    }
+    seat_servers(&mut o, view, config, now, p.since.is_some());
+    o
+}
+
+/// Without HA, forced masters are the masters; none is elected.
+fn forced_primaries(view: &View, config: &ElectionConfig) -> Outcome {
+    let mut o = Outcome::waiting(Wait::NoCandidate);
+    let deployed = |m: &MemberView| m.record.deployment.filter(|d| d.role == DeployedAs::Primary);
+    for m in view.members.iter().filter(|m| m.forced_master()) {
+        o.push(Master {
+            id: m.id,
+            kind: DeployedAs::Primary,
+            cluster_init: false,
+            forced: true,
+            deployed: deployed(m).is_some(),
+        });
+    }
+    o.masters.sort_unstable_by_key(|x| {
+        let d = view.get(&x.id).and_then(deployed);
+        (d.is_none(), d.map_or(0, |d| d.since), x.id)
+    });
+    let first = o.masters[0];
+    o.primary = Some(first.id);
+    o.primary_deployed = first.deployed;
+    o.epoch = match view.get(&first.id).and_then(deployed) {
+        Some(d) => d.epoch,
+        None => best_claim(view, config).map_or(0, |c| c.epoch),
+    };
+    o.status = if first.deployed {
+        Status::Settled
+    } else {
+        Status::Elected
+    };
+    o
+}
+
+/// Opens the election of `epoch`: the ballot, or why there is none.
+fn open(o: &mut Outcome, view: &View, config: &ElectionConfig, epoch: u32, replacing: bool) {
+    let dynamic = config.dynamic_roles.is_some();
+    let live = view.live();
+    let wait = if live < config.minimum() {
+        Wait::TooFewLive {
+            live,
+            minimum: config.minimum(),
+        }
+    } else {
+        let t = tally(view, epoch, dynamic);
+        match ballot(view, &t, dynamic) {
+            None => Wait::NoCandidate,
+            Some(b) => {
+                o.ballot = Some(b);
+                let leader = t.leader.filter(|_| !t.dead);
+                Wait::Voting {
+                    epoch,
+                    round: b.round,
+                    leader: leader.map(|l| l.0),
+                    votes: leader.map_or(0, |l| l.1),
+                    quorum: t.quorum,
+                }
+            }
+        }
+    };
+    o.status = if replacing {
+        Status::Replacing(wait)
+    } else {
+        Status::Waiting(wait)
+    };
+}
+
+/// HA: forced masters, sticky servers, then new servers up to
+/// `ha_masters` (only once the primary has deployed: they join it).
+fn seat_servers(o: &mut Outcome, view: &View, config: &ElectionConfig, now: Instant, primary_deployed: bool) {
+    let dynamic = config.dynamic_roles.is_some();
+    let server = |m: &MemberView| Master {
+        id: m.id,
+        kind: DeployedAs::Server,
+        cluster_init: false,
+        forced: m.forced_master(),
+        deployed: m.record.deployment.is_some_and(|d| d.role == DeployedAs::Server),
+    };
+    let start = o.masters.len();
+    for m in view.members.iter().filter(|m| m.forced_master()) {
+        o.push(server(m));
+    }
+    o.masters[start..].sort_unstable_by_key(|x| x.id);
+    let start = o.masters.len();
+    for m in view.members {
+        let sticky = m.record.deployment.is_some_and(|d| d.role == DeployedAs::Server)
+            && m.record.forced != Some(ForcedRole::Worker)
+            && Some(m.id) != o.primary;
+        if !sticky {
+            continue;
+        }
+        match gone_at(view, &m.id, config) {
+            Some(at) if now >= at => continue,
+            Some(at) => o.recheck(at),
+            None => {}
+        }
+        o.push(server(m));
+    }
+    o.masters[start..].sort_unstable_by_key(|x| {
+        let since = view.get(&x.id).and_then(|m| m.record.deployment).map_or(0, |d| d.since);
+        (since, x.id)
+    });
+    if !primary_deployed {
+        return;
+    }
+    while o.masters.len() < config.ha_masters as usize {
+        let pick = view
+            .members
+            .iter()
+            .filter(|m| m.live && m.eligible(dynamic) && Some(m.id) != o.primary && o.master(&m.id).is_none())
+            .min_by_key(|m| rank(m));
+        match pick {
+            Some(m) => o.push(server(m)),
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{Deployment, RoleRecord};
+    use super::*;
+    use crate::time::Duration;
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 16])
+    }
+
+    fn live(n: u8) -> MemberView {
+        let mut m = MemberView::new(id(n));
+        m.live = true;
+        m.last_seen = Some(Instant::ZERO);
+        m
+    }
+
+    fn voting(n: u8, epoch: u32, round: u32, c: u8) -> MemberView {
+        let mut m = live(n);
+        m.record.vote = Some(Vote {
+            epoch,
+            round,
+            candidate: id(c),
+        });
+        m
+    }
+
+    fn deployed(mut m: MemberView, role: DeployedAs, epoch: u32, since: u64) -> MemberView {
+        m.record.deployment = Some(Deployment { role, epoch, since });
+        m
+    }
+
+    fn forced(mut m: MemberView, f: ForcedRole) -> MemberView {
+        m.record.forced = Some(f);
+        m
+    }
+
+    fn run(ms: &[MemberView], c: &ElectionConfig, now: u64) -> Outcome {
+        elect(&View::new(ms, Instant::ZERO), c, Instant::from_secs(now))
+    }
+
+    const MASTER: Option<Role> = Some(Role::Master { cluster_init: false });
+    const INIT: Option<Role> = Some(Role::Master { cluster_init: true });
+    const WORKER: Option<Role> = Some(Role::Worker);
+
+    #[test]
+    fn waits_for_minimum_nodes() {
+        let c = ElectionConfig::DEFAULT;
+        let o = run(&[live(1), MemberView::new(id(2))], &c, 0);
+        assert_eq!(o.status(), Status::Waiting(Wait::TooFewLive { live: 1, minimum: 2 }));
+        assert_eq!((o.ballot(), o.role_of(&id(1)), o.primary()), (None, None, None));
+        let o = run(&[live(1)], &ElectionConfig::new(1, 1, None).unwrap(), 0);
+        assert_eq!(o.ballot().map(|b| b.candidate), Some(id(1)));
+    }
+
+    #[test]
+    fn first_primary_needs_a_majority_then_deploys() {
+        let c = ElectionConfig::DEFAULT;
+        let ms = [live(3), live(2), live(4)];
+        let o = run(&ms, &c, 0);
+        let b = o.ballot().unwrap();
+        assert_eq!((b.epoch, b.round, b.candidate), (1, 0, id(2)));
+        assert!(matches!(o.status(), Status::Waiting(Wait::Voting { quorum: 2, .. })));
+        assert_eq!(o.vote_for(&ms[0]), Some(b.vote()));
+        // One vote of three: not yet.
+        let ms = [voting(3, 1, 0, 2), live(2), live(4)];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.primary(), None);
+        assert!(matches!(
+            o.status(),
+            Status::Waiting(Wait::Voting { leader: Some(l), votes: 1, .. }) if l == id(2)
+        ));
+        // Two of three: elected; late voters still back it.
+        let ms = [voting(3, 1, 0, 2), voting(2, 1, 0, 2), live(4)];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.status(), Status::Elected);
+        assert_eq!((o.role_of(&id(2)), o.role_of(&id(4))), (MASTER, None));
+        assert_eq!(o.vote_for(&ms[2]).unwrap().candidate, id(2));
+        assert_eq!(o.deployment(&id(2), 7).unwrap().role, DeployedAs::Primary);
+        assert_eq!(o.deployment(&id(4), 7), None, "workers wait for the primary");
+        // Deployed: settled, and it stays master even when the votes move.
+        let ms = [
+            voting(3, 1, 0, 3),
+            deployed(voting(2, 1, 0, 4), DeployedAs::Primary, 1, 7),
+            live(4),
+        ];
+        let o = run(&ms, &c, 0);
+        assert_eq!((o.status(), o.epoch(), o.ballot()), (Status::Settled, 1, None));
+        assert_eq!(o.primary().unwrap().id, id(2));
+        assert_eq!(o.role_of(&id(4)), WORKER);
+        assert_eq!(o.deployment(&id(4), 9).unwrap().role, DeployedAs::Worker);
+    }
+
+    #[test]
+    fn forced_roles_win() {
+        let c = ElectionConfig::DEFAULT;
+        // A forced master beats an elected, deployed primary, which steps down.
+        let ms = [
+            deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 5),
+            voting(2, 1, 0, 1),
+            forced(live(3), ForcedRole::Master),
+        ];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.masters().len(), 1);
+        assert_eq!((o.role_of(&id(3)), o.role_of(&id(1))), (MASTER, None));
+        assert!(o.steps_down(&ms[0]) && !o.steps_down(&ms[2]));
+        assert_eq!(o.status(), Status::Elected);
+        assert_eq!(o.ballot(), None);
+        // A forced worker is never master: not by votes, not by a deployment.
+        let ms = [
+            forced(
+                deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 5),
+                ForcedRole::Worker,
+            ),
+            voting(2, 1, 0, 1),
+            live(3),
+        ];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.primary(), None);
+        assert_eq!(o.ballot().map(|b| (b.round, b.candidate)), Some((1, id(2))));
+        let all_workers = [forced(live(1), ForcedRole::Worker), forced(live(2), ForcedRole::Worker)];
+        assert_eq!(run(&all_workers, &c, 0).status(), Status::Waiting(Wait::NoCandidate));
+        // Two forced masters without HA: both masters (the operator's
+        // choice); the deployed one is the primary.
+        let ms = [
+            forced(live(1), ForcedRole::Master),
+            forced(deployed(live(2), DeployedAs::Primary, 0, 9), ForcedRole::Master),
+        ];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.masters().len(), 2);
+        assert_eq!((o.primary().unwrap().id, o.status()), (id(2), Status::Settled));
+    }
+
+    #[test]
+    fn conflicting_primaries_resolve_to_one() {
+        let c = ElectionConfig::DEFAULT;
+        // Two halves that never met, each with its deployed primary.
+        let a = deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 40);
+        let b = deployed(voting(9, 1, 0, 9), DeployedAs::Primary, 1, 30);
+        let ms = [a, voting(2, 1, 0, 1), b, voting(8, 1, 0, 9)];
+        let o = run(&ms, &c, 0);
+        assert_eq!(o.masters().len(), 1);
+        assert_eq!(o.primary().unwrap().id, id(9), "the older deployment wins");
+        assert!(o.steps_down(&a) && !o.steps_down(&b));
+        // Same clock: the lower node id.
+        let a = deployed(live(1), DeployedAs::Primary, 1, 30);
+        let o = run(&[a, b], &c, 0);
+        assert_eq!(o.primary().unwrap().id, id(1));
+        // A later epoch beats both.
+        let z = deployed(live(5), DeployedAs::Primary, 2, 99);
+        let o = run(&[a, b, z], &c, 0);
+        assert_eq!((o.primary().unwrap().id, o.epoch()), (id(5), 2));
+    }
+
+    #[test]
+    fn a_dead_master_is_replaced_only_with_dynamic_roles() {
+        let mut p = deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 10);
+        p.live = false;
+        p.last_seen = Some(Instant::from_secs(100));
+        let ms = [p, voting(2, 1, 0, 1), voting(3, 1, 0, 1)];
+        let fixed = ElectionConfig::DEFAULT;
+        let o = run(&ms, &fixed, 1_000_000);
+        assert_eq!(
+            (o.primary().unwrap().id, o.status(), o.ballot()),
+            (id(1), Status::Settled, None)
+        );
+        let dynamic = ElectionConfig::new(2, 1, Some(Duration::from_secs(300))).unwrap();
+        // Within the timeout: still the master; look again when it runs out.
+        let o = run(&ms, &dynamic, 200);
+        assert_eq!(
+            (o.status(), o.recheck_at()),
+            (Status::Settled, Some(Instant::from_secs(400)))
+        );
+        // Past it: the next epoch is elected among the live members.
+        let o = run(&ms, &dynamic, 400);
+        assert!(matches!(o.status(), Status::Replacing(Wait::Voting { epoch: 2, .. })));
+        assert_eq!(o.primary().unwrap().id, id(1));
+        let b = o.ballot().unwrap();
+        assert_eq!((b.epoch, b.round, b.candidate), (2, 0, id(2)));
+        assert_eq!(o.vote_for(&ms[1]), Some(b.vote()));
+        // Replaced: the new primary wins, the old one steps down when back.
+        let mut back = p;
+        back.live = true;
+        let ms = [back, voting(2, 2, 0, 2), voting(3, 2, 0, 2)];
+        let o = run(&ms, &dynamic, 500);
+        assert_eq!(
+            (o.primary().unwrap().id, o.epoch(), o.status()),
+            (id(2), 2, Status::Elected)
+        );
+        assert!(o.steps_down(&back));
+        assert_eq!(o.role_of(&id(1)), None, "a worker once the new primary deployed");
+        // A forced master is never replaced.
+        let ms = [forced(p, ForcedRole::Master), live(2), live(3)];
+        let o = run(&ms, &dynamic, 10_000);
+        assert_eq!((o.primary().unwrap().id, o.ballot()), (id(1), None));
+        // A replica that just started counts absence from its start.
+        let mut never = p;
+        never.last_seen = None;
+        let ms = [never, live(2), live(3)];
+        let o = elect(
+            &View::new(&ms, Instant::from_secs(1000)),
+            &dynamic,
+            Instant::from_secs(1200),
+        );
+        assert_eq!(
+            (o.status(), o.recheck_at()),
+            (Status::Settled, Some(Instant::from_secs(1300)))
+        );
+    }
+
+    #[test]
+    fn ha_has_one_cluster_init_and_fills_seats() {
+        let c = ElectionConfig::new(2, 3, None).unwrap();
+        // Before the primary deployed, nobody else is seated.
+        let ms = [
+            voting(1, 1, 0, 1),
+            voting(2, 1, 0, 1),
+            voting(3, 1, 0, 1),
+            live(4),
+            live(5),
+        ];
+        let o = run(&ms, &c, 0);
+        assert_eq!(
+            (o.status(), o.masters().len(), o.role_of(&id(1))),
+            (Status::Elected, 1, INIT)
+        );
+        // Deployed: two more seats, by rank; a deployed worker stays one.
+        let p = deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 3);
+        let w = deployed(live(2), DeployedAs::Worker, 1, 4);
+        let ms = [p, w, live(3), live(4), live(5)];
+        let o = run(&ms, &c, 0);
+        let ids: std::vec::Vec<NodeId> = o.masters().iter().map(|m| m.id).collect();
+        assert_eq!(ids, [id(1), id(3), id(4)]);
+        assert_eq!(
+            (o.role_of(&id(3)), o.role_of(&id(2)), o.role_of(&id(5))),
+            (MASTER, WORKER, WORKER)
+        );
+        assert_eq!(o.masters().iter().filter(|m| m.cluster_init).count(), 1);
+        assert_eq!(o.deployment(&id(3), 8).unwrap().role, DeployedAs::Server);
+        // A forced master takes a seat; sticky servers keep theirs.
+        let s = deployed(live(5), DeployedAs::Server, 1, 6);
+        let f = forced(live(4), ForcedRole::Master);
+        let ms = [p, w, live(3), f, s];
+        let o = run(&ms, &c, 0);
+        let ids: std::vec::Vec<NodeId> = o.masters().iter().map(|m| m.id).collect();
+        assert_eq!(ids, [id(1), id(4), id(5)]);
+        // The primary restarted (same record): still the cluster-init
+        // master, and nobody else is ever marked cluster-init.
+        let mut down = p;
+        down.live = false;
+        let o = run(&[down, w, live(3), f, s], &c, 0);
+        assert_eq!((o.role_of(&id(1)), o.status()), (INIT, Status::Settled));
+        let dynamic = ElectionConfig::new(2, 3, Some(Duration::from_secs(60))).unwrap();
+        let o = run(&[down, w, live(3), f, s], &dynamic, 1000);
+        assert_eq!(o.role_of(&id(1)), WORKER, "gone: its seat is refilled");
+        assert!(o.masters().iter().all(|m| !m.cluster_init));
+        assert_eq!(o.masters().len(), 3);
+        assert_eq!(o.role_of(&id(2)), MASTER, "dynamic roles promote a worker");
+    }
+
+    #[test]
+    fn steps_down_and_deployment_need_a_primary() {
+        let c = ElectionConfig::DEFAULT;
+        let o = run(&[live(1), live(2)], &c, 0);
+        let d = deployed(live(3), DeployedAs::Server, 1, 1);
+        assert!(!o.steps_down(&d));
+        assert_eq!(o.deployment(&id(1), 0), None);
+        let r = RoleRecord {
+            vote: Some(Vote {
+                epoch: 9,
+                round: 0,
+                candidate: id(1),
+            }),
+            ..RoleRecord::default()
+        };
+        let mut ahead = live(2);
+        ahead.record = r;
+        assert_eq!(o.vote_for(&ahead), r.vote, "a vote is never taken back");
+    }
+}
