@@ -141,7 +141,14 @@ impl Scenario {
         });
         let keys = NetworkKeys::derive(&self.seed.to_le_bytes().repeat(4).try_into().expect("32 bytes"));
         let capacity = self.nodes + 8;
-        let boot = w.add_node(public, &keys, NodeConfig::default(), capacity);
+        // EdgeVPN's /24 holds 254 members; larger meshes get a /16.
+        let overlay = if self.nodes > 250 { "10.1.0.0/16" } else { "10.1.0.0/24" };
+        let base = {
+            let mut c = NodeConfig::default();
+            c.overlay = overlay.parse().expect("valid range");
+            c
+        };
+        let boot = w.add_node(public, &keys, base.clone(), capacity);
         let boot_endpoint = w.endpoint(boot);
         for i in 1..self.nodes {
             let nat = self.nat_mix[(i - 1) % self.nat_mix.len().max(1)];
@@ -153,7 +160,7 @@ impl Scenario {
                     ..LanConfig::behind_nat(NatConfig::new(kind))
                 }),
             };
-            let mut config = NodeConfig::default();
+            let mut config = base.clone();
             config.bootstrap.push(boot_endpoint).expect("one bootstrap");
             w.add_node(lan, &keys, config, capacity);
         }
