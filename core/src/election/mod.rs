@@ -42,9 +42,10 @@ mod view;
 
 use core::fmt;
 
-pub use ballot::Ballot;
 pub use participant::{Participant, Write, Writes};
-pub use record::{DeployedAs, Deployment, ForcedRole, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN};
+pub use record::{
+    Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN,
+};
 pub use rule::{elect, Master, Outcome, Status, Wait};
 pub use view::{read_view, MemberView, View};
 

@@ -5,10 +5,14 @@
 //! version (1) = 1 | network id length n (1, 1..=64) | network id (n, UTF-8)
 //! forced (1: 0 auto, 1 master, 2 worker)
 //! deployed (1: 0 none, 1 worker, 2 primary, 3 server) | epoch (4, BE) | since (8, BE)
-//! vote (1: 0 none, 1 some) | epoch (4, BE) | round (4, BE) | candidate node id (16)
+//! vote (1: 0 none, 1 some) | epoch (4, BE) | promised ballot
+//! accepted (1: 0 none, 1 some) | ballot | candidate node id (16)
+//! proposal (1: 0 none, 1 some) | ballot | candidate node id (16)
 //! ```
 //!
-//! 41 + n bytes. Fields of an absent deployment or vote are zero, so a
+//! A ballot is its round (4, BE) then its owner's node id (16). 115 + n
+//! bytes. Fields of an absent deployment, vote, acceptance or proposal are
+//! zero, so a
 //! record has exactly one encoding (a node compares bytes to see whether
 //! its record changed). Every later version keeps the first two fields, so
 //! a member can still tell which network an unknown record belongs to and
@@ -26,7 +30,7 @@ use crate::wire::array;
 /// The encoding version this module writes.
 const VERSION: u8 = 1;
 /// Bytes after the network id.
-const BODY_LEN: usize = 1 + 13 + 25;
+const BODY_LEN: usize = 1 + 13 + 25 + 2 * 37;
 /// The longest record.
 pub const MAX_RECORD_LEN: usize = 2 + MAX_NETWORK_ID_LEN + BODY_LEN;
 /// The value of an advertisement (`owner/alive/<node id>`): only its
@@ -74,23 +78,78 @@ pub struct Deployment {
     pub since: u64,
 }
 
-/// A vote for a primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Vote {
-    /// The election: 1 elects the first primary; with dynamic roles, epoch
-    /// `e + 1` replaces the primary of epoch `e`.
-    pub epoch: u32,
-    /// The round within the epoch (a new round starts only when no
-    /// candidate can reach a majority in the last one).
+/// A numbered attempt to elect the primary of an epoch, started by its
+/// owner. Ballots are ordered by round, then owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ballot {
+    /// The round (0: no ballot).
     pub round: u32,
-    /// Who this member votes for.
+    /// The member that started it.
+    pub owner: NodeId,
+}
+
+impl Ballot {
+    /// No ballot: lower than every real one.
+    pub const NONE: Ballot = Ballot {
+        round: 0,
+        owner: NodeId([0; 16]),
+    };
+}
+
+/// A candidate proposed in a ballot (by the ballot's owner), or accepted in
+/// it (by a member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Proposal {
+    /// The ballot.
+    pub ballot: Ballot,
+    /// Who would be primary.
     pub candidate: NodeId,
 }
 
+/// A member's part in the election of one epoch: single-decree Paxos, the
+/// member being an acceptor (`promised`, `accepted`) and, for its own
+/// ballots, a proposer (`proposal`). See `ballot.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Vote {
+    /// The election: 1 elects the first primary; epoch `e + 1` replaces the
+    /// primary of epoch `e` (dynamic roles).
+    pub epoch: u32,
+    /// The highest ballot this member promised to take part in: it accepts
+    /// no proposal of a lower one.
+    pub promised: Ballot,
+    /// The last proposal it accepted.
+    pub accepted: Option<Proposal>,
+    /// The last proposal it made, in a ballot of its own.
+    pub proposal: Option<Proposal>,
+}
+
 impl Vote {
-    /// `(epoch, round)`: later votes of one member are higher.
-    pub fn ballot(&self) -> (u32, u32) {
-        (self.epoch, self.round)
+    /// A member's state at the start of an epoch.
+    pub const fn new(epoch: u32) -> Self {
+        Vote {
+            epoch,
+            promised: Ballot::NONE,
+            accepted: None,
+            proposal: None,
+        }
+    }
+
+    /// Two versions of one member's state merged: every field only grows.
+    fn merge(&self, other: &Vote) -> Vote {
+        if other.epoch != self.epoch {
+            return if other.epoch > self.epoch { *other } else { *self };
+        }
+        let later = |a: Option<Proposal>, b: Option<Proposal>| match (a, b) {
+            (Some(x), Some(y)) if y.ballot > x.ballot => Some(y),
+            (None, y) => y,
+            (x, _) => x,
+        };
+        Vote {
+            epoch: self.epoch,
+            promised: self.promised.max(other.promised),
+            accepted: later(self.accepted, other.accepted),
+            proposal: later(self.proposal, other.proposal),
+        }
     }
 }
 
@@ -171,8 +230,14 @@ impl RoleRecord {
         if let Some(v) = self.vote {
             body[14] = 1;
             body[15..19].copy_from_slice(&v.epoch.to_be_bytes());
-            body[19..23].copy_from_slice(&v.round.to_be_bytes());
-            body[23..39].copy_from_slice(&v.candidate.0);
+            emit_ballot(&v.promised, &mut body[19..39]);
+            for (at, p) in [(39, v.accepted), (76, v.proposal)] {
+                if let Some(p) = p {
+                    body[at] = 1;
+                    emit_ballot(&p.ballot, &mut body[at + 1..at + 21]);
+                    body[at + 21..at + 37].copy_from_slice(&p.candidate.0);
+                }
+            }
         }
         Ok(2 + n + BODY_LEN)
     }
@@ -212,12 +277,21 @@ impl RoleRecord {
         if deployment.is_none() && body[2..14].iter().any(|&x| x != 0) {
             return Err(RecordError::Field(2));
         }
+        let proposal = |at: usize| match body[at] {
+            0 if body[at + 1..at + 37].iter().all(|&x| x == 0) => Ok(None),
+            1 => Ok(Some(Proposal {
+                ballot: parse_ballot(&body[at + 1..]),
+                candidate: NodeId(array(body, at + 21)),
+            })),
+            _ => Err(RecordError::Field(at as u8)),
+        };
         let vote = match body[14] {
-            0 if body[15..39].iter().all(|&x| x == 0) => None,
+            0 if body[15..].iter().all(|&x| x == 0) => None,
             1 => Some(Vote {
                 epoch: u32::from_be_bytes(array(body, 15)),
-                round: u32::from_be_bytes(array(body, 19)),
-                candidate: NodeId(array(body, 23)),
+                promised: parse_ballot(&body[19..]),
+                accepted: proposal(39)?,
+                proposal: proposal(76)?,
             }),
             _ => return Err(RecordError::Field(14)),
         };
@@ -232,14 +306,15 @@ impl RoleRecord {
     }
 
     /// Merges two versions of one member's record (the one it remembers and
-    /// the one its replica holds) into the more advanced: the later vote (by
-    /// epoch, then round) and the later deployment (by epoch, then clock).
-    /// The forced role is `self`'s: it comes from the current configuration.
+    /// the one its replica holds) into the more advanced: the later epoch's
+    /// vote, and in one epoch the highest promise, acceptance and proposal
+    /// (they only grow); the later deployment (by epoch, then clock). The
+    /// forced role is `self`'s: it comes from the current configuration.
     pub fn merge(&self, other: &RoleRecord) -> RoleRecord {
         let vote = match (self.vote, other.vote) {
-            (Some(a), Some(b)) if b.ballot() > a.ballot() => Some(b),
+            (Some(a), Some(b)) => Some(a.merge(&b)),
             (None, b) => b,
-            (a, _) => a,
+            (a, None) => a,
         };
         let deployment = match (self.deployment, other.deployment) {
             (Some(a), Some(b)) if (b.epoch, b.since) > (a.epoch, a.since) => Some(b),
@@ -259,6 +334,18 @@ impl RoleRecord {
     }
 }
 
+fn emit_ballot(b: &Ballot, out: &mut [u8]) {
+    out[..4].copy_from_slice(&b.round.to_be_bytes());
+    out[4..20].copy_from_slice(&b.owner.0);
+}
+
+fn parse_ballot(b: &[u8]) -> Ballot {
+    Ballot {
+        round: u32::from_be_bytes(array(b, 0)),
+        owner: NodeId(array(b, 4)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,9 +361,20 @@ mod tests {
             }),
             vote: Some(Vote {
                 epoch: 3,
-                round: 9,
-                candidate: NodeId([0xab; 16]),
+                promised: ballot(9, 0xab),
+                accepted: Some(Proposal {
+                    ballot: ballot(8, 0xcd),
+                    candidate: NodeId([0xef; 16]),
+                }),
+                proposal: None,
             }),
+        }
+    }
+
+    fn ballot(round: u32, owner: u8) -> Ballot {
+        Ballot {
+            round,
+            owner: NodeId([owner; 16]),
         }
     }
 
@@ -286,7 +384,7 @@ mod tests {
         for r in [RoleRecord::default(), full()] {
             for net in ["kairos", "x", &"n".repeat(64)] {
                 let n = r.emit(net, &mut out).unwrap();
-                assert_eq!(n, 41 + net.len());
+                assert_eq!(n, 115 + net.len());
                 assert_eq!(RoleRecord::parse(&out[..n]), Ok((net, r)));
                 assert_eq!(network_of(&out[..n]), Some(net.as_bytes()));
             }
@@ -296,6 +394,20 @@ mod tests {
         assert_eq!(&out[5..7], &[2, 3]);
         assert_eq!(&out[7..11], &3u32.to_be_bytes());
         assert_eq!(n, MAX_RECORD_LEN - 61);
+        // Every optional part present, and none.
+        let mut all = full();
+        all.vote.as_mut().unwrap().proposal = Some(Proposal {
+            ballot: ballot(9, 0xab),
+            candidate: NodeId([1; 16]),
+        });
+        let n = all.emit("dev", &mut out).unwrap();
+        assert_eq!(RoleRecord::parse(&out[..n]), Ok(("dev", all)));
+        let bare = RoleRecord {
+            vote: Some(Vote::new(1)),
+            ..RoleRecord::default()
+        };
+        let n = bare.emit("dev", &mut out).unwrap();
+        assert_eq!(RoleRecord::parse(&out[..n]), Ok(("dev", bare)));
     }
 
     #[test]
@@ -327,7 +439,7 @@ mod tests {
         let mut b = good.clone();
         b[2] = 0xff;
         assert_eq!(RoleRecord::parse(&b), Err(RecordError::NetworkId));
-        for (at, v) in [(0usize, 3u8), (1, 4), (14, 2)] {
+        for (at, v) in [(0usize, 3u8), (1, 4), (14, 2), (39, 2), (76, 7)] {
             let mut b = good.clone();
             b[5 + at] = v;
             assert_eq!(RoleRecord::parse(&b), Err(RecordError::Field(at as u8)));
@@ -340,15 +452,24 @@ mod tests {
         let mut b = out[..n].to_vec();
         b[5 + 30] = 1;
         assert_eq!(RoleRecord::parse(&b), Err(RecordError::Field(14)));
+        let n = full().emit("dev", &mut out).unwrap();
+        let mut b = out[..n].to_vec();
+        b[5 + 80] = 1;
+        assert_eq!(RoleRecord::parse(&b), Err(RecordError::Field(76)));
         assert_eq!(RecordError::Version(7).to_string(), "role record version 7 unknown");
     }
 
     #[test]
     fn merge_keeps_the_later_vote_and_deployment() {
-        let vote = |epoch, round| Vote {
-            epoch,
-            round,
+        let accepted = |round| Proposal {
+            ballot: ballot(round, 1),
             candidate: NodeId([round as u8; 16]),
+        };
+        let vote = |epoch, promised, acc: Option<u32>| Vote {
+            epoch,
+            promised: ballot(promised, 2),
+            accepted: acc.map(accepted),
+            proposal: None,
         };
         let dep = |epoch, since| Deployment {
             role: DeployedAs::Primary,
@@ -358,27 +479,30 @@ mod tests {
         let mine = RoleRecord {
             forced: Some(ForcedRole::Master),
             deployment: Some(dep(1, 50)),
-            vote: Some(vote(1, 2)),
+            vote: Some(vote(1, 4, Some(2))),
         };
         let ledger = RoleRecord {
             forced: None,
             deployment: Some(dep(1, 40)),
-            vote: Some(vote(1, 3)),
+            vote: Some(vote(1, 3, Some(3))),
         };
         let m = mine.merge(&ledger);
         assert_eq!(m.forced, Some(ForcedRole::Master));
-        assert_eq!(m.vote, Some(vote(1, 3)));
+        // Each part of the vote only grows: the higher promise, the later
+        // acceptance.
+        assert_eq!(m.vote, Some(vote(1, 4, Some(3))));
         assert_eq!(m.deployment, Some(dep(1, 50)));
         assert_eq!(RoleRecord::default().merge(&ledger).deployment, Some(dep(1, 40)));
-        assert_eq!(ledger.merge(&RoleRecord::default()).vote, Some(vote(1, 3)));
+        assert_eq!(ledger.merge(&RoleRecord::default()).vote, ledger.vote);
         let later_epoch = RoleRecord {
-            vote: Some(vote(2, 0)),
+            vote: Some(vote(2, 1, None)),
             deployment: Some(dep(2, 1)),
             ..RoleRecord::default()
         };
         let m = mine.merge(&later_epoch);
-        assert_eq!(m.vote, Some(vote(2, 0)));
+        assert_eq!(m.vote, Some(vote(2, 1, None)));
         assert_eq!(m.deployment, Some(dep(2, 1)));
         assert!(m.deployed_master());
+        assert_eq!(later_epoch.merge(&mine).vote, Some(vote(2, 1, None)));
     }
 }

@@ -8,15 +8,17 @@
 //!    one is a configuration conflict the operator made) and nothing is
 //!    elected. A forced worker is never a master. With HA, forced masters
 //!    are masters too, and the `cluster-init` primary is still elected
-//!    (forced masters rank first).
+//!    (forced masters are proposed first).
 //! 2. **Claims.** A member that recorded a primary deployment, and a
-//!    candidate with a quorum of votes in some epoch, claim to be the
-//!    primary. The best claim wins: the higher epoch, then a deployed one,
-//!    then the older deployment (lower Lamport clock), then the lower node
-//!    id. Every other deployed primary steps down.
-//! 3. **No claim:** the election of the highest epoch voted in (at least 1)
-//!    is open once `minimum_nodes` members are live; the outcome carries the
-//!    [`Ballot`] members should vote.
+//!    candidate a quorum accepted in some epoch (`ballot.rs`), claim to be
+//!    the primary. The best claim wins: the higher epoch, then a deployed
+//!    one, then the older deployment (lower Lamport clock), then the lower
+//!    node id. Every other deployed primary steps down.
+//! 3. **No claim:** the election of the highest epoch voted in (at least 1;
+//!    the next one if that epoch's result can only be a member that may not
+//!    be master) is open: members promise and accept, and once
+//!    `minimum_nodes` members are live, ballots are started and proposals
+//!    made. [`Outcome::vote_for`] is a member's next step.
 //! 4. **Dynamic roles**, without HA: a primary (not forced) gone longer than
 //!    the timeout opens the election of the next epoch; until it is decided
 //!    the gone primary stays the master. Without dynamic roles nobody is
@@ -36,7 +38,7 @@ use core::cmp::Reverse;
 
 use heapless::Vec;
 
-use super::ballot::{ballot, rank, tally, Ballot};
+use super::ballot::{best_candidate, proposer, rank, step, tally, Election};
 use super::record::{DeployedAs, Deployment, ForcedRole, Vote};
 use super::view::{MemberView, View};
 use super::{ElectionConfig, Role, MAX_MASTERS};
@@ -69,17 +71,19 @@ pub enum Wait {
         /// `minimum_nodes`.
         minimum: u32,
     },
-    /// Votes are being cast.
+    /// Ballots are under way.
     Voting {
         /// The election.
         epoch: u32,
-        /// The round to vote in.
+        /// The highest ballot's round (0: none started yet).
         round: u32,
-        /// The live candidate with the most votes in the round, if any.
+        /// Members that promised the highest ballot.
+        promised: u32,
+        /// The candidate accepted by the most members, if any.
         leader: Option<NodeId>,
-        /// Its votes.
-        votes: u32,
-        /// Votes needed.
+        /// Its acceptances.
+        accepted: u32,
+        /// Promises or acceptances needed (a strict majority of members).
         quorum: u32,
     },
     /// No live member may become master (all forced workers).
@@ -89,7 +93,7 @@ pub enum Wait {
 /// Where the election stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
-    /// The primary has deployed (or is forced and deployed).
+    /// The primary has deployed.
     Settled,
     /// A primary is chosen and should deploy now.
     Elected,
@@ -108,7 +112,7 @@ pub struct Outcome {
     primary_deployed: bool,
     epoch: u32,
     status: Status,
-    ballot: Option<Ballot>,
+    election: Option<Election>,
     recheck_at: Option<Instant>,
     overflow: bool,
 }
@@ -121,7 +125,7 @@ impl Outcome {
             primary_deployed: false,
             epoch: 0,
             status: Status::Waiting(wait),
-            ballot: None,
+            election: None,
             recheck_at: None,
             overflow: false,
         }
@@ -168,21 +172,20 @@ impl Outcome {
         self.epoch
     }
 
-    /// The vote members should hold, while an election is open or its
-    /// winner has not deployed yet.
-    pub fn ballot(&self) -> Option<Ballot> {
-        self.ballot
+    /// Whether an election is open (or its winner has not deployed yet):
+    /// members should take their next step ([`Self::vote_for`]).
+    pub fn voting(&self) -> bool {
+        self.election.is_some()
     }
 
-    /// The vote `me` should hold: its current one if it already voted in
-    /// this round (a vote never changes within a round) or no election is
-    /// open, else the ballot's.
+    /// The vote state `me` (a member of the view) should hold after its next
+    /// step: promise the highest ballot, accept the highest proposal, start
+    /// a ballot or propose when it is its turn. Its current state when no
+    /// election is open.
     pub fn vote_for(&self, me: &MemberView) -> Option<Vote> {
-        let current = me.record.vote;
-        match (self.ballot, current) {
-            (Some(b), Some(v)) if v.ballot() < (b.epoch, b.round) => Some(b.vote()),
-            (Some(b), None) => Some(b.vote()),
-            _ => current,
+        match &self.election {
+            Some(el) => step(el, me),
+            None => me.record.vote,
         }
     }
 
@@ -237,7 +240,6 @@ struct Claim {
     id: NodeId,
     epoch: u32,
     since: Option<u64>,
-    round: Option<u32>,
 }
 
 impl Claim {
@@ -262,45 +264,49 @@ fn best_claim(view: &View, config: &ElectionConfig) -> Option<Claim> {
         }
     };
     for m in view.members {
+        // With HA a primary whose cluster exists keeps its claim even when
+        // forced to be a worker (it is not listed): no second cluster-init.
         let primary = m.record.deployment.filter(|d| d.role == DeployedAs::Primary);
-        if let Some(d) = primary.filter(|_| m.record.forced != Some(ForcedRole::Worker)) {
+        if let Some(d) = primary.filter(|_| config.ha() || m.record.forced != Some(ForcedRole::Worker)) {
             offer(Claim {
                 id: m.id,
                 epoch: d.epoch,
                 since: Some(d.since),
-                round: None,
             });
         }
     }
-    // Each epoch anyone votes in, counted once.
+    // The winner of each epoch anyone votes in, each epoch counted once.
     for (i, m) in view.members.iter().enumerate() {
         let Some(v) = m.record.vote else { continue };
         let seen = view.members[..i]
             .iter()
             .any(|p| p.record.vote.is_some_and(|pv| pv.epoch == v.epoch));
-        if seen || (config.ha() && v.epoch != 1) {
+        if seen {
             continue;
         }
-        let t = tally(view, v.epoch, dynamic);
-        if let Some(w) = t.winner {
-            let since = view
-                .get(&w)
-                .and_then(|wm| wm.record.deployment)
-                .filter(|d| d.role == DeployedAs::Primary && d.epoch == v.epoch)
-                .map(|d| d.since);
-            offer(Claim {
-                id: w,
-                epoch: v.epoch,
-                since,
-                round: Some(t.round),
-            });
+        let Some(w) = tally(view, v.epoch).winner.map(|p| p.candidate) else {
+            continue;
+        };
+        let wm = view.get(&w);
+        if wm.is_some_and(|wm| !wm.eligible(dynamic)) {
+            continue;
         }
+        let since = wm
+            .and_then(|wm| wm.record.deployment)
+            .filter(|d| d.role == DeployedAs::Primary && d.epoch == v.epoch)
+            .map(|d| d.since);
+        offer(Claim {
+            id: w,
+            epoch: v.epoch,
+            since,
+        });
     }
     best
 }
 
-/// When `id` is (or will be) gone, or `None` while it is live. A member
-/// never seen counts from when the replica started watching.
+/// When `id` is (or will be) gone, or `None` while it is live or without
+/// dynamic roles. A member never seen counts from when the replica started
+/// watching.
 fn gone_at(view: &View, id: &NodeId, config: &ElectionConfig) -> Option<Instant> {
     let timeout = config.dynamic_roles?;
     let m = view.get(id);
@@ -316,15 +322,23 @@ pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
     if !config.ha() && view.members.iter().any(|m| m.forced_master()) {
         return forced_primaries(view, config);
     }
-    let top_epoch = if config.ha() {
-        1
-    } else {
-        let votes = view.members.iter().filter_map(|m| m.record.vote);
-        votes.map(|v| v.epoch).max().unwrap_or(1).max(1)
-    };
+    let dynamic = config.dynamic_roles.is_some();
+    let top_epoch = view
+        .members
+        .iter()
+        .filter_map(|m| m.record.vote)
+        .map(|v| v.epoch)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let Some(p) = best_claim(view, config) else {
+        // An epoch whose only possible result is a member that may not be
+        // master (its forced role changed) is void: elect in the next.
+        let t = tally(view, top_epoch);
+        let void = |c: Option<NodeId>| c.and_then(|c| view.get(&c)).is_some_and(|m| !m.eligible(dynamic));
+        let void = void(t.winner.map(|w| w.candidate)) || void(t.constraint);
         let mut o = Outcome::waiting(Wait::NoCandidate);
-        open(&mut o, view, config, top_epoch, false);
+        open(&mut o, view, config, top_epoch + void as u32, false);
         return o;
     };
     let mut o = Outcome::waiting(Wait::NoCandidate);
@@ -336,13 +350,15 @@ pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
     } else {
         Status::Elected
     };
-    if let (None, Some(round)) = (p.since, p.round) {
-        // Elected, not deployed yet: late voters back the winner, so its
+    if p.since.is_none() {
+        // Elected, not deployed yet: members keep accepting, so the
         // majority holds while new members join.
-        o.ballot = Some(Ballot {
-            epoch: p.epoch,
-            round,
-            candidate: p.id,
+        o.election = Some(Election {
+            tally: tally(view, p.epoch),
+            best: None,
+            proposer: None,
+            owner_live: true,
+            drive: false,
         });
     }
     let p_view = view.get(&p.id);
@@ -365,12 +381,13 @@ pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
     if !config.ha() {
         o.push(primary);
         if gone {
-            o.ballot = None;
             open(&mut o, view, config, (p.epoch + 1).max(top_epoch), true);
         }
         return o;
     }
-    if !gone {
+    // With HA a primary forced to be a worker keeps the claim, not the seat.
+    let unseated = p_view.is_some_and(|m| m.record.forced == Some(ForcedRole::Worker));
+    if !gone && !unseated {
         o.push(primary);
     }
     seat_servers(&mut o, view, config, now, p.since.is_some());
@@ -409,30 +426,36 @@ fn forced_primaries(view: &View, config: &ElectionConfig) -> Outcome {
     o
 }
 
-/// Opens the election of `epoch`: the ballot, or why there is none.
+/// Opens the election of `epoch`: what members do next, and why no
+/// primary is chosen yet.
 fn open(o: &mut Outcome, view: &View, config: &ElectionConfig, epoch: u32, replacing: bool) {
     let dynamic = config.dynamic_roles.is_some();
     let live = view.live();
-    let wait = if live < config.minimum() {
+    let t = tally(view, epoch);
+    let best = best_candidate(view, dynamic);
+    let enough = live >= config.minimum();
+    o.election = Some(Election {
+        tally: t,
+        best,
+        proposer: proposer(view),
+        owner_live: t.highest.is_some_and(|h| view.get(&h.owner).is_some_and(|m| m.live)),
+        drive: enough && t.winner.is_none(),
+    });
+    let wait = if !enough {
         Wait::TooFewLive {
             live,
             minimum: config.minimum(),
         }
+    } else if best.is_none() && t.constraint.is_none() && t.proposal.is_none() {
+        Wait::NoCandidate
     } else {
-        let t = tally(view, epoch, dynamic);
-        match ballot(view, &t, dynamic) {
-            None => Wait::NoCandidate,
-            Some(b) => {
-                o.ballot = Some(b);
-                let leader = t.leader.filter(|_| !t.dead);
-                Wait::Voting {
-                    epoch,
-                    round: b.round,
-                    leader: leader.map(|l| l.0),
-                    votes: leader.map_or(0, |l| l.1),
-                    quorum: t.quorum,
-                }
-            }
+        Wait::Voting {
+            epoch,
+            round: t.max_round,
+            promised: t.promisers,
+            leader: t.leading.map(|(p, _)| p.candidate),
+            accepted: t.leading.map_or(0, |(_, n)| n),
+            quorum: t.quorum,
         }
     };
     o.status = if replacing {
@@ -495,7 +518,7 @@ fn seat_servers(o: &mut Outcome, view: &View, config: &ElectionConfig, now: Inst
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{Deployment, RoleRecord};
+    use super::super::record::{Ballot, Proposal, RoleRecord};
     use super::*;
     use crate::time::Duration;
 
@@ -510,12 +533,23 @@ mod tests {
         m
     }
 
+    /// Member `n` accepted candidate `c` in ballot `(round + 1, c)` of
+    /// `epoch` (members given the same arguments accepted the same
+    /// proposal).
     fn voting(n: u8, epoch: u32, round: u32, c: u8) -> MemberView {
+        let ballot = Ballot {
+            round: round + 1,
+            owner: id(c),
+        };
         let mut m = live(n);
         m.record.vote = Some(Vote {
             epoch,
-            round,
-            candidate: id(c),
+            promised: ballot,
+            accepted: Some(Proposal {
+                ballot,
+                candidate: id(c),
+            }),
+            proposal: None,
         });
         m
     }
@@ -534,6 +568,17 @@ mod tests {
         elect(&View::new(ms, Instant::ZERO), c, Instant::from_secs(now))
     }
 
+    fn promised(o: &Outcome, m: &MemberView) -> Option<(u32, Ballot)> {
+        o.vote_for(m).map(|v| (v.epoch, v.promised))
+    }
+
+    fn ballot(round: u32, owner: u8) -> Ballot {
+        Ballot {
+            round,
+            owner: id(owner),
+        }
+    }
+
     const MASTER: Option<Role> = Some(Role::Master { cluster_init: false });
     const INIT: Option<Role> = Some(Role::Master { cluster_init: true });
     const WORKER: Option<Role> = Some(Role::Worker);
@@ -541,11 +586,12 @@ mod tests {
     #[test]
     fn waits_for_minimum_nodes() {
         let c = ElectionConfig::DEFAULT;
-        let o = run(&[live(1), MemberView::new(id(2))], &c, 0);
+        let ms = [live(1), MemberView::new(id(2))];
+        let o = run(&ms, &c, 0);
         assert_eq!(o.status(), Status::Waiting(Wait::TooFewLive { live: 1, minimum: 2 }));
-        assert_eq!((o.ballot(), o.role_of(&id(1)), o.primary()), (None, None, None));
+        assert_eq!((o.vote_for(&ms[0]), o.role_of(&id(1)), o.primary()), (None, None, None));
         let o = run(&[live(1)], &ElectionConfig::new(1, 1, None).unwrap(), 0);
-        assert_eq!(o.ballot().map(|b| b.candidate), Some(id(1)));
+        assert_eq!(promised(&o, &live(1)), Some((1, ballot(1, 1))));
     }
 
     #[test]
@@ -553,34 +599,41 @@ mod tests {
         let c = ElectionConfig::DEFAULT;
         let ms = [live(3), live(2), live(4)];
         let o = run(&ms, &c, 0);
-        let b = o.ballot().unwrap();
-        assert_eq!((b.epoch, b.round, b.candidate), (1, 0, id(2)));
-        assert!(matches!(o.status(), Status::Waiting(Wait::Voting { quorum: 2, .. })));
-        assert_eq!(o.vote_for(&ms[0]), Some(b.vote()));
-        // One vote of three: not yet.
+        assert!(matches!(
+            o.status(),
+            Status::Waiting(Wait::Voting {
+                quorum: 2,
+                round: 0,
+                ..
+            })
+        ));
+        // The lowest id starts a ballot; the others wait for it.
+        assert_eq!(promised(&o, &ms[1]), Some((1, ballot(1, 2))));
+        assert_eq!(o.vote_for(&ms[0]), None);
+        // One acceptance of three: not yet.
         let ms = [voting(3, 1, 0, 2), live(2), live(4)];
         let o = run(&ms, &c, 0);
         assert_eq!(o.primary(), None);
         assert!(matches!(
             o.status(),
-            Status::Waiting(Wait::Voting { leader: Some(l), votes: 1, .. }) if l == id(2)
+            Status::Waiting(Wait::Voting { leader: Some(l), accepted: 1, .. }) if l == id(2)
         ));
-        // Two of three: elected; late voters still back it.
+        // Two of three: elected; late members still accept it.
         let ms = [voting(3, 1, 0, 2), voting(2, 1, 0, 2), live(4)];
         let o = run(&ms, &c, 0);
         assert_eq!(o.status(), Status::Elected);
         assert_eq!((o.role_of(&id(2)), o.role_of(&id(4))), (MASTER, None));
-        assert_eq!(o.vote_for(&ms[2]).unwrap().candidate, id(2));
+        assert_eq!(o.vote_for(&ms[2]).unwrap().accepted.unwrap().candidate, id(2));
         assert_eq!(o.deployment(&id(2), 7).unwrap().role, DeployedAs::Primary);
         assert_eq!(o.deployment(&id(4), 7), None, "workers wait for the primary");
-        // Deployed: settled, and it stays master even when the votes move.
+        // Deployed: settled, and it stays master whatever the votes say.
         let ms = [
             voting(3, 1, 0, 3),
             deployed(voting(2, 1, 0, 4), DeployedAs::Primary, 1, 7),
             live(4),
         ];
         let o = run(&ms, &c, 0);
-        assert_eq!((o.status(), o.epoch(), o.ballot()), (Status::Settled, 1, None));
+        assert_eq!((o.status(), o.epoch(), o.voting()), (Status::Settled, 1, false));
         assert_eq!(o.primary().unwrap().id, id(2));
         assert_eq!(o.role_of(&id(4)), WORKER);
         assert_eq!(o.deployment(&id(4), 9).unwrap().role, DeployedAs::Worker);
@@ -599,9 +652,9 @@ mod tests {
         assert_eq!(o.masters().len(), 1);
         assert_eq!((o.role_of(&id(3)), o.role_of(&id(1))), (MASTER, None));
         assert!(o.steps_down(&ms[0]) && !o.steps_down(&ms[2]));
-        assert_eq!(o.status(), Status::Elected);
-        assert_eq!(o.ballot(), None);
-        // A forced worker is never master: not by votes, not by a deployment.
+        assert_eq!((o.status(), o.voting()), (Status::Elected, false));
+        // A forced worker is never master, not by votes, not by a
+        // deployment: its epoch is void and the next one is elected.
         let ms = [
             forced(
                 deployed(voting(1, 1, 0, 1), DeployedAs::Primary, 1, 5),
@@ -612,7 +665,8 @@ mod tests {
         ];
         let o = run(&ms, &c, 0);
         assert_eq!(o.primary(), None);
-        assert_eq!(o.ballot().map(|b| (b.round, b.candidate)), Some((1, id(2))));
+        assert!(matches!(o.status(), Status::Waiting(Wait::Voting { epoch: 2, .. })));
+        assert_eq!(promised(&o, &ms[0]), Some((2, ballot(1, 1))));
         let all_workers = [forced(live(1), ForcedRole::Worker), forced(live(2), ForcedRole::Worker)];
         assert_eq!(run(&all_workers, &c, 0).status(), Status::Waiting(Wait::NoCandidate));
         // Two forced masters without HA: both masters (the operator's
@@ -656,8 +710,8 @@ mod tests {
         let fixed = ElectionConfig::DEFAULT;
         let o = run(&ms, &fixed, 1_000_000);
         assert_eq!(
-            (o.primary().unwrap().id, o.status(), o.ballot()),
-            (id(1), Status::Settled, None)
+            (o.primary().unwrap().id, o.status(), o.voting()),
+            (id(1), Status::Settled, false)
         );
         let dynamic = ElectionConfig::new(2, 1, Some(Duration::from_secs(300))).unwrap();
         // Within the timeout: still the master; look again when it runs out.
@@ -670,9 +724,7 @@ mod tests {
         let o = run(&ms, &dynamic, 400);
         assert!(matches!(o.status(), Status::Replacing(Wait::Voting { epoch: 2, .. })));
         assert_eq!(o.primary().unwrap().id, id(1));
-        let b = o.ballot().unwrap();
-        assert_eq!((b.epoch, b.round, b.candidate), (2, 0, id(2)));
-        assert_eq!(o.vote_for(&ms[1]), Some(b.vote()));
+        assert_eq!(promised(&o, &ms[1]), Some((2, ballot(1, 2))));
         // Replaced: the new primary wins, the old one steps down when back.
         let mut back = p;
         back.live = true;
@@ -687,7 +739,7 @@ mod tests {
         // A forced master is never replaced.
         let ms = [forced(p, ForcedRole::Master), live(2), live(3)];
         let o = run(&ms, &dynamic, 10_000);
-        assert_eq!((o.primary().unwrap().id, o.ballot()), (id(1), None));
+        assert_eq!((o.primary().unwrap().id, o.voting()), (id(1), false));
         // A replica that just started counts absence from its start.
         let mut never = p;
         never.last_seen = None;
@@ -751,6 +803,12 @@ mod tests {
         assert!(o.masters().iter().all(|m| !m.cluster_init));
         assert_eq!(o.masters().len(), 3);
         assert_eq!(o.role_of(&id(2)), MASTER, "dynamic roles promote a worker");
+        // A primary forced to be a worker leaves its seat; nobody else
+        // becomes cluster-init.
+        let o = run(&[forced(p, ForcedRole::Worker), w, live(3), f, s], &c, 0);
+        assert_eq!(o.role_of(&id(1)), WORKER);
+        assert!(o.masters().iter().all(|m| !m.cluster_init));
+        assert!(o.steps_down(&forced(p, ForcedRole::Worker)));
     }
 
     #[test]
@@ -761,15 +819,11 @@ mod tests {
         assert!(!o.steps_down(&d));
         assert_eq!(o.deployment(&id(1), 0), None);
         let r = RoleRecord {
-            vote: Some(Vote {
-                epoch: 9,
-                round: 0,
-                candidate: id(1),
-            }),
+            vote: Some(Vote::new(9)),
             ..RoleRecord::default()
         };
         let mut ahead = live(2);
         ahead.record = r;
-        assert_eq!(o.vote_for(&ahead), r.vote, "a vote is never taken back");
+        assert_eq!(o.vote_for(&ahead), r.vote, "a later epoch is never taken back");
     }
 }
