@@ -104,8 +104,11 @@ pub(crate) fn tally(view: &View, epoch: u32) -> Tally {
             .filter(|v| v.epoch == epoch)
     };
     let highest = votes().map(|v| v.promised).filter(|b| b.round > 0).max();
+    // Ties between proposals of one ballot (never made by a correct owner)
+    // go to the higher candidate id, so no order of members matters.
+    let key = |p: Proposal| (p.ballot, p.candidate);
     let later = |a: Option<Proposal>, b: Option<Proposal>| match (a, b) {
-        (Some(x), Some(y)) if y.ballot > x.ballot => Some(y),
+        (Some(x), Some(y)) if key(y) > key(x) => Some(y),
         (None, y) => y,
         (x, _) => x,
     };
@@ -141,7 +144,7 @@ pub(crate) fn tally(view: &View, epoch: u32) -> Tally {
         if n >= quorum {
             t.winner = Some(p);
         }
-        if t.leading.is_none_or(|(lp, ln)| (n, p.ballot) > (ln, lp.ballot)) {
+        if t.leading.is_none_or(|(lp, ln)| (n, key(p)) > (ln, key(lp))) {
             t.leading = Some((p, n));
         }
     }

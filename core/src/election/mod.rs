@@ -13,16 +13,16 @@
 //!   replica sees them: records, liveness, when last seen.
 //! - **The rule** ([`elect`]): a pure function of a view, the
 //!   configuration and the time. Forced roles win; otherwise the *primary*
-//!   (the master that starts the cluster) is chosen by votes, and a
-//!   candidate is primary only with the votes of a strict majority of the
-//!   members. Votes go in numbered rounds, one vote per member per round,
-//!   and a round is abandoned only when no candidate can reach a majority in
-//!   it any more, so no two candidates are ever elected in one epoch while
-//!   every member that votes is known to every member that counts. Deployed
-//!   masters are sticky; with HA the primary alone is `cluster-init` and up
-//!   to `ha_masters - 1` further servers join it; with dynamic roles a
-//!   primary gone longer than the timeout is replaced by a new election in
-//!   the next *epoch*, and the higher epoch wins when both meet.
+//!   (the master that starts the cluster) is elected by single-decree Paxos
+//!   run over the role records (`ballot.rs`): a candidate is primary once a
+//!   strict majority of the members accepted it in one ballot. No two
+//!   candidates are ever elected in one epoch while every member that takes
+//!   part is known to every member that counts a quorum, and a connected
+//!   majority always finishes. Deployed masters are sticky; with HA the
+//!   primary alone is `cluster-init` and up to `ha_masters - 1` further
+//!   servers join it; with dynamic roles a primary gone longer than the
+//!   timeout is replaced by the election of the next *epoch*, and the
+//!   higher epoch wins when both meet.
 //! - **The participant** ([`Participant`]): the one stateful piece a node
 //!   holds: its own record (which the host persists), the writes that are
 //!   due, and the last time it saw each master alive.
