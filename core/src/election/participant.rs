@@ -20,7 +20,7 @@ use super::record::{Deployment, ForcedRole, RoleRecord, ALIVE_VALUE, MAX_RECORD_
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
 use super::{
-    ElectionConfig, ElectionError, ALIVE, ALIVE_INTERVAL, ALIVE_TTL_SECS, MAX_MASTERS, MAX_NETWORK_ID_LEN,
+    ElectionConfig, ElectionError, Role, ALIVE, ALIVE_INTERVAL, ALIVE_TTL_SECS, MAX_MASTERS, MAX_NETWORK_ID_LEN,
     MEMBER_REFRESH, MEMBER_TTL_SECS, ROLES,
 };
 use crate::identity::NodeId;
@@ -140,6 +140,19 @@ impl Participant {
         self.wake
     }
 
+    /// The role k3s should (re)deploy in now: the outcome gives this node a
+    /// role and its record shows no deployment in that role and epoch (a
+    /// first deployment, a promotion, a step-down, or a worker following a
+    /// new primary). `None`: nothing to change, or wait.
+    pub fn to_deploy(&self, outcome: &Outcome) -> Option<Role> {
+        let role = outcome.role_of(&self.me)?;
+        let d = outcome.deployment(&self.me, 0)?;
+        match self.record.deployment {
+            Some(old) if (old.role, old.epoch) == (d.role, d.epoch) => None,
+            _ => Some(role),
+        }
+    }
+
     /// Records that k3s now runs in the role `outcome` gives this node;
     /// `clock` is the ledger's Lamport clock. The deployment, if it changed
     /// the record (a restart in the same role keeps the older one).
@@ -254,7 +267,7 @@ impl Participant {
 #[cfg(test)]
 mod tests {
     use super::super::record::DeployedAs;
-    use super::super::{Role, Status};
+    use super::super::Status;
     use super::*;
     use crate::identity::Identity;
     use crate::ledger::{Ed25519Verifier, Ledger};
@@ -322,8 +335,9 @@ mod tests {
         for m in ms.iter_mut() {
             let o = m.outcome.clone().unwrap();
             let clock = m.ledger.clock();
-            if o.role_of(&m.identity.node_id()).is_some() {
-                m.part.deployed(&o, clock);
+            if m.part.to_deploy(&o).is_some() {
+                assert!(m.part.deployed(&o, clock).is_some());
+                assert_eq!(m.part.to_deploy(&o), None);
             }
         }
     }
@@ -377,6 +391,14 @@ mod tests {
         assert_eq!(inits, 1, "no second cluster-init");
         let ids = |o: &Outcome| o.masters().iter().map(|m| m.id).collect::<StdVec<_>>();
         assert_eq!(ids(&o2), ids(&o));
+    }
+
+    #[test]
+    fn sizes() {
+        // Stated in docs/roles.md (x86_64).
+        assert_eq!(core::mem::size_of::<MemberView>(), 168);
+        assert_eq!(core::mem::size_of::<Outcome>(), 632);
+        assert_eq!(core::mem::size_of::<Participant>(), 688);
     }
 
     #[test]
