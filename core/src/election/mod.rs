@@ -131,6 +131,8 @@ pub enum ElectionError {
     HaMasters(u8),
     /// The `network_id` is empty or longer than [`MAX_NETWORK_ID_LEN`].
     NetworkIdLength,
+    /// The persisted role record does not parse.
+    Restored(RecordError),
 }
 
 impl fmt::Display for ElectionError {
@@ -138,11 +140,19 @@ impl fmt::Display for ElectionError {
         match self {
             ElectionError::HaMasters(n) => write!(f, "HA master count {n} not in 1..={MAX_MASTERS}"),
             ElectionError::NetworkIdLength => write!(f, "network_id must be 1 to {MAX_NETWORK_ID_LEN} bytes"),
+            ElectionError::Restored(e) => write!(f, "persisted role record: {e}"),
         }
     }
 }
 
-impl core::error::Error for ElectionError {}
+impl core::error::Error for ElectionError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ElectionError::Restored(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// The role the election gives a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,17 +5,19 @@
 //! `owner/alive` buckets change and at [`Participant::poll_timeout`]; it
 //! puts the returned [`Writes`] and acts on the [`Outcome`]. When k3s runs
 //! in the role the outcome gives, it calls [`Participant::deployed`] so the
-//! role sticks. The host persists [`Participant::record`] whenever a write
-//! of it is returned and hands it back to [`Participant::new`] after a
-//! restart: a member must never vote twice in one round, and its own record
-//! is what remembers its vote (the copy other replicas hold is merged in
-//! too, once it arrives).
+//! role sticks. The host persists the value of every role-record write
+//! ([`Writes::record`]) and hands the last one back to [`Participant::new`]
+//! after a restart: a member must never promise or accept twice in one
+//! ballot, and its own record is what remembers (the copy other replicas
+//! hold is merged in too, once it arrives).
 //!
 //! This module never writes the ledger itself and never decides anything
 //! [`elect`] does not.
 
 use heapless::{String, Vec};
 
+#[cfg(test)]
+use super::record::RecordError;
 use super::record::{Deployment, ForcedRole, RoleRecord, ALIVE_VALUE, MAX_RECORD_LEN};
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
@@ -88,15 +90,16 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// Joins the election of `network_id` at `now`. `restored` is the
-    /// record the host persisted before a restart (`None` for a node that
-    /// never wrote one); `forced` is the configured role.
+    /// Joins the election of `network_id` at `now`. `restored` is the last
+    /// role-record value the host persisted (`None` for a node that never
+    /// wrote one); a record of another network (the configuration changed)
+    /// is left behind. `forced` is the configured role.
     pub fn new(
         me: NodeId,
         network_id: &str,
         forced: Option<ForcedRole>,
         config: ElectionConfig,
-        restored: Option<RoleRecord>,
+        restored: Option<&[u8]>,
         now: Instant,
     ) -> Result<Self, ElectionError> {
         let config = ElectionConfig::new(config.minimum_nodes, config.ha_masters, config.dynamic_roles)?;
@@ -104,7 +107,11 @@ impl Participant {
         if network_id.is_empty() || id.push_str(network_id).is_err() {
             return Err(ElectionError::NetworkIdLength);
         }
-        let mut record = restored.unwrap_or_default();
+        let mut record = match restored.map(RoleRecord::parse).transpose() {
+            Ok(Some((net, r))) if net == network_id => r,
+            Ok(_) => RoleRecord::default(),
+            Err(e) => return Err(ElectionError::Restored(e)),
+        };
         record.forced = forced;
         Ok(Participant {
             me,
@@ -118,7 +125,7 @@ impl Participant {
         })
     }
 
-    /// This node's record (what the host persists).
+    /// This node's record.
     pub fn record(&self) -> &RoleRecord {
         &self.record
     }
@@ -266,7 +273,7 @@ impl Participant {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::DeployedAs;
+    use super::super::record::{DeployedAs, RecordError};
     use super::super::Status;
     use super::*;
     use crate::identity::Identity;
@@ -284,7 +291,7 @@ mod tests {
         outcome: Option<Outcome>,
     }
 
-    fn member(seed: u8, net: &str, config: ElectionConfig, restored: Option<RoleRecord>, now: Instant) -> Member {
+    fn member(seed: u8, net: &str, config: ElectionConfig, restored: Option<&[u8]>, now: Instant) -> Member {
         let identity = Identity::from_bytes(&[seed; 64]);
         let part = Participant::new(identity.node_id(), net, None, config, restored, now).unwrap();
         Member {
@@ -459,6 +466,17 @@ mod tests {
         assert!(w.record().is_some());
         assert_eq!(o.primary(), None, "a forced worker is never master");
         assert_eq!(m.part.network_id(), "x");
+        // A persisted record comes back; one of another network does not;
+        // a corrupt one is reported.
+        let mut buf = [0u8; MAX_RECORD_LEN];
+        let n = m.part.record().emit("x", &mut buf).unwrap();
+        let id = m.identity.node_id();
+        let back = Participant::new(id, "x", None, c, Some(&buf[..n]), t).unwrap();
+        assert_eq!(back.record().vote, m.part.record().vote);
+        let other = Participant::new(id, "y", None, c, Some(&buf[..n]), t).unwrap();
+        assert_eq!(other.record(), &RoleRecord::default());
+        let e = Participant::new(id, "x", None, c, Some(&buf[..n - 1]), t);
+        assert_eq!(e.unwrap_err(), ElectionError::Restored(RecordError::Length));
         let long = "n".repeat(65);
         let e = Participant::new(m.identity.node_id(), &long, None, c, None, t);
         assert_eq!(e.unwrap_err(), ElectionError::NetworkIdLength);
