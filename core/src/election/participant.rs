@@ -16,8 +16,6 @@
 
 use heapless::{String, Vec};
 
-#[cfg(test)]
-use super::record::RecordError;
 use super::record::{Deployment, ForcedRole, RoleRecord, ALIVE_VALUE, MAX_RECORD_LEN};
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
