@@ -910,7 +910,6 @@ where
                 wanted -= 1;
             }
         }
-        let _ = now;
     }
 
     /// When `handle_timeout` next has work, if ever.
