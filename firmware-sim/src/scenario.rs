@@ -6,16 +6,26 @@
 //! (so LAN beacons reach them); every other node sits alone behind its own
 //! NAT of the kind drawn round-robin from the mix, like a home router.
 //!
-//! Convergence means: every node knows every other member, every replica of
-//! the ledger is equal, every node holds an IPv4 address no other node
-//! holds, and then sampled pairs (all pairs up to 30 nodes, else 200 seeded
-//! pairs) exchange an overlay packet. One master per network id joins the
-//! definition with role election; until then `masters` is `null` rather
-//! than a number nobody computed.
+//! Nodes are spread round-robin over `networks` network ids (`net0`,
+//! `net1`, ...; one network is Kairos' default `kairos`), all on one token.
+//!
+//! Convergence means: every node knows every other member, every replica
+//! holds the same durable ledger entries (the liveness advertisements,
+//! rewritten every 20 s by every node, are left out: in a large mesh some
+//! are always in flight), every node holds an IPv4 address no other node
+//! holds, every node of a network names the same primary and that primary
+//! runs as master (the simulation "deploys" k3s at once), and then sampled
+//! pairs (all pairs up to 30 nodes, else 200 seeded pairs) exchange an
+//! overlay packet.
 
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Instant as WallInstant;
 
-use kairos_core::node::NodeConfig;
+use kairos_core::election::{ElectionConfig, Role, ALIVE};
+use kairos_core::identity::NodeId;
+use kairos_core::ledger::Ledger;
+use kairos_core::node::{NodeConfig, RoleConfig};
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
 use rand_chacha::ChaCha8Rng;
@@ -60,6 +70,11 @@ pub struct Scenario {
     pub nat_mix: Vec<Nat>,
     /// Give up after this much simulated time.
     pub deadline: Duration,
+    /// Network ids the nodes are spread over (round-robin).
+    pub networks: usize,
+    /// Split the nodes into two halves (even and odd indices) at the first
+    /// time and heal at the second; convergence counts only after the heal.
+    pub partition: Option<(Duration, Duration)>,
 }
 
 impl Default for Scenario {
@@ -70,6 +85,8 @@ impl Default for Scenario {
             loss: 0.0,
             nat_mix: vec![Nat::None],
             deadline: Duration::from_secs(120),
+            networks: 1,
+            partition: None,
         }
     }
 }
@@ -98,6 +115,9 @@ pub struct Report {
     pub direct_pairs: usize,
     /// Pairs with a relayed session up, at the end.
     pub relayed_pairs: usize,
+    /// Distinct primaries the nodes name, at the end (one per network when
+    /// converged).
+    pub masters: usize,
 }
 
 impl Report {
@@ -108,7 +128,7 @@ impl Report {
         }
         format!(
             "{{\"converged\":{},\"converged_at_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
-             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"duplicate_addresses\":{},\"masters\":null,\
+             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"duplicate_addresses\":{},\"masters\":{},\
              \"direct_pairs\":{},\"relayed_pairs\":{}}}",
             self.converged,
             opt(self.converged_at_s),
@@ -118,6 +138,7 @@ impl Report {
             opt(self.idle_bytes_per_peer_per_s),
             self.datagrams,
             self.duplicate_addresses,
+            self.masters,
             self.direct_pairs,
             self.relayed_pairs,
         )
@@ -148,7 +169,7 @@ impl Scenario {
             c.overlay = overlay.parse().expect("valid range");
             c
         };
-        let boot = w.add_node(public, &keys, base.clone(), capacity);
+        let boot = w.add_node(public, &keys, self.configure(base.clone(), 0), capacity);
         let boot_endpoint = w.endpoint(boot);
         for i in 1..self.nodes {
             let nat = self.nat_mix[(i - 1) % self.nat_mix.len().max(1)];
@@ -162,21 +183,71 @@ impl Scenario {
             };
             let mut config = base.clone();
             config.bootstrap.push(boot_endpoint).expect("one bootstrap");
-            w.add_node(lan, &keys, config, capacity);
+            w.add_node(lan, &keys, self.configure(config, i), capacity);
         }
         w
     }
 
-    /// Whether every node knows every other, all ledgers are equal and every
-    /// node holds a unique address.
-    fn converged(w: &World) -> bool {
+    /// Node `i`'s network: Kairos' default with one network, else `net<k>`.
+    fn configure(&self, mut config: NodeConfig, i: usize) -> NodeConfig {
+        if self.networks > 1 {
+            let id = format!("net{}", i % self.networks);
+            config.roles = Some(RoleConfig::new(&id, None, ElectionConfig::DEFAULT).expect("a short network id"));
+        }
+        config
+    }
+
+    /// See the module docs.
+    fn converged(&self, w: &World) -> bool {
         let n = w.hosts.len();
-        let first = w.hosts[0].node.ledger().digest();
+        if !w
+            .hosts
+            .iter()
+            .all(|h| h.node.members().count() == n - 1 && h.node.ipv4().is_some())
+        {
+            return false;
+        }
+        if Self::duplicate_addresses(w) != 0 || !self.one_primary_each(w) {
+            return false;
+        }
+        let first = durable_fingerprint(w.hosts[0].node.ledger());
+        w.hosts.iter().all(|h| durable_fingerprint(h.node.ledger()) == first)
+    }
+
+    /// Every node names a primary of its own network, all nodes of a
+    /// network name the same one, and it runs as master.
+    fn one_primary_each(&self, w: &World) -> bool {
+        let networks = self.networks.max(1);
+        (0..networks).all(|k| {
+            let mut named = w.hosts.iter().skip(k).step_by(networks).map(|h| h.node.primary());
+            let Some(Some(primary)) = named.next() else {
+                return false;
+            };
+            named.all(|p| p == Some(primary))
+                && w.hosts
+                    .iter()
+                    .skip(k)
+                    .step_by(networks)
+                    .find(|h| h.node.node_id() == primary)
+                    .is_some_and(|h| matches!(h.node.role(), Some(Role::Master { .. })))
+        })
+    }
+
+    /// Splits the nodes into the even and the odd ones.
+    pub fn split(w: &mut World) {
+        let (even, odd): (Vec<_>, Vec<_>) = w.hosts.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let even: Vec<_> = even.into_iter().map(|(_, h)| h.host).collect();
+        let odd: Vec<_> = odd.into_iter().map(|(_, h)| h.host).collect();
+        w.net.partition_hosts(&[&even, &odd]);
+    }
+
+    /// Distinct primaries the nodes name.
+    pub fn masters(w: &World) -> usize {
         w.hosts
             .iter()
-            .all(|h| h.node.members().count() == n - 1 && h.node.ledger().digest() == first)
-            && Self::duplicate_addresses(w) == 0
-            && w.hosts.iter().all(|h| h.node.ipv4().is_some())
+            .filter_map(|h| h.node.primary())
+            .collect::<BTreeSet<NodeId>>()
+            .len()
     }
 
     /// Nodes whose address another node also holds.
@@ -230,9 +301,22 @@ impl Scenario {
         let mut w = self.build();
         let step = Duration::from_millis(500);
         let mut converged_at = None;
+        let mut split = self.partition;
         while w.now() < Instant::ZERO + self.deadline {
             w.run_for(step);
-            if Self::converged(&w) {
+            if let Some((at, heal)) = split {
+                let since = w.now().since_origin();
+                if since >= heal {
+                    w.net.heal();
+                    split = None;
+                } else {
+                    if since >= at && !w.net.is_partitioned() {
+                        Self::split(&mut w);
+                    }
+                    continue;
+                }
+            }
+            if self.converged(&w) {
                 converged_at = Some(w.now());
                 break;
             }
@@ -269,6 +353,7 @@ impl Scenario {
         let (direct_pairs, relayed_pairs) = Self::paths(&w);
         Report {
             duplicate_addresses: Self::duplicate_addresses(&w),
+            masters: Self::masters(&w),
             direct_pairs,
             relayed_pairs,
             converged,
@@ -280,6 +365,20 @@ impl Scenario {
             datagrams: w.net.stats().sent_packets,
         }
     }
+}
+
+/// An order-independent hash of the entries a replica holds, leaving out
+/// the liveness advertisements (see the module docs).
+pub fn durable_fingerprint<const E: usize, const A: usize>(ledger: &Ledger<E, A>) -> u64 {
+    ledger
+        .iter_all()
+        .filter(|e| e.bucket() != ALIVE.as_bytes())
+        .map(|e| {
+            let mut h = DefaultHasher::new();
+            (e.bucket(), e.key(), e.origin_id().0, e.clock()).hash(&mut h);
+            h.finish()
+        })
+        .fold(0, |acc, h| acc ^ h)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::collections::BinaryHeap;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use kairos_core::crypto::RustCryptoProvider;
+use kairos_core::election::{MemberView, MAX_RECORD_LEN};
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::ledger::{Ed25519Verifier, Ledger, SignatureVerifier};
 use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
@@ -44,6 +45,7 @@ pub type SimNode = Node<
     SharedVerifier,
     Box<[MemberSlot<Provider>]>,
     Box<SimLedger>,
+    Box<[MemberView]>,
     LEDGER_ENTRIES,
     LEDGER_ARENA,
 >;
@@ -108,6 +110,8 @@ pub struct SimHost {
     network: NetworkKeys,
     config: NodeConfig,
     capacity: usize,
+    /// The role record the node last asked to persist (its state dir).
+    role_record: Option<Vec<u8>>,
 }
 
 /// See the module docs.
@@ -170,6 +174,7 @@ impl World {
             network: network.clone(),
             config,
             capacity,
+            role_record: None,
         });
         self.reschedule(index);
         index
@@ -192,6 +197,7 @@ impl World {
             slots,
             Box::default(),
             self.verifier.clone(),
+            vec![MemberView::default(); capacity + 1].into_boxed_slice(),
             WALL_AT_ZERO + self.now.since_origin(),
         )
     }
@@ -202,13 +208,17 @@ impl World {
         self.net.set_host_up(self.hosts[i].host, false);
     }
 
-    /// Starts node `i` again after a crash, with the same identity (what it
-    /// keeps on disk) and an empty ledger: it learns the rest from the mesh.
+    /// Starts node `i` again after a crash, with the same identity and role
+    /// record (what it keeps on disk) and an empty ledger: it learns the
+    /// rest from the mesh.
     pub fn restart(&mut self, i: usize) {
         let h = &self.hosts[i];
         let identity = Identity::from_bytes(&h.identity);
         let rng = ChaCha20Rng::seed_from_u64(self.seed ^ self.now.as_micros() ^ i as u64);
-        let node = self.start_node(identity, &h.network.clone(), h.config.clone(), rng, h.capacity);
+        let mut node = self.start_node(identity, &h.network.clone(), h.config.clone(), rng, h.capacity);
+        if let Some(record) = &h.role_record {
+            node.restore_role_record(record).expect("the node wrote it");
+        }
         self.hosts[i].node = node;
         self.hosts[i].timer = None;
         self.net.set_host_up(self.hosts[i].host, true);
@@ -310,7 +320,16 @@ impl World {
             }
         }
         while let Some(e) = h.node.poll_event() {
+            if e == Event::RoleRecordChanged {
+                let mut record = [0u8; MAX_RECORD_LEN];
+                h.role_record = h.node.role_record(&mut record).map(|n| record[..n].to_vec());
+            }
             h.events.push((now, e));
+        }
+        // k3s starts at once in the simulation: the role sticks (and the
+        // record it writes goes out at the next timer).
+        if h.node.role_to_deploy().is_some() {
+            h.node.role_deployed(now);
         }
         self.reschedule(i);
     }

@@ -28,6 +28,7 @@ pub mod member;
 mod outbox;
 pub mod record;
 pub mod relay;
+mod roles;
 pub mod sync;
 mod table;
 
@@ -35,6 +36,7 @@ pub use addr::{interface_id, ula, ula_prefix};
 pub use member::{Discovery, Member, MemberSlot};
 pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
 pub use relay::RELAY_HEADROOM;
+pub use roles::{RoleConfig, ELECTION_GAP};
 pub use table::SortedMap;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -44,6 +46,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::crypto::CryptoProvider;
 use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
+use crate::election::{MemberView, Role};
 use crate::identity::{Identity, NodeId, PublicIdentity};
 use crate::ledger::{Ledger, SignatureVerifier};
 use crate::noise::{consume_initiation, Refusal, RemoteKeys};
@@ -52,6 +55,7 @@ use crate::time::{Duration, Instant};
 use crate::token::{NetworkKeys, OverlayRange, MAX_BOOTSTRAP};
 use crate::wire::{InitiationPacket, MessageType, INITIATION_LEN, TRANSPORT_HEADER_LEN};
 use outbox::Outbox;
+use roles::Roles;
 use sync::SyncState;
 
 /// How a node behaves; all fields have sane defaults.
@@ -78,6 +82,9 @@ pub struct NodeConfig {
     /// Endpoints to publish besides the ones others observe (e.g. the
     /// host's LAN addresses with the node's port).
     pub advertise: Vec<SocketAddr, 2>,
+    /// The role election this node takes part in (`None`: none, e.g. an
+    /// operator's bridge).
+    pub roles: Option<RoleConfig>,
 }
 
 impl Default for NodeConfig {
@@ -92,6 +99,7 @@ impl Default for NodeConfig {
             persistent_keepalive: Some(Duration::from_secs(25)),
             overlay: OverlayRange::new(Ipv4Addr::new(10, 1, 0, 0), 24).expect("valid range"),
             advertise: Vec::new(),
+            roles: Some(RoleConfig::default()),
         }
     }
 }
@@ -110,6 +118,12 @@ pub enum Event {
     /// This node's overlay IPv4 address is now this one (first claim, or a
     /// move after losing a conflict).
     AddressAssigned(Ipv4Addr),
+    /// The election gave this node a role, changed it, or took it back
+    /// (`None`: no role decided for it; see [`Node::role_to_deploy`]).
+    RoleChanged(Option<Role>),
+    /// This node's role record changed: persist [`Node::role_record`] and
+    /// hand it to [`Node::restore_role_record`] after a restart.
+    RoleRecordChanged,
 }
 
 /// What an incoming datagram produced.
@@ -231,13 +245,14 @@ struct Bootstrap {
 }
 
 /// One member of the mesh. See the module docs.
-pub struct Node<P, R, V, S, L, const E: usize, const A: usize>
+pub struct Node<P, R, V, S, L, W, const E: usize, const A: usize>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+    W: AsMut<[MemberView]>,
 {
     identity: Identity,
     public: PublicIdentity,
@@ -270,22 +285,26 @@ where
     ledger: L,
     verifier: V,
     sync: SyncState,
+    roles: Option<Roles<W>>,
     _provider: core::marker::PhantomData<P>,
 }
 
-impl<P, R, V, S, L, const E: usize, const A: usize> Node<P, R, V, S, L, E, A>
+impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+    W: AsMut<[MemberView]>,
 {
     /// A node with `identity` on the network of `network`. `members` is the
     /// member table (every slot `None`; at most 65536 slots), `ledger` its
     /// replica of the ledger (empty, or restored from disk), `verifier`
-    /// checks ledger signatures; `wall_at_zero` is the wall-clock time at
-    /// the caller's `Instant::ZERO`.
+    /// checks ledger signatures; `views` is scratch for the role election
+    /// (longer than the network is large: a member table's length plus
+    /// one is right); `wall_at_zero` is the wall-clock time at the caller's
+    /// `Instant::ZERO`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         identity: Identity,
@@ -295,6 +314,7 @@ where
         members: S,
         ledger: L,
         verifier: V,
+        views: W,
         wall_at_zero: Duration,
     ) -> Self {
         debug_assert!(members.as_ref().len() <= INDEX_SLOT_MASK as usize + 1);
@@ -309,6 +329,7 @@ where
                 connected: false,
             })
             .collect();
+        let roles = config.roles.clone().map(|c| Roles::new(c, views));
         Node {
             id: public.node_id(),
             public,
@@ -336,6 +357,7 @@ where
             ledger,
             verifier,
             sync: SyncState::default(),
+            roles,
             _provider: core::marker::PhantomData,
         }
     }
@@ -883,6 +905,7 @@ where
         }
         self.sync_timeout(now);
         self.relay_timeout(now);
+        self.roles_timeout(now);
     }
 
     /// Opens proactive sessions until `neighbors` are up or being made.
@@ -932,6 +955,9 @@ where
         }
         if let Some(t) = self.sync_poll_timeout() {
             at(t);
+        }
+        if let Some(r) = &self.roles {
+            at(r.poll_timeout());
         }
         next
     }

@@ -40,13 +40,14 @@ pub const RELAY_AFTER: Duration = Duration::from_secs(2);
 /// How often a relayed member's direct endpoints are probed.
 pub const UPGRADE_INTERVAL: Duration = Duration::from_secs(10);
 
-impl<P, R, V, S, L, const E: usize, const A: usize> Node<P, R, V, S, L, E, A>
+impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+    W: AsMut<[crate::election::MemberView]>,
 {
     /// Wraps the inner datagram at `out[RELAY_HEADROOM..][..inner_len]` for
     /// `dst` and seals it in the session with the relay in slot `via`.

@@ -31,6 +31,7 @@ use super::ipam::{self, Claim};
 use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
 use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit};
 use crate::crypto::CryptoProvider;
+use crate::election::{ALIVE, ROLES};
 use crate::ledger::buckets::{ADDRESSES, MACHINES};
 use crate::ledger::{
     Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, SignatureVerifier,
@@ -105,13 +106,14 @@ impl Default for SyncState {
     }
 }
 
-impl<P, R, V, S, L, const E: usize, const A: usize> Node<P, R, V, S, L, E, A>
+impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
+    W: AsMut<[crate::election::MemberView]>,
 {
     pub(crate) fn queue(&mut self, intent: Intent) {
         if self.sync.intents.is_full() {
@@ -282,18 +284,28 @@ where
     /// Reacts to ledger changes: membership, addresses, and forwarding.
     pub(crate) fn process_changes(&mut self, now: Instant, source: Option<u16>) {
         let mut any = false;
+        let mut changed = false;
         let mut claims: Vec<Claim, 32> = Vec::new();
         let mut overflow = false;
         while let Some(change) = self.ledger.as_mut().poll_change() {
-            any = true;
+            changed = true;
             let Some(entry) = self.ledger.as_ref().entry(change.entry) else {
+                any = true;
                 continue;
             };
             let bucket = entry.bucket();
+            // Advertisements are refreshed all the time: one missed is
+            // repaired by the next periodic sync, not by a burst of them.
+            any |= bucket != ALIVE.as_bytes();
+            let origin_id = entry.origin_id();
             if bucket == MACHINES.as_bytes() && change.state == EntryState::Live {
                 let origin = *entry.origin();
                 let record = MachineRecord::parse(entry.value()).unwrap_or_default();
                 self.learn_member(origin, &record);
+            } else if !change.local && (bucket == ROLES.as_bytes() || bucket == ALIVE.as_bytes()) {
+                if let Some(r) = self.roles.as_mut() {
+                    r.mark_dirty();
+                }
             } else if bucket == ADDRESSES.as_bytes() {
                 let claim = ipam::decode(entry.value()).map(|addr| Claim {
                     addr,
@@ -307,7 +319,9 @@ where
             // Forward: a local write to every neighbour, a new remote entry
             // to a few of them.
             let mut targets = self.up_slots();
-            targets.retain(|s| Some(*s) != source);
+            // (Never back to where it came from, nor to its writer.)
+            let slots = self.members.as_ref();
+            targets.retain(|s| Some(*s) != source && slots[*s as usize].as_ref().is_some_and(|m| m.id != origin_id));
             if !change.local {
                 while targets.len() > FANOUT {
                     let i = (self.rng.next_u32() as usize) % targets.len();
@@ -321,6 +335,8 @@ where
         if any {
             self.sync.sync_gap = SYNC_MIN;
             self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN);
+        }
+        if changed {
             self.push_event(Event::LedgerChanged);
         }
         if overflow {

@@ -1,7 +1,8 @@
 //! `sim`: runs a simulated mesh and prints one JSON line.
 //!
 //! ```text
-//! sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--deadline SECS]
+//! sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--networks K]
+//!     [--partition-at SECS --heal-at SECS] [--deadline SECS]
 //! ```
 
 use std::process::ExitCode;
@@ -11,9 +12,11 @@ use kairos_core::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--deadline SECS]\n\
+        "usage: sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--networks K]\n\
+         \x20          [--partition-at SECS --heal-at SECS] [--deadline SECS]\n\
          Runs N simulated mesh nodes (node 0 public, the bootstrap; the others on its LAN for `none`,\n\
-         else each behind its own NAT of the listed kinds, round-robin) and prints one JSON line."
+         else each behind its own NAT of the listed kinds, round-robin), spread over K network ids,\n\
+         optionally split into two halves (even and odd nodes) for a while, and prints one JSON line."
     );
     ExitCode::from(2)
 }
@@ -21,6 +24,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let mut s = Scenario::default();
     let mut args = std::env::args().skip(1);
+    let (mut partition_at, mut heal_at) = (None, None);
     while let Some(flag) = args.next() {
         let Some(value) = args.next() else { return usage() };
         let ok = match flag.as_str() {
@@ -28,6 +32,12 @@ fn main() -> ExitCode {
             "--seed" => value.parse().map(|v| s.seed = v).is_ok(),
             "--loss" => value.parse().map(|v: f64| s.loss = v).is_ok() && (0.0..1.0).contains(&s.loss),
             "--deadline" => value.parse().map(|v| s.deadline = Duration::from_secs(v)).is_ok(),
+            "--networks" => value.parse().map(|v| s.networks = v).is_ok() && s.networks >= 1,
+            "--partition-at" => value
+                .parse()
+                .map(|v| partition_at = Some(Duration::from_secs(v)))
+                .is_ok(),
+            "--heal-at" => value.parse().map(|v| heal_at = Some(Duration::from_secs(v))).is_ok(),
             "--nat-mix" => {
                 let mix: Option<Vec<Nat>> = value.split(',').map(Nat::parse).collect();
                 mix.map(|m| s.nat_mix = m).is_some()
@@ -39,6 +49,14 @@ fn main() -> ExitCode {
             return usage();
         }
     }
+    s.partition = match (partition_at, heal_at) {
+        (Some(at), Some(heal)) if at < heal => Some((at, heal)),
+        (None, None) => None,
+        _ => {
+            eprintln!("sim: --partition-at and --heal-at go together, the heal after the split");
+            return usage();
+        }
+    };
     if s.nodes < 2 || s.nat_mix.is_empty() {
         return usage();
     }

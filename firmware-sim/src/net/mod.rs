@@ -452,6 +452,11 @@ impl Network {
         self.partitioned = true;
     }
 
+    /// Whether a partition is in force.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
     /// Ends any partition.
     pub fn heal(&mut self) {
         self.lans.iter_mut().for_each(|l| l.group = 0);

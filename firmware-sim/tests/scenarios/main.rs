@@ -2,8 +2,10 @@
 //! end through the core's `Node`, on virtual time.
 
 use firmware_sim::net::{HostId, LanConfig, NatConfig, NatKind};
-use firmware_sim::scenario::{Nat, Scenario};
+use firmware_sim::scenario::{durable_fingerprint, Nat, Scenario};
 use firmware_sim::world::World;
+use kairos_core::election::Role;
+use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::ADDRESSES;
 use kairos_core::ledger::LedgerError;
 use kairos_core::node::NodeConfig;
@@ -185,7 +187,11 @@ fn a_node_with_another_token_joins_nothing() {
     let outsider = w.add_node(lan, &NetworkKeys::derive(&[9; 32]), NodeConfig::default(), 16);
     w.run_for(Duration::from_secs(30));
     assert_eq!(w.hosts[outsider].node.members().count(), 0);
-    assert_eq!(w.hosts[outsider].node.ledger().len(), 2, "only its own entries");
+    let own = w.id(outsider);
+    let ledger = w.hosts[outsider].node.ledger();
+    assert!(ledger.len() >= 2, "it still keeps its own records");
+    assert!(ledger.iter_all().all(|e| e.origin_id() == own), "only its own entries");
+    assert_eq!(w.hosts[outsider].node.primary(), None, "it elects nobody: it is alone");
     for i in 0..3 {
         assert_eq!(w.hosts[i].node.members().count(), 2, "members never list the outsider");
     }
@@ -213,8 +219,11 @@ fn owner_only_entries_cannot_be_written_for_someone_else() {
     assert_ne!(held, Some(vec![10, 1, 0, 9]));
 }
 
+/// Two halves that never met each elect (and deploy) their own master; at
+/// the heal one master remains, the other steps down, and every address is
+/// unique.
 #[test]
-fn a_partition_heals_into_one_ledger_and_unique_addresses() {
+fn a_partition_with_a_master_on_each_side_heals_into_one() {
     let mut w = World::new(51);
     let lan = w.net.add_lan(LanConfig::public());
     for _ in 0..10 {
@@ -224,14 +233,26 @@ fn a_partition_heals_into_one_ledger_and_unique_addresses() {
     let (a, b): (Vec<HostId>, Vec<HostId>) = (0..10).map(|i| w.hosts[i].host).partition(|h| h.index() % 2 == 0);
     w.net.partition_hosts(&[&a, &b]);
     w.run_for(Duration::from_secs(20));
-    w.net.heal();
-    let converged = |w: &World| {
-        let d = w.hosts[0].node.ledger().digest();
+    let masters = |w: &World| -> Vec<NodeId> {
         w.hosts
             .iter()
-            .all(|h| h.node.ledger().digest() == d && h.node.members().count() == 9)
+            .filter(|h| matches!(h.node.role(), Some(Role::Master { .. })))
+            .map(|h| h.node.node_id())
+            .collect()
+    };
+    let before = masters(&w);
+    assert_eq!(before.len(), 2, "one master on each side");
+    assert_eq!(Scenario::masters(&w), 2);
+    w.net.heal();
+    let converged = |w: &World| {
+        let d = durable_fingerprint(w.hosts[0].node.ledger());
+        w.hosts
+            .iter()
+            .all(|h| durable_fingerprint(h.node.ledger()) == d && h.node.members().count() == 9)
             && Scenario::duplicate_addresses(w) == 0
             && w.hosts.iter().all(|h| h.node.ipv4().is_some())
+            && Scenario::masters(w) == 1
+            && masters(w).len() == 1
     };
     assert!(
         run_until(&mut w, Duration::from_secs(60), converged),
@@ -239,4 +260,7 @@ fn a_partition_heals_into_one_ledger_and_unique_addresses() {
         w.now()
     );
     assert!(w.now() < Instant::from_secs(80));
+    let winner = masters(&w)[0];
+    assert!(before.contains(&winner), "one of the two deployed masters stays");
+    assert!(w.hosts.iter().all(|h| h.node.primary() == Some(winner)));
 }
