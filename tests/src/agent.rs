@@ -1,0 +1,319 @@
+//! Running `kairos agent` inside a lab: the binary ([`Kairos`]), a node's
+//! cloud-config ([`NodeConfig`]), a started agent ([`Agent`]) and reading
+//! its HTTP API from inside its namespace.
+//!
+//! Each agent gets its own namespace, so every agent can use the same UDP
+//! port, interface name and API address (`127.0.0.1:8080` on that
+//! namespace's loopback). Its config file and state dir live in the lab's
+//! directory; its log is `<lab dir>/<name>.log` (kept across restarts).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::api::{Machine, Summary};
+use crate::binaries;
+use crate::command::{self, DEFAULT_LIMIT};
+use crate::error::{HarnessError, Result};
+use crate::lab::{Lab, Namespace, ProcessId};
+use crate::preflight;
+use crate::wait::{wait_for, Poll, Waited};
+
+/// The agent's UDP port in the tests.
+pub const LISTEN_PORT: u16 = 51820;
+
+/// The agent's API port in the tests (on its namespace's loopback).
+pub const API_PORT: u16 = 8080;
+
+/// The variable that sets the agents' `RUST_LOG` (default `info`).
+pub const RUST_LOG_VAR: &str = "KAIROS_E2E_RUST_LOG";
+
+/// The `kairos` binary under test.
+#[derive(Debug, Clone)]
+pub struct Kairos {
+    path: PathBuf,
+}
+
+impl Kairos {
+    /// Finds the binary (see [`binaries::kairos`]).
+    pub fn locate() -> Result<Kairos> {
+        Ok(Kairos {
+            path: binaries::kairos()?,
+        })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `kairos generate-token`.
+    pub fn generate_token(&self) -> Result<String> {
+        let out = command::run_ok(&self.path, &["generate-token"], DEFAULT_LIMIT)?;
+        let token = out
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .to_owned();
+        if token.is_empty() {
+            return Err(HarnessError::unexpected("kairos generate-token", "printed no token"));
+        }
+        Ok(token)
+    }
+
+    /// Whether this build has the `agent` command (`kairos agent --help`
+    /// succeeds).
+    pub fn has_agent(&self) -> bool {
+        command::run(&self.path, &["agent", "--help"], DEFAULT_LIMIT).is_ok_and(|o| o.success())
+    }
+}
+
+/// Makes a lab for a test that runs agents: `None` (after a loud SKIPPED
+/// line) when the end-to-end tests cannot run here (see
+/// [`crate::preflight`]) or when the binary has no `agent` command yet.
+/// Panics when the tests are enabled and the binary cannot be found.
+pub fn lab_with_agent(test: &str) -> Option<(Lab, Kairos)> {
+    if !preflight::should_run(test) {
+        return None;
+    }
+    let kairos = Kairos::locate().unwrap_or_else(|e| panic!("{test}: {e}"));
+    if !kairos.has_agent() {
+        let why = format!(
+            "{} has no `agent` command yet (`kairos agent --help` fails)",
+            kairos.path().display()
+        );
+        if std::env::var("KAIROS_E2E_REQUIRE_AGENT").is_ok_and(|v| v == "1") {
+            panic!("{test}: KAIROS_E2E_REQUIRE_AGENT=1 but {why}");
+        }
+        preflight::skip(test, &why);
+        return None;
+    }
+    let lab = Lab::new(test).unwrap_or_else(|e| panic!("{test}: cannot set up the lab: {e}"));
+    Some((lab, kairos))
+}
+
+/// The settings of one node's cloud-config.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `p2p.network_token`.
+    pub token: String,
+    /// `p2p.network_id`, if set.
+    pub network_id: Option<String>,
+    /// `p2p.mesh.listen_port`.
+    pub listen_port: u16,
+    /// `p2p.mesh.interface`.
+    pub interface: String,
+    /// `p2p.mesh.api` is `127.0.0.1:<api_port>`.
+    pub api_port: u16,
+    /// `p2p.mesh.lan_beacons`.
+    pub lan_beacons: bool,
+    /// `p2p.mesh.bootstrap_peers`.
+    pub bootstrap_peers: Vec<String>,
+    /// Extra lines appended under `p2p.mesh:` (indented by the caller's text).
+    pub extra_mesh_yaml: String,
+}
+
+impl NodeConfig {
+    /// The defaults the tests use, with `token`.
+    pub fn new(token: &str) -> NodeConfig {
+        NodeConfig {
+            token: token.to_owned(),
+            network_id: None,
+            listen_port: LISTEN_PORT,
+            interface: "kairos0".to_owned(),
+            api_port: API_PORT,
+            lan_beacons: true,
+            bootstrap_peers: Vec::new(),
+            extra_mesh_yaml: String::new(),
+        }
+    }
+
+    /// The API address.
+    pub fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// The cloud-config text, with `state_dir`.
+    pub fn to_yaml(&self, state_dir: &Path) -> String {
+        // JSON strings are valid YAML double-quoted scalars.
+        let q = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+        let mut yaml = String::from("#cloud-config\np2p:\n");
+        yaml += &format!("  network_token: {}\n", q(&self.token));
+        if let Some(id) = &self.network_id {
+            yaml += &format!("  network_id: {}\n", q(id));
+        }
+        yaml += "  mesh:\n";
+        yaml += &format!("    listen_port: {}\n", self.listen_port);
+        yaml += &format!("    interface: {}\n", q(&self.interface));
+        yaml += &format!("    state_dir: {}\n", q(&state_dir.to_string_lossy()));
+        yaml += &format!("    api: {}\n", q(&self.api()));
+        yaml += &format!("    lan_beacons: {}\n", self.lan_beacons);
+        if !self.bootstrap_peers.is_empty() {
+            let peers: Vec<String> = self.bootstrap_peers.iter().map(|p| q(p)).collect();
+            yaml += &format!("    bootstrap_peers: [{}]\n", peers.join(", "));
+        }
+        yaml += &self.extra_mesh_yaml;
+        yaml
+    }
+}
+
+/// A `kairos agent` a lab started.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// The node's name in the test.
+    pub name: String,
+    /// Its namespace.
+    pub ns: Namespace,
+    /// Its config.
+    pub config: NodeConfig,
+    /// Its config file.
+    pub config_path: PathBuf,
+    /// Its state dir.
+    pub state_dir: PathBuf,
+    /// Its process (the latest one after a restart).
+    pub process: ProcessId,
+    /// When its latest process was started.
+    pub started: Instant,
+}
+
+impl Agent {
+    /// The API address inside its namespace.
+    pub fn api(&self) -> String {
+        self.config.api()
+    }
+}
+
+impl Lab {
+    /// Writes `config` for node `name` and starts `kairos agent --config
+    /// FILE` inside `ns`.
+    pub fn start_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &NodeConfig) -> Result<Agent> {
+        let node_dir = self.dir().join(name);
+        std::fs::create_dir_all(&node_dir)
+            .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
+        let state_dir = node_dir.join("state");
+        let config_path = node_dir.join("config.yaml");
+        std::fs::write(&config_path, config.to_yaml(&state_dir))
+            .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
+        let started = Instant::now();
+        let process = self.spawn_agent(kairos, ns, name, &config_path)?;
+        Ok(Agent {
+            name: name.to_owned(),
+            ns: ns.clone(),
+            config: config.clone(),
+            config_path,
+            state_dir,
+            process,
+            started,
+        })
+    }
+
+    /// Starts `agent` again with the same config and state dir (its old
+    /// process must have exited).
+    pub fn restart_agent(&mut self, kairos: &Kairos, agent: &mut Agent) -> Result<()> {
+        if self.exit_status(agent.process).is_none() {
+            return Err(HarnessError::Check(format!(
+                "{} is still running; stop it before restarting",
+                agent.name
+            )));
+        }
+        agent.started = Instant::now();
+        agent.process = self.spawn_agent(kairos, &agent.ns.clone(), &agent.name, &agent.config_path.clone())?;
+        Ok(())
+    }
+
+    fn spawn_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &Path) -> Result<ProcessId> {
+        let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
+        let config = config.to_string_lossy().into_owned();
+        self.spawn(
+            ns,
+            name,
+            kairos.path(),
+            &["agent", "--config", &config],
+            &[("RUST_LOG", &rust_log)],
+        )
+    }
+
+    /// `GET /api/summary` of `agent`.
+    pub fn summary(&self, agent: &Agent) -> Result<Summary> {
+        Summary::parse(&self.http_get(&agent.ns, &agent.api(), "/api/summary")?)
+    }
+
+    /// `GET /api/machines` of `agent`.
+    pub fn machines(&self, agent: &Agent) -> Result<Vec<Machine>> {
+        Machine::parse_list(&self.http_get(&agent.ns, &agent.api(), "/api/machines")?)
+    }
+
+    /// Fails the poll for good when `agent`'s process has exited.
+    fn still_running<T>(&mut self, agent: &Agent) -> Option<Poll<T>> {
+        self.exit_status(agent.process).map(|status| {
+            Poll::Fatal(format!(
+                "{} exited ({status}); log {}:\n{}",
+                agent.name,
+                self.log_path(agent.process).display(),
+                command::tail(&self.log(agent.process), 20)
+            ))
+        })
+    }
+
+    /// Waits until `agent`'s API answers `/api/summary` with an overlay IPv4
+    /// address. Fails at once if the agent exits.
+    pub fn wait_address(&mut self, agent: &Agent, deadline: Duration) -> Result<Waited<Summary>> {
+        let what = format!("{} to answer /api/summary with an IPv4 address", agent.name);
+        wait_for(&what, deadline, || {
+            if let Some(fatal) = self.still_running(agent) {
+                return Ok(fatal);
+            }
+            let summary = self.summary(agent)?;
+            Ok::<_, HarnessError>(match summary.ipv4 {
+                Some(_) => Poll::Ready(summary),
+                None => Poll::Pending(format!("summary without ipv4: {}", summary.raw)),
+            })
+        })
+    }
+
+    /// Waits until a ping from `from` to `addr` comes back (and `agent`,
+    /// the one pinging from, keeps running).
+    pub fn wait_ping(&mut self, agent: &Agent, addr: &str, deadline: Duration) -> Result<Duration> {
+        let what = format!("{} to reach {addr} over the overlay", agent.name);
+        wait_for(&what, deadline, || {
+            if let Some(fatal) = self.still_running(agent) {
+                return Ok(fatal);
+            }
+            let ok = self.ping(&agent.ns, addr)?;
+            Ok::<_, HarnessError>(if ok {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("no reply".into())
+            })
+        })
+        .map(|w| w.elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_yaml_has_every_setting() {
+        let mut config = NodeConfig::new("kairos_abc");
+        config.bootstrap_peers = vec!["198.51.100.10:51820".into()];
+        config.network_id = Some("dev".into());
+        let yaml = config.to_yaml(Path::new("/tmp/x/state"));
+        assert!(
+            yaml.starts_with("#cloud-config\np2p:\n  network_token: \"kairos_abc\"\n"),
+            "{yaml}"
+        );
+        for line in [
+            "  network_id: \"dev\"",
+            "    listen_port: 51820",
+            "    interface: \"kairos0\"",
+            "    state_dir: \"/tmp/x/state\"",
+            "    api: \"127.0.0.1:8080\"",
+            "    lan_beacons: true",
+            "    bootstrap_peers: [\"198.51.100.10:51820\"]",
+        ] {
+            assert!(yaml.lines().any(|l| l == line), "missing {line:?} in\n{yaml}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Whole set-ups shared by the tests and the `demo-mesh` binary, so the
+//! demo the README starts is the code the tests run.
+//!
+//! [`LanMesh`]: `n` agents on one LAN segment that share only the token.
+
+use std::time::{Duration, Instant};
+
+use crate::agent::{Agent, Kairos, NodeConfig};
+use crate::api::Summary;
+use crate::error::{HarnessError, Result};
+use crate::lab::Lab;
+use crate::topology::Segment;
+
+/// The LAN segment's underlay range (inside the lab only).
+pub const LAN_PREFIX: &str = "10.99.0";
+
+/// `n` agents, `a`, `b`, `c`, ..., on one switch, sharing one token.
+#[derive(Debug)]
+pub struct LanMesh {
+    /// The switch.
+    pub lan: Segment,
+    /// The token they share.
+    pub token: String,
+    /// The agents, in start order.
+    pub agents: Vec<Agent>,
+    /// When the first agent was started.
+    pub started: Instant,
+}
+
+/// A name for node `i`: `a`, `b`, ...
+pub fn node_name(i: usize) -> String {
+    ((b'a' + (i % 26) as u8) as char).to_string()
+}
+
+impl LanMesh {
+    /// Builds the segment, a namespace per node at `10.99.0.(11+i)/24`, and
+    /// starts every agent with a fresh token.
+    pub fn start(lab: &mut Lab, kairos: &Kairos, n: usize) -> Result<LanMesh> {
+        let token = kairos.generate_token()?;
+        let lan = lab.switch("lan")?;
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let name = node_name(i);
+            let ns = lab.host(&name)?;
+            lab.plug(&ns, &lan, "eth0", &format!("{LAN_PREFIX}.{}/24", 11 + i))?;
+            hosts.push((name, ns));
+        }
+        // Topology first, then the agents back to back: the time to
+        // reachable counts from the first agent's start.
+        let started = Instant::now();
+        let mut agents = Vec::new();
+        for (name, ns) in &hosts {
+            agents.push(lab.start_agent(kairos, ns, name, &NodeConfig::new(&token))?);
+        }
+        Ok(LanMesh {
+            lan,
+            token,
+            agents,
+            started,
+        })
+    }
+
+    /// Waits until every agent reports an overlay IPv4 address and checks
+    /// that they are all different. Returns the summaries.
+    pub fn wait_addresses(&self, lab: &mut Lab, deadline: Duration) -> Result<Vec<Summary>> {
+        let mut summaries = Vec::new();
+        for agent in &self.agents {
+            let left = deadline
+                .saturating_sub(self.started.elapsed())
+                .max(Duration::from_secs(1));
+            summaries.push(lab.wait_address(agent, left)?.value);
+        }
+        check_unique_addresses(&self.agents, &summaries)?;
+        Ok(summaries)
+    }
+
+    /// Waits until every agent pings every other one's overlay IPv4 address
+    /// (and IPv6, when the API reports one). Returns the time from the
+    /// first agent's start until all pairs answered.
+    pub fn wait_all_pairs(&self, lab: &mut Lab, summaries: &[Summary], deadline: Duration) -> Result<Duration> {
+        for (i, from) in self.agents.iter().enumerate() {
+            for (j, to) in summaries.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let addresses = [to.ipv4.as_deref(), to.ipv6.as_deref()];
+                for addr in addresses.into_iter().flatten() {
+                    let left = deadline
+                        .saturating_sub(self.started.elapsed())
+                        .max(Duration::from_secs(1));
+                    lab.wait_ping(from, addr, left)?;
+                }
+            }
+        }
+        Ok(self.started.elapsed())
+    }
+
+    /// One line per node: name, node id, addresses, members and paths, as
+    /// the API reports them.
+    pub fn status(&self, lab: &Lab) -> String {
+        let mut out = format!(
+            "{:<4} {:<18} {:<12} {:<28} {:>7} {:>8} {:>6} {:>7}\n",
+            "node", "node_id", "ipv4", "ipv6", "members", "peers_up", "direct", "relayed"
+        );
+        for agent in &self.agents {
+            match lab.summary(agent) {
+                Ok(s) => {
+                    let short: String = s.node_id.chars().take(16).collect();
+                    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                    out += &format!(
+                        "{:<4} {:<18} {:<12} {:<28} {:>7} {:>8} {:>6} {:>7}\n",
+                        agent.name,
+                        short,
+                        s.ipv4.as_deref().unwrap_or("-"),
+                        s.ipv6.as_deref().unwrap_or("-"),
+                        opt(s.members),
+                        opt(s.peers_up),
+                        opt(s.direct),
+                        opt(s.relayed)
+                    );
+                }
+                Err(e) => out += &format!("{:<4} API error: {e}\n", agent.name),
+            }
+        }
+        out
+    }
+}
+
+/// Checks that no two agents report the same overlay address.
+pub fn check_unique_addresses(agents: &[Agent], summaries: &[Summary]) -> Result<()> {
+    for (i, a) in summaries.iter().enumerate() {
+        for (j, b) in summaries.iter().enumerate().skip(i + 1) {
+            if a.ipv4.is_some() && a.ipv4 == b.ipv4 {
+                return Err(HarnessError::Check(format!(
+                    "{} and {} both have {}",
+                    agents[i].name,
+                    agents[j].name,
+                    a.ipv4.as_deref().unwrap_or_default()
+                )));
+            }
+            if a.node_id == b.node_id {
+                return Err(HarnessError::Check(format!(
+                    "{} and {} have the same node id {}",
+                    agents[i].name, agents[j].name, a.node_id
+                )));
+            }
+        }
+    }
+    Ok(())
+}

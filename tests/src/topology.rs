@@ -1,0 +1,142 @@
+//! Building blocks of test networks, all inside a lab's namespaces:
+//! switches (a Linux bridge in its own namespace, one per segment), hosts
+//! plugged into them by veth pairs, and NAT routers (a namespace with a
+//! `lan` and a `wan` leg, forwarding, and nftables masquerade).
+//!
+//! Addresses are the caller's; tests use `10.99.x.y` for private segments
+//! and the documentation range `198.51.100.0/24` for the "public" one. They
+//! exist only inside the lab's namespaces.
+
+use crate::error::Result;
+use crate::lab::{Lab, Namespace};
+
+/// A LAN segment: a namespace holding the bridge `br0`, into which hosts
+/// are plugged.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// The switch's namespace.
+    pub ns: Namespace,
+}
+
+/// How a NAT router maps inside endpoints to its outside address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Plain `masquerade`: Linux keeps the inside source port when it is
+    /// free, so one inside socket appears on one outside port whatever the
+    /// destination (endpoint-independent mapping); conntrack lets in only
+    /// replies from the endpoint that was sent to (a port-restricted cone).
+    /// Simultaneous sends punch through it.
+    PortRestrictedCone,
+    /// `masquerade fully-random`: every new destination gets a random
+    /// outside port (endpoint-dependent mapping), like a symmetric NAT. A
+    /// punch cannot predict the port; traffic has to be relayed.
+    Symmetric,
+}
+
+/// The address part of `a.b.c.d/len`.
+pub fn addr(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
+}
+
+impl Lab {
+    /// Creates a switch: namespace `short` with an up bridge `br0`.
+    /// Multicast snooping is off, so LAN multicast (beacons) floods to every
+    /// port as on a dumb switch.
+    pub fn switch(&mut self, short: &str) -> Result<Segment> {
+        let ns = self.namespace(short)?;
+        self.ip(&ns, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        self.ip(&ns, &["link", "set", "br0", "up"])?;
+        Ok(Segment { ns })
+    }
+
+    /// Creates a host namespace (an alias of [`Lab::namespace`] that reads
+    /// better in topologies).
+    pub fn host(&mut self, short: &str) -> Result<Namespace> {
+        self.namespace(short)
+    }
+
+    /// Plugs `ns` into `segment`: a veth pair with `iface` in `ns` (address
+    /// `cidr`, up) and a port `pN` on the switch's bridge.
+    pub fn plug(&mut self, ns: &Namespace, segment: &Segment, iface: &str, cidr: &str) -> Result<()> {
+        self.links += 1;
+        let port = format!("p{}", self.links);
+        // Created inside the switch's namespace with the peer directly in the
+        // host's: nothing appears in the machine's own namespace.
+        self.ip(
+            &segment.ns,
+            &[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                iface,
+                "netns",
+                ns.name(),
+            ],
+        )?;
+        self.ip(&segment.ns, &["link", "set", &port, "master", "br0", "up"])?;
+        self.ip(ns, &["addr", "add", cidr, "dev", iface])?;
+        self.ip(ns, &["link", "set", iface, "up"])?;
+        Ok(())
+    }
+
+    /// Sets the default route of `ns` via `gateway`.
+    pub fn default_route(&self, ns: &Namespace, gateway: &str) -> Result<()> {
+        self.ip(ns, &["route", "add", "default", "via", gateway])?;
+        Ok(())
+    }
+
+    /// Creates a NAT router `short`: leg `lan` on `inside` (address
+    /// `inside_cidr`, the gateway of that segment), leg `wan` on `outside`
+    /// (`outside_cidr`), forwarding on, and nftables rules that masquerade
+    /// traffic leaving `wan` and let in only replies to it.
+    pub fn nat_router(
+        &mut self,
+        short: &str,
+        inside: &Segment,
+        inside_cidr: &str,
+        outside: &Segment,
+        outside_cidr: &str,
+        kind: NatKind,
+    ) -> Result<Namespace> {
+        let ns = self.namespace(short)?;
+        self.plug(&ns, inside, "lan", inside_cidr)?;
+        self.plug(&ns, outside, "wan", outside_cidr)?;
+        self.exec_ok(
+            &ns,
+            "sysctl",
+            &["-q", "-w", "net.ipv4.ip_forward=1"],
+            crate::command::DEFAULT_LIMIT,
+        )?;
+        let masquerade = match kind {
+            NatKind::PortRestrictedCone => "masquerade",
+            NatKind::Symmetric => "masquerade fully-random",
+        };
+        let ruleset = format!(
+            "table ip nat {{\n\
+             \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
+             \t\toifname \"wan\" {masquerade}\n\
+             \t}}\n\
+             }}\n\
+             table ip filter {{\n\
+             \tchain forward {{ type filter hook forward priority filter; policy drop;\n\
+             \t\tct state established,related accept\n\
+             \t\tiifname \"lan\" oifname \"wan\" accept\n\
+             \t}}\n\
+             }}\n"
+        );
+        let file = self.dir().join(format!("{short}.nft"));
+        std::fs::write(&file, ruleset)
+            .map_err(|e| crate::error::HarnessError::io(format!("writing {}", file.display()), e))?;
+        self.exec_ok(
+            &ns,
+            "nft",
+            &["-f", file.to_str().unwrap_or_default()],
+            crate::command::DEFAULT_LIMIT,
+        )?;
+        Ok(ns)
+    }
+}
