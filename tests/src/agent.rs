@@ -271,6 +271,19 @@ impl Lab {
         })
     }
 
+    /// Waits until `agent`'s API answers `/api/summary` at all. Fails at
+    /// once if the agent exits.
+    pub fn wait_for_api(&mut self, agent: &Agent, deadline: Duration) -> Result<Summary> {
+        let what = format!("{} to answer /api/summary", agent.name);
+        wait_for(&what, deadline, || {
+            if let Some(fatal) = self.still_running(agent) {
+                return Ok(fatal);
+            }
+            Ok::<_, HarnessError>(Poll::Ready(self.summary(agent)?))
+        })
+        .map(|w| w.value)
+    }
+
     /// Waits until a ping from `from` to `addr` comes back (and `agent`,
     /// the one pinging from, keeps running).
     pub fn wait_ping(&mut self, agent: &Agent, addr: &str, deadline: Duration) -> Result<Duration> {
