@@ -31,6 +31,28 @@ cargo test --workspace --locked
 # The core on its own, without the host's features (RustCrypto provider only).
 cargo test -p kairos-core --locked
 
+step "end-to-end tests (network namespaces)"
+# Real agents in network namespaces (docs/testing.md). Needs root, /dev/net/tun,
+# iproute2, nftables and ping; installs the missing tools when root. Not root:
+# every end-to-end test prints SKIPPED (with CI=true it fails instead).
+if [ "$(id -u)" -eq 0 ]; then
+  need_apt=()
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+  command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  fi
+else
+  echo "*** not root: the end-to-end tests will print SKIPPED ***"
+fi
+cargo build -p kairos --locked
+# One test at a time: agents share the machine's cores, and the printed
+# [bench] times stay comparable.
+KAIROS_E2E=1 cargo test -p kairos-tests --locked -- --test-threads=1
+
 step "no_std link check"
 cargo build --manifest-path nostd-check/Cargo.toml --release
 

@@ -105,10 +105,11 @@ impl Lab {
         let ns = self.namespace(short)?;
         self.plug(&ns, inside, "lan", inside_cidr)?;
         self.plug(&ns, outside, "wan", outside_cidr)?;
+        // Per-namespace sysctl, written directly (procps is not on every machine).
         self.exec_ok(
             &ns,
-            "sysctl",
-            &["-q", "-w", "net.ipv4.ip_forward=1"],
+            "sh",
+            &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
             crate::command::DEFAULT_LIMIT,
         )?;
         let masquerade = match kind {
