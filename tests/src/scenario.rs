@@ -148,3 +148,34 @@ pub fn check_unique_addresses(agents: &[Agent], summaries: &[Summary]) -> Result
     }
     Ok(())
 }
+
+/// What [`demo`] saw.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// From the first agent's start until every node had an address.
+    pub addressed: Duration,
+    /// From the first agent's start until every pair pinged.
+    pub reachable: Duration,
+    /// The status table ([`LanMesh::status`]).
+    pub status: String,
+}
+
+/// The demo the README's first command runs (through the `demo-mesh`
+/// binary) and the tests run too: `nodes` agents on one LAN in `lab`, wait
+/// until they have addresses and reach each other, then their status.
+/// The mesh keeps running until `lab` is dropped.
+pub fn demo(lab: &mut Lab, kairos: &Kairos, nodes: usize, deadline: Duration) -> Result<(LanMesh, DemoReport)> {
+    let mesh = LanMesh::start(lab, kairos, nodes)?;
+    let summaries = mesh.wait_addresses(lab, deadline)?;
+    let addressed = mesh.started.elapsed();
+    let reachable = mesh.wait_all_pairs(lab, &summaries, deadline)?;
+    let status = mesh.status(lab);
+    Ok((
+        mesh,
+        DemoReport {
+            addressed,
+            reachable,
+            status,
+        },
+    ))
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kairos_tests::agent::lab_with_agent;
 use kairos_tests::preflight::note;
-use kairos_tests::scenario::LanMesh;
+use kairos_tests::scenario;
 use kairos_tests::wait::{wait_for, Poll};
 use kairos_tests::{HarnessError, Result};
 
@@ -19,17 +19,20 @@ fn three_nodes_on_a_lan_get_unique_addresses_reach_each_other_and_move_50_mib_in
     let Some((mut lab, kairos)) = lab_with_agent(test) else {
         return Ok(());
     };
-    let mesh = LanMesh::start(&mut lab, &kairos, 3)?;
-
-    let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
-    let addressed = mesh.started.elapsed();
-    let reachable = mesh.wait_all_pairs(&mut lab, &summaries, DEADLINE)?;
+    // The README's demo is this set-up: run its code.
+    let (mesh, report) = scenario::demo(&mut lab, &kairos, 3, DEADLINE)?;
     note(&format!(
         "[bench] {test}: 3 agents on a LAN: all addressed {:.2} s, all pairs reachable over the overlay {:.2} s \
          after the first agent started",
-        addressed.as_secs_f64(),
-        reachable.as_secs_f64()
+        report.addressed.as_secs_f64(),
+        report.reachable.as_secs_f64()
     ));
+    note(&format!("{test}: status\n{}", report.status));
+    let summaries = mesh
+        .agents
+        .iter()
+        .map(|agent| lab.summary(agent))
+        .collect::<Result<Vec<_>>>()?;
 
     // Every node lists the two others as up members, directly reached on a LAN.
     for (i, agent) in mesh.agents.iter().enumerate() {
@@ -85,7 +88,6 @@ fn three_nodes_on_a_lan_get_unique_addresses_reach_each_other_and_move_50_mib_in
         "[bench] {test}: agent RSS after the transfer: {}",
         rss.join(", ")
     ));
-    note(&format!("{test}: status\n{}", mesh.status(&lab)));
     lab.finish();
     Ok(())
 }
