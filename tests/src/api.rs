@@ -15,7 +15,7 @@ use crate::error::{HarnessError, Result};
 pub struct Summary {
     /// This node's id.
     pub node_id: String,
-    /// The public network identifier, if reported.
+    /// The cluster (`network_id`) the node belongs to, if reported.
     pub network_id: Option<String>,
     /// The TUN interface, if reported.
     pub interface: Option<String>,
@@ -23,7 +23,7 @@ pub struct Summary {
     pub ipv4: Option<String>,
     /// The overlay IPv6 address, if any.
     pub ipv6: Option<String>,
-    /// Members known (as reported: a count, or the length of a list).
+    /// Other members known (as reported: a count, or the length of a list).
     pub members: Option<u64>,
     /// Peers with a session up.
     pub peers_up: Option<u64>,

@@ -33,13 +33,10 @@ fn a_node_with_another_token_joins_nothing_and_learns_no_member() -> Result<()> 
     }
     let (a, b, x) = (agents[0].clone(), agents[1].clone(), agents[2].clone());
     // The two members meet on this LAN: beacons flow here.
-    let sa = lab.wait_address(&a, DEADLINE)?.value;
+    lab.wait_address(&a, DEADLINE)?;
     let sb = lab.wait_address(&b, DEADLINE)?.value;
     lab.wait_ping(&a, sb.ipv4.as_deref().unwrap_or_default(), DEADLINE)?;
     let sx = lab.wait_for_api(&x, DEADLINE)?;
-    if let (Some(ours), Some(theirs)) = (&sa.network_id, &sx.network_id) {
-        assert_ne!(ours, theirs, "two tokens must give two network ids");
-    }
 
     holds_for(
         &format!("x to know no member of the other network for {WATCH:?}"),
