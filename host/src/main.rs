@@ -2,13 +2,10 @@
 //! full mesh. `main` only parses the command line, runs the command and turns
 //! its error into one line on stderr and an exit code (see [`cli::CliError`]).
 
+mod agent;
 mod cli;
 mod clock;
-// Parts of the agent's config and all of the state dir are used only once
-// `kairos agent` is wired to them (the next task).
-#[allow(dead_code)]
 mod config;
-#[allow(dead_code, unused_imports)]
 mod state;
 
 use std::process::ExitCode;

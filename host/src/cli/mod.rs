@@ -10,6 +10,7 @@
 //! input from the operator (a bad token, a bad argument, as clap does for
 //! usage errors).
 
+mod agent;
 mod demo;
 mod generate_token;
 mod token;
@@ -39,8 +40,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. Commands other than the token ones (agent, bridge,
-/// get-kubeconfig, status, ...) are added here as they are built.
+/// The subcommands. Commands still to come (bridge, get-kubeconfig,
+/// status, ...) are added here as they are built.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print a new network token (share it with every node of the network).
@@ -54,6 +55,9 @@ pub enum Command {
     /// Check a cloud-config and print every problem with its line and column.
     #[command(long_about = validate::LONG_ABOUT)]
     Validate(validate::ValidateArgs),
+    /// Run the mesh node daemon: join the network, keep the overlay interface and API up.
+    #[command(long_about = agent::LONG_ABOUT, visible_alias = "start")]
+    Agent(agent::AgentArgs),
 }
 
 /// Runs a parsed command line.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(args) => token::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }
 

@@ -71,6 +71,7 @@ pub struct AgentConfig {
     pub minimum_nodes: u32,
     /// `disable_dht`; default `false`. Accepted for compatibility: this mesh
     /// has no DHT, so it changes nothing.
+    #[allow(dead_code)] // accepted and ignored, by design
     pub disable_dht: bool,
     /// Whether roles may change after deployment (`p2p.dynamic_roles`);
     /// default `false` (roles are sticky).
@@ -80,12 +81,15 @@ pub struct AgentConfig {
     /// `p2p.auto` (legacy: `kairos.skip_auto`, `kairos.ha`).
     pub auto: AutoConfig,
     /// Keys of the legacy `kairos:` block with no `p2p:` equivalent.
+    #[allow(dead_code)] // for the k3s bootstrap (issue 6)
     pub legacy: LegacyOptions,
     /// `p2p.mesh`: this project's own settings.
     pub mesh: MeshConfig,
     /// The top-level `k3s:` block, as written (for the k3s bootstrap).
+    #[allow(dead_code)] // for the k3s bootstrap (issue 6)
     pub k3s: Option<OpaqueYaml>,
     /// The top-level `k3s-agent:` block, as written.
+    #[allow(dead_code)] // for the k3s bootstrap (issue 6)
     pub k3s_agent: Option<OpaqueYaml>,
 }
 

@@ -72,6 +72,7 @@ impl EnvOverrides {
 
     /// Overrides from `(name, value)` pairs; names other than those in
     /// [`VARIABLES`] are ignored.
+    #[cfg(test)]
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Self::from_lookup(|name| {
             pairs
@@ -95,11 +96,6 @@ impl EnvOverrides {
             })
             .collect();
         EnvOverrides { vars }
-    }
-
-    /// Whether no override is set.
-    pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
     }
 
     /// The settings the variables make, with a note for each applied

@@ -220,9 +220,4 @@ impl<'a> Reader<'a> {
             format!("unknown key `{key}` (ignored){advice}"),
         );
     }
-
-    /// Whether an error was recorded.
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
 }

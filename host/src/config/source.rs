@@ -50,6 +50,7 @@ impl Source {
     }
 
     /// A source made of `text` (tests, generated configs).
+    #[cfg(test)]
     pub fn from_text(name: &str, text: &str) -> Source {
         Source::from_reader(name, text.as_bytes()).expect("reading memory cannot fail")
     }

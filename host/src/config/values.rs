@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use kairos_core::token::{NetworkToken, OverlayRange};
 use serde_yaml_ng::Value;
 
-use super::agent::{ApiAddress, Endpoint, LogLevel, Role, MAX_MTU, MIN_MTU, RELAYED_OVERHEAD};
+use super::agent::{ApiAddress, Endpoint, LogLevel, Role, RELAYED_OVERHEAD};
 
 /// Longest network id accepted.
 const MAX_NETWORK_ID: usize = 64;
@@ -74,15 +74,6 @@ pub fn port(s: &str) -> Result<u16, String> {
 
 /// The "expected" text of a port.
 pub const PORT_EXPECTED: &str = "expected a port number 0-65535";
-
-/// An MTU in bytes.
-pub fn mtu(s: &str) -> Result<u16, String> {
-    s.trim()
-        .parse::<u16>()
-        .ok()
-        .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
-        .ok_or_else(|| MTU_EXPECTED.into())
-}
 
 /// The "expected" text of an MTU.
 pub const MTU_EXPECTED: &str = "expected an MTU from 1280 (the IPv6 minimum) to 9000 (jumbo frames)";
@@ -361,9 +352,6 @@ mod tests {
 
     #[test]
     fn mtus() {
-        assert_eq!(mtu("1368"), Ok(1368));
-        assert!(mtu("1279").is_err());
-        assert!(mtu("9001").is_err());
         assert!(lint_mtu(1371).is_none());
         assert!(lint_mtu(1380).unwrap().contains("1509"));
     }

@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
@@ -25,7 +25,6 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl StateLock {
@@ -57,12 +56,7 @@ impl StateLock {
             writeln!(file, "{}", std::process::id())
         })();
         record.map_err(StateError::io("write", &path))?;
-        Ok(StateLock { _file: file, path })
-    }
-
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(StateLock { _file: file })
     }
 }
 
@@ -82,7 +76,10 @@ mod tests {
     fn a_second_holder_is_refused_with_the_first_ones_pid() {
         let dir = tempfile::tempdir().unwrap();
         let first = StateLock::acquire(dir.path()).unwrap();
-        let mode = std::fs::metadata(first.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(LOCK_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let err = StateLock::acquire(dir.path()).unwrap_err();
         match &err {

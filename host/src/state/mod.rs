@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `lock` | the PID of the agent holding the directory's `flock` | 0600 |
 //! | `identity.key` | the node's keys (64 bytes, framed) | 0600 |
-//! | `NAME.state` | an opaque blob (address claim, ledger snapshot), framed | 0600 |
+//! | `NAME.state` | an opaque blob (address claim, ledger snapshot, role record), framed | 0600 |
 //!
 //! [`StateDir::open`] creates the directory with mode 0700, takes the lock
 //! (a second agent gets [`StateError::Locked`]) and removes temporary files
@@ -31,9 +31,7 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 
 pub use error::StateError;
-pub use frame::FrameError;
-pub use identity::{LoadedIdentity, IDENTITY_FILE};
-pub use lock::LOCK_FILE;
+pub use identity::LoadedIdentity;
 
 use frame::Kind;
 use lock::StateLock;
@@ -44,6 +42,8 @@ pub mod blobs {
     pub const ADDRESS_CLAIM: &str = "address-claim";
     /// A snapshot of the replicated ledger.
     pub const LEDGER_SNAPSHOT: &str = "ledger-snapshot";
+    /// This node's role record (the election's durable state).
+    pub const ROLE_RECORD: &str = "role-record";
 }
 
 /// Extension of blob files.
@@ -169,6 +169,9 @@ fn blob_file(name: &str) -> Result<String, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use frame::FrameError;
+    use identity::IDENTITY_FILE;
+    use lock::LOCK_FILE;
     use rand_core::OsRng;
 
     fn mode(p: &Path) -> u32 {

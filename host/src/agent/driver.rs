@@ -1,0 +1,366 @@
+//! [`Driver`]: the one task that owns the node, in quinn's
+//! `ConnectionDriver` shape. It waits on whichever comes first:
+//!
+//! - a datagram on the mesh socket or the LAN beacon socket,
+//! - an IP packet from the TUN device,
+//! - a [`Command`] (API requests, shutdown),
+//! - the node's next timer (`poll_timeout`), or the ledger snapshot timer,
+//!
+//! hands it to the node, then drains `poll_transmit` (sending each
+//! datagram) and `poll_event` (logs, addresses on the interface, state to
+//! disk). Nothing polls on a schedule of its own: with nothing to do it
+//! sleeps until the node's next timer.
+//!
+//! It never blocks on disk (blobs go to the [`StateWriter`] thread) except
+//! for the final flush at shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+
+use kairos_core::identity::NodeId;
+use kairos_core::node::{Destination, Event, Input, Outbound, HEADROOM, TAILROOM};
+use kairos_core::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+
+use super::lan::LanBeacons;
+use super::mesh::MeshNode;
+use super::persist::StateWriter;
+use super::snapshot;
+use super::status::{self, AgentInfo, Machine, Path, Summary};
+use super::tun::Interface;
+use super::udp::MeshSocket;
+use crate::clock::Clock;
+use crate::state::blobs;
+
+/// What the rest of the agent asks the driver.
+#[derive(Debug)]
+pub enum Command {
+    /// The node's summary, for `GET /api/summary`.
+    Summary(oneshot::Sender<Summary>),
+    /// The members, for `GET /api/machines`.
+    Machines(oneshot::Sender<Vec<Machine>>),
+    /// Save state, remove the interface and return.
+    Shutdown,
+}
+
+/// The largest IP packet read from the TUN device.
+const MAX_PACKET: usize = 65535;
+/// The largest datagram received.
+const MAX_DATAGRAM: usize = 65535;
+/// Room for any datagram the node writes with `poll_transmit` (a held
+/// packet of up to 1500 bytes plus the relay headroom and tags).
+const TRANSMIT_BUF: usize = 4096;
+/// How long after a ledger change the snapshot is written: changes come in
+/// bursts, and one write covers the burst.
+const SNAPSHOT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The shortest gap between two timer wake-ups when the node reports a
+/// deadline that has already passed: a guard against spinning.
+const MIN_TIMER_GAP: Duration = Duration::from_millis(1);
+
+/// What woke the driver.
+enum Wake {
+    Udp(io::Result<(usize, SocketAddr)>),
+    Lan(io::Result<(usize, SocketAddr)>),
+    Tun(io::Result<usize>),
+    Command(Option<Command>),
+    Timer,
+    Snapshot,
+}
+
+/// See the module docs.
+pub struct Driver {
+    node: MeshNode,
+    clock: Clock,
+    socket: MeshSocket,
+    lan: Option<LanBeacons>,
+    tun: Option<Interface>,
+    commands: mpsc::Receiver<Command>,
+    writer: StateWriter,
+    info: AgentInfo,
+    overlay_prefix: u8,
+    /// The last path logged for each member that is up.
+    paths: HashMap<NodeId, Path>,
+    snapshot_due: Option<TokioInstant>,
+    /// After a timer run: no timer wake-up before this.
+    not_before: Option<Instant>,
+    rx: Vec<u8>,
+    lan_rx: Vec<u8>,
+    tun_rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+/// The driver's parts.
+pub struct Parts {
+    /// The node.
+    pub node: MeshNode,
+    /// The clock the node runs on.
+    pub clock: Clock,
+    /// The mesh socket.
+    pub socket: MeshSocket,
+    /// The LAN beacon socket, if beacons are on.
+    pub lan: Option<LanBeacons>,
+    /// The overlay interface, if one is made.
+    pub tun: Option<Interface>,
+    /// Commands from the API and the signal handler.
+    pub commands: mpsc::Receiver<Command>,
+    /// Where blobs go.
+    pub writer: StateWriter,
+    /// What the summary shows besides the node.
+    pub info: AgentInfo,
+    /// The prefix length of the overlay range.
+    pub overlay_prefix: u8,
+}
+
+impl Driver {
+    /// A driver for `parts`.
+    pub fn new(parts: Parts) -> Driver {
+        Driver {
+            node: parts.node,
+            clock: parts.clock,
+            socket: parts.socket,
+            lan: parts.lan,
+            tun: parts.tun,
+            commands: parts.commands,
+            writer: parts.writer,
+            info: parts.info,
+            overlay_prefix: parts.overlay_prefix,
+            paths: HashMap::new(),
+            snapshot_due: None,
+            not_before: None,
+            rx: vec![0; MAX_DATAGRAM],
+            lan_rx: vec![0; MAX_DATAGRAM],
+            tun_rx: vec![0; HEADROOM + MAX_PACKET + TAILROOM],
+            tx: vec![0; TRANSMIT_BUF],
+        }
+    }
+
+    /// Runs until [`Command::Shutdown`], then saves state and removes the
+    /// interface.
+    pub async fn run(mut self) {
+        loop {
+            let timer = self.next_timer();
+            let wake = {
+                let Driver {
+                    socket,
+                    lan,
+                    tun,
+                    commands,
+                    rx,
+                    lan_rx,
+                    tun_rx,
+                    snapshot_due,
+                    ..
+                } = &mut self;
+                let snapshot_due = *snapshot_due;
+                tokio::select! {
+                    r = socket.recv_from(rx) => Wake::Udp(r),
+                    r = lan_recv(lan.as_ref(), lan_rx) => Wake::Lan(r),
+                    r = tun_recv(tun.as_ref(), &mut tun_rx[HEADROOM..HEADROOM + MAX_PACKET]) => Wake::Tun(r),
+                    c = commands.recv() => Wake::Command(c),
+                    () = sleep_until(timer) => Wake::Timer,
+                    () = sleep_until(snapshot_due) => Wake::Snapshot,
+                }
+            };
+            match wake {
+                Wake::Udp(Ok((n, from))) => self.on_datagram(from, n, false).await,
+                Wake::Lan(Ok((n, from))) => self.on_datagram(from, n, true).await,
+                Wake::Udp(Err(e)) | Wake::Lan(Err(e)) => {
+                    // ICMP errors of earlier sends surface here; not fatal.
+                    tracing::debug!(error = %e, "receive error");
+                }
+                Wake::Tun(Ok(n)) => self.on_ip_packet(n).await,
+                Wake::Tun(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read from the interface; stopping");
+                    break;
+                }
+                Wake::Command(Some(Command::Summary(reply))) => {
+                    let _ = reply.send(status::summary(&self.node, &self.info));
+                }
+                Wake::Command(Some(Command::Machines(reply))) => {
+                    let _ = reply.send(status::machines(&self.node, self.clock.now()));
+                }
+                Wake::Command(Some(Command::Shutdown) | None) => break,
+                Wake::Timer => {
+                    let now = self.clock.now();
+                    self.node.handle_timeout(now);
+                    self.not_before = Some(now + MIN_TIMER_GAP);
+                    self.log_path_changes();
+                }
+                Wake::Snapshot => self.save_ledger(),
+            }
+            self.flush().await;
+        }
+        self.shutdown();
+    }
+
+    /// When to run the node's timers next.
+    fn next_timer(&mut self) -> Option<TokioInstant> {
+        let now = self.clock.now();
+        let mut at = self.node.poll_timeout()?;
+        if let Some(floor) = self.not_before {
+            if at < floor {
+                at = floor;
+            }
+        }
+        Some(TokioInstant::now() + at.saturating_since(now))
+    }
+
+    async fn on_datagram(&mut self, from: SocketAddr, n: usize, lan: bool) {
+        let now = self.clock.now();
+        self.not_before = None;
+        match self.node.handle_datagram(now, from, &mut self.rx[..n]) {
+            Ok(Input::Deliver(packet)) => {
+                if let Some(tun) = &self.tun {
+                    if let Err(e) = tun.send(packet).await {
+                        tracing::debug!(error = %e, "cannot write to the interface");
+                    }
+                }
+            }
+            Ok(Input::Send { to, datagram }) => send(&self.socket, datagram, to).await,
+            Ok(Input::Consumed) => {}
+            Err(reason) => tracing::trace!(%from, lan, ?reason, "datagram dropped"),
+        }
+    }
+
+    async fn on_ip_packet(&mut self, n: usize) {
+        let now = self.clock.now();
+        self.not_before = None;
+        match self.node.handle_ip_packet(now, &mut self.tun_rx, n) {
+            Ok(Outbound::Datagram { to, datagram }) => send(&self.socket, datagram, to).await,
+            Ok(Outbound::Queued) => {}
+            Err(reason) => tracing::trace!(?reason, "overlay packet dropped"),
+        }
+    }
+
+    /// Sends what the node wants sent, then handles its events.
+    async fn flush(&mut self) {
+        let now = self.clock.now();
+        while let Some(t) = self.node.poll_transmit(now, &mut self.tx) {
+            let datagram = &self.tx[..t.len];
+            match t.destination {
+                Destination::Unicast(to) => send(&self.socket, datagram, to).await,
+                Destination::LanMulticast => {
+                    if let Some(lan) = &mut self.lan {
+                        if let Err(e) = lan.send(datagram).await {
+                            tracing::debug!(error = %e, "cannot send a LAN beacon");
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.on_event(event).await;
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        // The core may add events; the ones this agent does not know are
+        // logged at debug.
+        #[allow(unreachable_patterns)]
+        match event {
+            Event::MemberDiscovered(id) => {
+                let endpoint = self.node.member(&id).and_then(|m| m.endpoint());
+                tracing::info!(peer = %id, endpoint = ?endpoint, "member discovered");
+            }
+            Event::PeerUp(id) => {
+                let (path, endpoint) = match self.node.member(&id) {
+                    Some(m) => (Path::of(m), m.endpoint()),
+                    None => (Path::None, None),
+                };
+                self.paths.insert(id, path);
+                tracing::info!(peer = %id, path = path.as_str(), endpoint = ?endpoint, "peer up");
+            }
+            Event::PeerDown(id) => {
+                self.paths.remove(&id);
+                tracing::info!(peer = %id, "peer down");
+            }
+            Event::LedgerChanged => {
+                if self.snapshot_due.is_none() {
+                    self.snapshot_due = Some(TokioInstant::now() + SNAPSHOT_DELAY);
+                }
+            }
+            Event::AddressAssigned(addr) => {
+                tracing::info!(ipv4 = %addr, prefix = self.overlay_prefix, "address assigned");
+                self.writer
+                    .write(blobs::ADDRESS_CLAIM, snapshot::encode_claim(addr).to_vec());
+                if let Some(tun) = &mut self.tun {
+                    if let Err(e) = tun.set_ipv4(addr, self.overlay_prefix).await {
+                        tracing::error!(error = %e, "cannot put the overlay address on the interface");
+                    }
+                }
+            }
+            Event::RoleChanged(role) => match role {
+                Some(r) => tracing::info!(role = %status::role_name(r), detail = ?r, "role changed"),
+                None => tracing::info!("role withdrawn (the election decides again)"),
+            },
+            Event::RoleRecordChanged => {
+                let mut record = [0u8; kairos_core::election::MAX_RECORD_LEN];
+                if let Some(n) = self.node.role_record(&mut record) {
+                    self.writer.write(blobs::ROLE_RECORD, record[..n].to_vec());
+                }
+            }
+            other => tracing::debug!(event = ?other, "core event"),
+        }
+    }
+
+    /// Logs members whose path (direct, relayed) changed while up.
+    fn log_path_changes(&mut self) {
+        for m in self.node.members() {
+            let path = Path::of(m);
+            if path == Path::None {
+                continue;
+            }
+            if let Some(old) = self.paths.insert(m.id(), path) {
+                if old != path {
+                    tracing::info!(peer = %m.id(), from = old.as_str(), to = path.as_str(), "path changed");
+                }
+            }
+        }
+    }
+
+    fn save_ledger(&mut self) {
+        self.snapshot_due = None;
+        let bytes = snapshot::encode_ledger(self.node.ledger());
+        self.writer.write(blobs::LEDGER_SNAPSHOT, bytes);
+    }
+
+    fn shutdown(mut self) {
+        self.save_ledger();
+        let Driver { writer, tun, .. } = self;
+        writer.finish();
+        if let Some(tun) = tun {
+            let name = tun.name().to_owned();
+            drop(tun);
+            tracing::info!(interface = %name, "interface removed");
+        }
+    }
+}
+
+async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(datagram, to).await {
+        tracing::debug!(%to, error = %e, "cannot send");
+    }
+}
+
+async fn lan_recv(lan: Option<&LanBeacons>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match lan {
+        Some(l) => l.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tun_recv(tun: Option<&Interface>, buf: &mut [u8]) -> io::Result<usize> {
+    match tun {
+        Some(t) => t.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<TokioInstant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,46 @@
+//! [`AgentError`]: why the agent could not start. Each message names what
+//! failed and, where the operator can act, how.
+
+use std::io;
+
+use super::preflight::PreflightError;
+use super::tun::TunError;
+use crate::state::StateError;
+
+/// The agent could not start (or stopped on a fatal error).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The machine lacks a privilege or device.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// The state dir could not be opened, locked, read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The mesh UDP socket could not be bound.
+    #[error("cannot listen on UDP port {port}: {source} (set p2p.mesh.listen_port to a free port, or 0 for any)")]
+    Udp {
+        /// The configured port.
+        port: u16,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The API could not listen.
+    #[error("cannot listen for the API on {addr}: {source} (set p2p.mesh.api to a free address)")]
+    Api {
+        /// The configured address.
+        addr: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The interface could not be made or configured.
+    #[error(transparent)]
+    Tun(#[from] TunError),
+    /// Anything else the OS refused.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The I/O error.
+        source: io::Error,
+    },
+}

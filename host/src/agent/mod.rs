@@ -1,0 +1,307 @@
+//! `kairos agent`: the node daemon. This module owns the start-up order and
+//! the wiring; each part lives in its own file:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `preflight` | root / `CAP_NET_ADMIN` / `/dev/net/tun`, checked before any side effect |
+//! | `mesh` | the node type and the config → `NodeConfig` mapping |
+//! | `snapshot` | ledger snapshot and address claim blobs |
+//! | `persist` | the state writer thread |
+//! | `udp` | the mesh UDP socket |
+//! | `lan` | the LAN beacon multicast socket |
+//! | `tun`, `netlink` | the overlay interface and its addresses |
+//! | `driver` | the one task that owns the node |
+//! | `status`, `api` | what the HTTP API shows |
+//!
+//! Start-up, in order, so that a failure leaves nothing behind: the state
+//! dir (locked), identity, ledger and role record from disk; the UDP socket;
+//! bootstrap endpoints; the API listener; the LAN socket; the node; the
+//! interface. Then the driver runs until SIGTERM or SIGINT, saves state and
+//! removes the interface (the kernel deletes a non-persistent TUN device
+//! with its addresses and routes when its file is closed, so a crash cleans
+//! up too). The documentation for operators is `docs/agent.md`.
+
+pub mod api;
+pub mod driver;
+mod error;
+pub mod lan;
+pub mod mesh;
+pub mod netlink;
+mod persist;
+pub mod preflight;
+pub mod snapshot;
+pub mod status;
+pub mod tun;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use kairos_core::ledger::buckets::ADDRESSES;
+use kairos_core::ledger::Ed25519Verifier;
+use kairos_core::node::Node;
+use rand_core::OsRng;
+use tokio::sync::mpsc;
+
+pub use error::AgentError;
+
+use crate::clock::Clock;
+use crate::config::agent::{AgentConfig, Endpoint};
+use crate::state::{blobs, StateDir, StateError};
+use driver::{Command, Driver, Parts};
+use mesh::{AgentLedger, Provider};
+use status::AgentInfo;
+
+/// How long a bootstrap host name may take to resolve.
+const RESOLVE_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+
+/// Runs the agent with `config` until SIGTERM or SIGINT. The caller has
+/// run the preflight checks.
+pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let started = std::time::Instant::now();
+    if config.dns {
+        tracing::warn!("p2p.dns is set, but the embedded DNS is not built yet: ignored");
+    }
+    let dir = Arc::new(StateDir::open(&config.mesh.state_dir)?);
+    let loaded = dir.load_or_create_identity(&mut OsRng)?;
+    if loaded.created {
+        tracing::info!(state_dir = %dir.path().display(), "first start: generated this node's identity");
+    }
+    if let Some(mode) = loaded.loosened_mode {
+        tracing::warn!(
+            mode = format!("{mode:o}"),
+            "identity.key was readable by others; its mode is now 0600"
+        );
+    }
+    let clock = Clock::start();
+    let now = clock.now();
+
+    let mut ledger: Box<AgentLedger> = Box::default();
+    restore_ledger(&dir, &mut ledger, now)?;
+
+    let socket = udp::MeshSocket::bind(config.mesh.listen_port).map_err(|source| AgentError::Udp {
+        port: config.mesh.listen_port,
+        source,
+    })?;
+    let listen = socket.local_addr().map_err(|source| AgentError::Udp {
+        port: config.mesh.listen_port,
+        source,
+    })?;
+    let port = listen.port();
+
+    let advertise = mesh::advertise(&mesh::host_addresses(), &config.mesh.interface, port);
+    let from_config = resolve(&config.mesh.bootstrap_peers).await;
+    let bootstrap = mesh::merge_bootstrap(&from_config, config.network_token.bootstrap(), &advertise, port);
+    let (node_config, warnings) = mesh::node_config(&config, port, &bootstrap, &advertise);
+    for w in warnings.0 {
+        tracing::warn!("{w}");
+    }
+
+    let api_listener = api::bind(&config.mesh.api).await.map_err(|source| AgentError::Api {
+        addr: config.mesh.api.to_string(),
+        source,
+    })?;
+
+    let lan = if config.mesh.lan_beacons {
+        match lan::LanBeacons::open(&config.mesh.interface) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "LAN beacons are off: cannot open the beacon socket");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let capacity = mesh::member_capacity(&config);
+    let slots: Box<[kairos_core::node::MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+    let views = vec![kairos_core::election::MemberView::default(); capacity + 1].into_boxed_slice();
+    let mut node = Node::new(
+        loaded.identity,
+        &config.network_token.keys(),
+        node_config,
+        OsRng,
+        slots,
+        ledger,
+        Ed25519Verifier,
+        views,
+        clock.wall_at_zero(),
+    );
+    restore_role_record(&dir, &mut node)?;
+    restore_claim(&dir, &mut node, &config, now)?;
+
+    let tun = if config.vpn.create {
+        let netlink = netlink::Netlink::open().map_err(tun::TunError::from)?;
+        Some(tun::Interface::create(&config.mesh.interface, config.mesh.mtu, node.ipv6(), netlink).await?)
+    } else {
+        None
+    };
+
+    tracing::info!(
+        node_id = %node.node_id(),
+        network_id = %config.network_id,
+        listen = %listen,
+        interface = tun.as_ref().map(|t| t.name()).unwrap_or("none"),
+        mtu = config.mesh.mtu,
+        ipv6 = %node.ipv6(),
+        overlay = %config.mesh.address,
+        bootstrap = bootstrap.len(),
+        lan_beacons = lan.is_some(),
+        api = %config.mesh.api,
+        "started"
+    );
+
+    let (commands_tx, commands) = mpsc::channel(64);
+    let signals = tokio::spawn(wait_for_signal(commands_tx.clone()));
+    let api_task = tokio::spawn(api::serve(api_listener, api::router(commands_tx)));
+    let writer = persist::StateWriter::start(dir.clone()).map_err(|source| AgentError::Io {
+        what: "start the state writer",
+        source,
+    })?;
+    let info = AgentInfo {
+        network_id: config.network_id.clone(),
+        interface: tun.as_ref().map(|t| t.name().to_owned()),
+        listen,
+        overlay: config.mesh.address.to_string(),
+        started,
+    };
+    let driver = Driver::new(Parts {
+        node,
+        clock,
+        socket,
+        lan,
+        tun,
+        commands,
+        writer,
+        info,
+        overlay_prefix: config.mesh.address.prefix_len(),
+    });
+    driver.run().await;
+    api_task.abort();
+    signals.abort();
+    if let crate::config::agent::ApiAddress::Unix(path) = &config.mesh.api {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!(uptime_s = started.elapsed().as_secs(), "stopped");
+    Ok(())
+}
+
+/// Sends [`Command::Shutdown`] on the first SIGTERM or SIGINT.
+async fn wait_for_signal(commands: mpsc::Sender<Command>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop the agent with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "stopping");
+    let _ = commands.send(Command::Shutdown).await;
+}
+
+/// Resolves the configured bootstrap peers; a name that does not resolve
+/// is logged and skipped (the others still work).
+async fn resolve(peers: &[Endpoint]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for p in peers {
+        match p {
+            Endpoint::Addr(a) => out.push(*a),
+            Endpoint::Name { host, port } => {
+                let lookup = tokio::net::lookup_host((host.as_str(), *port));
+                match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+                    Ok(Ok(addrs)) => {
+                        let addrs: Vec<SocketAddr> = addrs.collect();
+                        // One address per name: IPv4 first (most underlays).
+                        let pick = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first());
+                        match pick {
+                            Some(a) => out.push(*a),
+                            None => tracing::warn!(peer = %p, "bootstrap peer resolves to nothing; skipped"),
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(peer = %p, error = %e, "cannot resolve bootstrap peer; skipped"),
+                    Err(_) => tracing::warn!(peer = %p, "resolving bootstrap peer timed out; skipped"),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Applies the ledger snapshot, if any. A damaged snapshot is discarded:
+/// the mesh holds the same entries.
+fn restore_ledger(dir: &StateDir, ledger: &mut AgentLedger, now: kairos_core::time::Instant) -> Result<(), AgentError> {
+    let bytes = match dir.read_blob(blobs::LEDGER_SNAPSHOT) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(()),
+        Err(e @ StateError::Blob { .. }) => {
+            tracing::warn!(error = %e, "discarding the ledger snapshot; the mesh will send the entries again");
+            dir.remove_blob(blobs::LEDGER_SNAPSHOT)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match snapshot::restore_ledger(ledger, &mut Ed25519Verifier, now, &bytes) {
+        Ok(r) => {
+            tracing::info!(entries = r.applied, refused = r.refused, "ledger restored");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "discarding the ledger snapshot; the mesh will send the entries again");
+            dir.remove_blob(blobs::LEDGER_SNAPSHOT)?;
+            Ok(())
+        }
+    }
+}
+
+fn restore_role_record(dir: &StateDir, node: &mut mesh::MeshNode) -> Result<(), AgentError> {
+    let bytes = match dir.read_blob(blobs::ROLE_RECORD) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(()),
+        Err(e @ StateError::Blob { .. }) => {
+            tracing::warn!(error = %e, "discarding the damaged role record");
+            dir.remove_blob(blobs::ROLE_RECORD)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(e) = node.restore_role_record(&bytes) {
+        tracing::warn!(error = %e, "discarding the role record");
+        dir.remove_blob(blobs::ROLE_RECORD)?;
+    }
+    Ok(())
+}
+
+/// Claims the saved address again when the ledger snapshot did not carry
+/// the claim (lost or damaged), so the node keeps its address.
+fn restore_claim(
+    dir: &StateDir,
+    node: &mut mesh::MeshNode,
+    config: &AgentConfig,
+    now: kairos_core::time::Instant,
+) -> Result<(), AgentError> {
+    let saved = match dir.read_blob(blobs::ADDRESS_CLAIM) {
+        Ok(b) => b.and_then(|b| snapshot::decode_claim(&b)),
+        Err(StateError::Blob { .. }) => {
+            dir.remove_blob(blobs::ADDRESS_CLAIM)?;
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(addr) = saved else { return Ok(()) };
+    if !config.mesh.address.contains(addr) {
+        tracing::info!(previous = %addr, overlay = %config.mesh.address, "the overlay range changed; claiming a new address");
+        return Ok(());
+    }
+    let key = node.node_id().to_string();
+    if node.ledger().get(ADDRESSES.as_bytes(), key.as_bytes()).is_none() {
+        if let Err(e) = node.ledger_put(now, ADDRESSES.as_bytes(), key.as_bytes(), &addr.octets(), 0) {
+            tracing::warn!(error = %e, "cannot claim the saved address again");
+        }
+    }
+    tracing::info!(ipv4 = %IpAddr::V4(addr), "claiming the saved address");
+    Ok(())
+}

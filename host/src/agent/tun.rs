@@ -1,0 +1,122 @@
+//! [`Interface`]: the overlay's TUN device (`p2p.mesh.interface`, default
+//! `kairos0`): created up with the configured MTU, given the node's IPv6
+//! ULA at once and its IPv4 address when the core assigns one (each with
+//! its prefix, which brings the route for the overlay range), and read and
+//! written one IP packet at a time.
+//!
+//! The device is not persistent: when the agent exits, or crashes, the
+//! kernel deletes it with its addresses and routes. Nothing is left behind
+//! to clean up.
+//!
+//! The `tun` crate makes the device (the `TUNSETIFF` ioctl, MTU, up) and
+//! gives an async handle; addresses go through [`super::netlink`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use tun::AbstractDevice;
+
+use super::netlink::{Added, Netlink, NetlinkError};
+
+/// Prefix length of the overlay IPv6 addresses (`core::node::ula_prefix` is a /64).
+pub const IPV6_PREFIX: u8 = 64;
+
+/// Why the interface could not be made or configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TunError {
+    /// The device could not be created.
+    #[error(
+        "cannot create the interface {name}: {source} (is another agent or VPN using that name? set \
+         p2p.mesh.interface to another one)"
+    )]
+    Create {
+        /// The interface name.
+        name: String,
+        /// What the tun crate said.
+        source: tun::Error,
+    },
+    /// The kernel did not report an index for it.
+    #[error("cannot find the index of the interface {name}: {source}")]
+    Index {
+        /// The interface name.
+        name: String,
+        /// What the tun crate said.
+        source: tun::Error,
+    },
+    /// Adding or removing an address failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// See the module docs.
+pub struct Interface {
+    device: tun::AsyncDevice,
+    name: String,
+    index: u32,
+    netlink: Netlink,
+    ipv4: Option<Added>,
+}
+
+impl std::fmt::Debug for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interface")
+            .field("name", &self.name)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Interface {
+    /// Creates `name` with `mtu`, up, with the overlay IPv6 address `ipv6`.
+    pub async fn create(name: &str, mtu: u16, ipv6: Ipv6Addr, netlink: Netlink) -> Result<Interface, TunError> {
+        let mut config = tun::Configuration::default();
+        config.tun_name(name).mtu(mtu).up();
+        let device = tun::create_as_async(&config).map_err(|source| TunError::Create {
+            name: name.to_owned(),
+            source,
+        })?;
+        let index = device.tun_index().map_err(|source| TunError::Index {
+            name: name.to_owned(),
+            source,
+        })? as u32;
+        let interface = Interface {
+            device,
+            name: name.to_owned(),
+            index,
+            netlink,
+            ipv4: None,
+        };
+        interface.netlink.add(index, IpAddr::V6(ipv6), IPV6_PREFIX).await?;
+        Ok(interface)
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gives the interface `addr/prefix` in place of its previous IPv4 address.
+    pub async fn set_ipv4(&mut self, addr: Ipv4Addr, prefix: u8) -> Result<(), TunError> {
+        if let Some(old) = self.ipv4.take() {
+            if old.addr == IpAddr::V4(addr) && old.prefix == prefix {
+                self.ipv4 = Some(old);
+                return Ok(());
+            }
+            if let Err(e) = self.netlink.remove(&old).await {
+                tracing::warn!(error = %e, "cannot remove the previous overlay address");
+            }
+        }
+        self.ipv4 = Some(self.netlink.add(self.index, IpAddr::V4(addr), prefix).await?);
+        Ok(())
+    }
+
+    /// Reads one IP packet into `buf`.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.device.recv(buf).await
+    }
+
+    /// Writes one IP packet.
+    pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        self.device.send(packet).await
+    }
+}
