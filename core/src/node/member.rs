@@ -67,6 +67,9 @@ pub struct Member<P: CryptoProvider> {
     /// Intrusive list of slots with a tunnel.
     pub(crate) next_active: Option<u16>,
     pub(crate) prev_active: Option<u16>,
+    /// On the node's queue of tunnels to poll for output.
+    pub(crate) pending: bool,
+    pub(crate) next_pending: Option<u16>,
 }
 
 impl<P: CryptoProvider> Member<P> {
@@ -92,6 +95,8 @@ impl<P: CryptoProvider> Member<P> {
             timer: None,
             next_active: None,
             prev_active: None,
+            pending: false,
+            next_pending: None,
         }
     }
 

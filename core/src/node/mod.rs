@@ -126,6 +126,15 @@ pub enum Event {
     RoleRecordChanged,
 }
 
+/// How traffic to a member travels ([`Node::path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Straight to this endpoint.
+    Direct(SocketAddr),
+    /// Through this member, end-to-end encrypted.
+    Relayed(NodeId),
+}
+
 /// What an incoming datagram produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Input<'a> {
@@ -266,6 +275,16 @@ where
     active_head: Option<u16>,
     /// Length of the active list.
     active: usize,
+    /// Queue of slots whose tunnels may have output (linked through
+    /// `Member::next_pending`), so a send never walks every session.
+    pending_head: Option<u16>,
+    pending_tail: Option<u16>,
+    /// Slots with a session up (the first 64), and whether that changed
+    /// since they were listed.
+    ups: Vec<u16, 64>,
+    ups_dirty: bool,
+    /// When the relay checks (stuck handshakes, upgrade probes) run next.
+    relay_due: Instant,
     /// Whether a tunnel may have something to send (cleared by a walk of the
     /// active list that found nothing), so a datagram that touched no
     /// tunnel costs no walk.
@@ -342,6 +361,11 @@ where
             members,
             active_head: None,
             active: 0,
+            pending_head: None,
+            pending_tail: None,
+            ups: Vec::new(),
+            ups_dirty: false,
+            relay_due: Instant::ZERO,
             transmit_pending: false,
             timer_cache: core::cell::Cell::new(None),
             timers_dirty: core::cell::Cell::new(false),
@@ -430,6 +454,19 @@ where
             .and_then(|slot| self.members.as_ref()[slot as usize].as_ref())
     }
 
+    /// How traffic to member `id` travels now (`None`: not a member, or no
+    /// session up).
+    pub fn path(&self, id: &NodeId) -> Option<Path> {
+        let m = self.member(id)?;
+        if !m.up {
+            return None;
+        }
+        Some(match m.via {
+            Some(via) => Path::Relayed(self.members.as_ref()[via as usize].as_ref()?.id),
+            None => Path::Direct(m.endpoint?),
+        })
+    }
+
     /// The overlay IPv6 address of member `id`.
     pub fn member_ipv6(&self, id: &NodeId) -> Ipv6Addr {
         ula(&self.ula_prefix, id)
@@ -511,8 +548,11 @@ where
             // the direct path both ways.
             Source::Direct(a) if m.via.is_none() => m.endpoint = Some(a),
             Source::Direct(_) => {}
+            // Answer through the relay the member's traffic comes through:
+            // it works in that direction at least, where ours may not
+            // (both sides then settle on one relay).
             Source::Relay { via } => {
-                if m.via.is_none() && !m.up {
+                if m.via.is_some() || !m.up {
                     m.via = Some(via);
                 }
             }
@@ -890,10 +930,18 @@ where
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut cursor = self.active_head;
+        // Only the tunnels whose timer is due (none, most of the time).
+        let mut cursor = if self.member_timers().is_some_and(|t| t <= now) {
+            self.active_head
+        } else {
+            None
+        };
         while let Some(slot) = cursor {
             let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
             cursor = m.next_active;
+            if m.timer.is_none_or(|t| t > now) {
+                continue;
+            }
             if let Some(t) = m.tunnel.as_mut() {
                 t.handle_timeout(now);
             }
@@ -904,7 +952,10 @@ where
             self.maintain(now);
         }
         self.sync_timeout(now);
-        self.relay_timeout(now);
+        if now >= self.relay_due {
+            self.relay_due = now + relay::RELAY_TICK;
+            self.relay_timeout(now);
+        }
         self.roles_timeout(now);
     }
 
@@ -1025,42 +1076,92 @@ where
         if !self.transmit_pending {
             return None;
         }
-        let mut cursor = self.active_head;
-        while let Some(slot) = cursor {
+        // Tunnels touched since they last had nothing to send, oldest first;
+        // one stays at the head while it has more.
+        while let Some(slot) = self.pending_head {
             let Node {
                 members, local, rng, ..
             } = self;
-            let m = members.as_mut()[slot as usize].as_mut().expect("active slot");
-            cursor = m.next_active;
+            let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
             let (id, via, endpoint) = (m.id, m.via, m.endpoint);
-            let Some(t) = m.tunnel.as_mut() else { continue };
+            let Some(t) = m.tunnel.as_mut() else {
+                self.pop_pending();
+                continue;
+            };
+            let polled = match via {
+                None => t.poll_transmit(now, local, rng, out),
+                Some(_) => t.poll_transmit(now, local, rng, &mut out[RELAY_HEADROOM..]),
+            };
+            let Some(len) = polled else {
+                self.pop_pending();
+                continue;
+            };
+            self.after_tunnel_activity(slot);
             match via {
+                // With nowhere to send (no endpoint known yet, no relay)
+                // the datagram is dropped, but the tunnel's timers still move
+                // on: it retries, a relay is picked, or it gives up.
                 None => {
-                    // With nowhere to send (no endpoint known yet, no relay)
-                    // the datagram is dropped, but the tunnel's timers still
-                    // move on: it retries, a relay is picked, or it gives up.
-                    if let Some(len) = t.poll_transmit(now, local, rng, out) {
-                        self.after_tunnel_activity(slot);
-                        if let Some(endpoint) = endpoint {
-                            return Some(Transmit {
-                                destination: Destination::Unicast(endpoint),
-                                len,
-                            });
-                        }
+                    if let Some(endpoint) = endpoint {
+                        return Some(Transmit {
+                            destination: Destination::Unicast(endpoint),
+                            len,
+                        });
                     }
                 }
                 Some(via) => {
-                    if let Some(len) = t.poll_transmit(now, local, rng, &mut out[RELAY_HEADROOM..]) {
-                        self.after_tunnel_activity(slot);
-                        if let Some(t) = self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, out, len) {
-                            return Some(t);
-                        }
+                    if let Some(t) = self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, out, len) {
+                        return Some(t);
                     }
                 }
             }
         }
         self.transmit_pending = false;
         None
+    }
+
+    /// Queues `slot`'s tunnel to be polled for output (idempotent).
+    pub(crate) fn mark_pending(&mut self, slot: u16) {
+        self.transmit_pending = true;
+        let tail = self.pending_tail;
+        let slots = self.members.as_mut();
+        let Some(m) = slots[slot as usize].as_mut() else { return };
+        if m.pending {
+            return;
+        }
+        m.pending = true;
+        m.next_pending = None;
+        match tail {
+            Some(t) => slots[t as usize].as_mut().expect("pending tail").next_pending = Some(slot),
+            None => self.pending_head = Some(slot),
+        }
+        self.pending_tail = Some(slot);
+    }
+
+    fn pop_pending(&mut self) {
+        let Some(head) = self.pending_head else { return };
+        let m = self.members.as_mut()[head as usize].as_mut().expect("pending slot");
+        m.pending = false;
+        self.pending_head = m.next_pending.take();
+        if self.pending_head.is_none() {
+            self.pending_tail = None;
+        }
+    }
+
+    /// Keeps the cached earliest member timer right after one member's
+    /// timer moved from `old` to `new`, without a walk when it can.
+    fn note_timer(&self, old: Option<Instant>, new: Option<Instant>) {
+        if self.timers_dirty.get() || old == new {
+            return;
+        }
+        let cache = self.timer_cache.get();
+        match (new, cache) {
+            (Some(n), Some(c)) if n <= c => self.timer_cache.set(Some(n)),
+            (Some(n), None) => self.timer_cache.set(Some(n)),
+            // It may have been the earliest: find the next one when asked.
+            _ if old.is_some() && old == cache => self.timers_dirty.set(true),
+            _ => {}
+        }
     }
 
     /// The next event, if any.
@@ -1179,7 +1280,6 @@ where
         }
         self.active_head = Some(slot);
         self.active += 1;
-        self.timers_dirty.set(true);
     }
 
     fn deactivate(&mut self, slot: u16) {
@@ -1190,7 +1290,6 @@ where
             return; // not on the list
         }
         self.active -= 1;
-        self.timers_dirty.set(true);
         let (prev, next) = {
             let m = slots[slot as usize].as_mut().expect("deactivating a member");
             let links = (m.prev_active, m.next_active);
@@ -1233,12 +1332,15 @@ where
         let changed = m.up != up;
         let came_up = changed && up;
         m.up = up;
+        let old_timer = m.timer;
         m.timer = t.poll_timeout();
-        self.transmit_pending = true;
-        self.timers_dirty.set(true);
-        let idle = m.timer.is_none();
+        let new_timer = m.timer;
+        let idle = new_timer.is_none();
         let endpoint = m.endpoint;
+        self.note_timer(old_timer, new_timer);
+        self.mark_pending(slot);
         if changed {
+            self.ups_dirty = true;
             for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
                 b.connected = up;
             }

@@ -32,6 +32,8 @@ use crate::session::DropReason;
 use crate::time::{Duration, Instant};
 use crate::wire::{ControlKind, TRANSPORT_HEADER_LEN};
 
+/// How often the relay checks walk the sessions (at most).
+pub const RELAY_TICK: Duration = Duration::from_millis(250);
 /// Bytes a relay envelope adds in front of the inner datagram: the outer
 /// transport header, the kind byte and a node id.
 pub const RELAY_HEADROOM: usize = TRANSPORT_HEADER_LEN + 1 + 16;
@@ -65,6 +67,7 @@ where
         let m = self.members.as_mut().get_mut(via as usize)?.as_mut()?;
         let endpoint = m.endpoint?;
         let sealed = m.tunnel.as_mut()?.encapsulate(now, out, 1 + 16 + inner_len).ok()?.len();
+        self.after_tunnel_activity(via);
         Some(Transmit {
             destination: Destination::Unicast(endpoint),
             len: sealed,
@@ -99,7 +102,13 @@ where
             .ok_or(DropReason::UnknownIndex)?
             .id;
         let to = self.find(&dst).ok_or(DropReason::NoRoute)?;
-        let up = self.members.as_ref()[to as usize].as_ref().is_some_and(|m| m.up);
+        let (up, relayed) = self.members.as_ref()[to as usize]
+            .as_ref()
+            .map_or((false, false), |m| (m.up, m.via.is_some()));
+        if relayed {
+            // No chains: this node reaches it only through a relay itself.
+            return Err(DropReason::NoRoute);
+        }
         if !up {
             // Not in touch with the destination yet: get in touch, and let
             // the sender's retry (its handshake retries every 5 s) find
@@ -170,7 +179,7 @@ where
                     if let Some(t) = m.tunnel.as_mut() {
                         t.connect();
                     }
-                    self.transmit_pending = true;
+                    self.after_tunnel_activity(slot);
                 }
             }
             if wants_probe {

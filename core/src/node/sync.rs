@@ -266,19 +266,23 @@ where
         }
     }
 
-    /// Members with a session up, in slot order.
-    fn up_slots(&self) -> Vec<u16, 64> {
-        let mut out = Vec::new();
-        let mut cursor = self.active_head;
-        while let Some(slot) = cursor {
-            let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
-            if m.up {
-                let _ = out.push(slot);
+    /// Members with a session up (the first 64), in slot order; listed
+    /// again only after a session came up or went down.
+    fn up_slots(&mut self) -> Vec<u16, 64> {
+        if self.ups_dirty {
+            self.ups_dirty = false;
+            self.ups.clear();
+            let mut cursor = self.active_head;
+            while let Some(slot) = cursor {
+                let m = self.members.as_ref()[slot as usize].as_ref().expect("active slot");
+                if m.up && self.ups.push(slot).is_err() {
+                    break;
+                }
+                cursor = m.next_active;
             }
-            cursor = m.next_active;
+            self.ups.sort_unstable();
         }
-        out.sort_unstable();
-        out
+        self.ups.clone()
     }
 
     /// Reacts to ledger changes: membership, addresses, and forwarding.
@@ -650,6 +654,7 @@ where
             let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {
                 continue;
             };
+            self.after_tunnel_activity(to);
             match via {
                 None => {
                     return Some(Transmit {
