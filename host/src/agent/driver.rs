@@ -207,10 +207,13 @@ impl Driver {
         Some(TokioInstant::now() + at.saturating_since(now))
     }
 
+    /// Hands the datagram at the start of the mesh (or, `lan`, the beacon)
+    /// socket's buffer to the node.
     async fn on_datagram(&mut self, from: SocketAddr, n: usize, lan: bool) {
         let now = self.clock.now();
         self.not_before = None;
-        match self.node.handle_datagram(now, from, &mut self.rx[..n]) {
+        let buf = if lan { &mut self.lan_rx } else { &mut self.rx };
+        match self.node.handle_datagram(now, from, &mut buf[..n]) {
             Ok(Input::Deliver(packet)) => {
                 if let Some(tun) = &self.tun {
                     if let Err(e) = tun.send(packet).await {

@@ -297,11 +297,12 @@ fn restore_claim(
         return Ok(());
     }
     let key = node.node_id().to_string();
-    if node.ledger().get(ADDRESSES.as_bytes(), key.as_bytes()).is_none() {
-        if let Err(e) = node.ledger_put(now, ADDRESSES.as_bytes(), key.as_bytes(), &addr.octets(), 0) {
-            tracing::warn!(error = %e, "cannot claim the saved address again");
-        }
+    if node.ledger().get(ADDRESSES.as_bytes(), key.as_bytes()).is_some() {
+        return Ok(()); // the restored ledger holds the claim
     }
-    tracing::info!(ipv4 = %IpAddr::V4(addr), "claiming the saved address");
+    match node.ledger_put(now, ADDRESSES.as_bytes(), key.as_bytes(), &addr.octets(), 0) {
+        Ok(()) => tracing::info!(ipv4 = %IpAddr::V4(addr), "claiming the saved address again (no ledger snapshot)"),
+        Err(e) => tracing::warn!(error = %e, "cannot claim the saved address again"),
+    }
     Ok(())
 }
