@@ -12,6 +12,7 @@
 //! | `tun`, `netlink` | the overlay interface and its addresses |
 //! | `driver` | the one task that owns the node |
 //! | `status`, `api` | what the HTTP API shows |
+//! | `notify` | systemd readiness |
 //!
 //! Start-up, in order, so that a failure leaves nothing behind: the state
 //! dir (locked), identity, ledger and role record from disk; the UDP socket;
@@ -27,6 +28,7 @@ mod error;
 pub mod lan;
 pub mod mesh;
 pub mod netlink;
+mod notify;
 mod persist;
 pub mod preflight;
 pub mod snapshot;
@@ -178,6 +180,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         info,
         overlay_prefix: config.mesh.address.prefix_len(),
     });
+    notify::notify("READY=1");
     driver.run().await;
     api_task.abort();
     signals.abort();
@@ -200,6 +203,7 @@ async fn wait_for_signal(commands: mpsc::Sender<Command>) {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = name, "stopping");
+    notify::notify("STOPPING=1");
     let _ = commands.send(Command::Shutdown).await;
 }
 
