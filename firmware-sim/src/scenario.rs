@@ -198,7 +198,7 @@ impl Scenario {
     }
 
     /// See the module docs.
-    fn converged(&self, w: &World) -> bool {
+    pub fn converged(&self, w: &World) -> bool {
         let n = w.hosts.len();
         if !w
             .hosts
@@ -278,7 +278,7 @@ impl Scenario {
     }
 
     /// The pairs to check reachability on.
-    fn pairs(&self) -> Vec<(usize, usize)> {
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
         let n = self.nodes;
         if n <= 30 {
             return (0..n)

@@ -138,12 +138,18 @@ where
             if s == slot || !m.up || m.via.is_some() {
                 continue;
             }
-            // A bootstrap first (public, in touch with everyone); never the
-            // relay that just failed.
-            let rank = match (Some(s) == previous, m.discovery) {
-                (true, _) => 2,
-                (false, super::Discovery::Hello) => 0,
-                (false, _) => 1,
+            // A configured bootstrap first (public, and in touch with
+            // everyone: every node keeps its session with its bootstrap),
+            // then one that answered a hello; never the relay that just
+            // failed.
+            let boot = m
+                .endpoint
+                .is_some_and(|e| self.bootstrap.iter().any(|b| b.endpoint == e));
+            let rank = match (Some(s) == previous, boot, m.discovery) {
+                (true, _, _) => 3,
+                (false, true, _) => 0,
+                (false, false, super::Discovery::Hello) => 1,
+                (false, false, _) => 2,
             };
             if best.is_none_or(|(r, _)| rank < r) {
                 best = Some((rank, s));
