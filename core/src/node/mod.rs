@@ -1375,6 +1375,34 @@ where
         }
     }
 
+    /// The member in `slot` said goodbye: forget its session (a new one is
+    /// made if it comes back) and report it down.
+    pub(crate) fn member_left(&mut self, slot: u16) {
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        let (id, was_up, endpoint, old_timer) = (m.id, m.up, m.endpoint, m.timer);
+        m.tunnel = None;
+        m.up = false;
+        m.timer = None;
+        m.via = None;
+        m.connecting_since = None;
+        self.note_timer(old_timer, None);
+        self.deactivate(slot);
+        self.ups_dirty = true;
+        for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
+            b.connected = false;
+        }
+        for m in self.members.as_mut().iter_mut().flatten() {
+            if m.via == Some(slot) {
+                m.via = None;
+            }
+        }
+        if was_up {
+            self.push_event(Event::PeerDown(id));
+        }
+    }
+
     fn push_event(&mut self, e: Event) {
         if self.events.is_full() {
             self.events.pop_front();

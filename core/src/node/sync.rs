@@ -74,6 +74,8 @@ pub(crate) enum Intent {
         nonce: u64,
         reply: bool,
     },
+    /// This node is leaving the mesh.
+    Goodbye { to: u16 },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -162,6 +164,10 @@ where
                 Ok(())
             }
             ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST => self.handle_ledger(now, slot, kind, payload),
+            ControlKind::GOODBYE => {
+                self.member_left(slot);
+                Ok(())
+            }
             ControlKind::OBSERVED => {
                 let addr = parse_addr(payload).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
                 if !self.sync.observed.contains(&addr) {
@@ -577,7 +583,8 @@ where
                 | Intent::Summary { to, .. }
                 | Intent::Request { to, .. }
                 | Intent::Observed { to, .. }
-                | Intent::Probe { to, .. } => *to,
+                | Intent::Probe { to, .. }
+                | Intent::Goodbye { to } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
             // member's relay if it has one.
@@ -630,6 +637,7 @@ where
                     req.emit(body).map(|n| (ControlKind::LEDGER_DIGEST, n))
                 }
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
+                Intent::Goodbye { .. } => Some((ControlKind::GOODBYE, 0)),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((
@@ -670,6 +678,15 @@ where
             }
         }
         None
+    }
+
+    /// Tells every member with a session up that this node is leaving (the
+    /// host stops it once `poll_transmit` has drained): they report it
+    /// down at once instead of when its session times out.
+    pub fn leave(&mut self) {
+        for slot in self.up_slots() {
+            self.queue(Intent::Goodbye { to: slot });
+        }
     }
 
     /// Starts an anti-entropy exchange with a member whose session just came up.

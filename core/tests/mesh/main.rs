@@ -335,3 +335,28 @@ fn the_first_packet_waits_for_the_handshake() {
     assert_eq!(lan.delivered[1][0].0[40], 5);
     assert_eq!(lan.nodes[0].stats().staged_dropped, 0);
 }
+
+#[test]
+fn a_node_that_leaves_is_reported_down_at_once() {
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    assert!(lan.nodes[0].members().all(|m| m.is_up()));
+    let leaving = lan.nodes[2].node_id();
+    lan.nodes[2].leave();
+    // Deliver what is in flight without letting time pass: the goodbye
+    // alone must do it (session timers would take minutes).
+    lan.drive();
+    for i in 0..2 {
+        assert!(
+            lan.events[i].contains(&Event::PeerDown(leaving)),
+            "node {i} saw it leave: {:?}",
+            lan.events[i]
+        );
+        assert!(!lan.nodes[i].member(&leaving).unwrap().is_up());
+        assert_eq!(lan.nodes[i].path(&leaving), None);
+    }
+    // The two that stay still talk.
+    lan.send_v6(0, 1, 9).unwrap();
+    lan.drive();
+    assert!(lan.delivered[1].iter().any(|(p, _)| p[40] == 9));
+}

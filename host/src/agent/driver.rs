@@ -192,6 +192,9 @@ impl Driver {
             }
             self.flush().await;
         }
+        // Tell the peers first, so they report this node down at once.
+        self.node.leave();
+        self.flush().await;
         self.shutdown();
     }
 
