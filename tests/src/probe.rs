@@ -44,6 +44,12 @@ impl Lab {
         }
     }
 
+    /// The connection tracking table of `ns` (`/proc/net/nf_conntrack`),
+    /// to show what a NAT router did.
+    pub fn conntrack(&self, ns: &Namespace) -> Result<String> {
+        self.exec_ok(ns, "cat", &["/proc/net/nf_conntrack"], Duration::from_secs(5))
+    }
+
     /// `GET path` from `addr` (`IP:PORT`) inside `ns`; the body of a 2xx
     /// answer.
     pub fn http_get(&self, ns: &Namespace, addr: &str, path: &str) -> Result<String> {

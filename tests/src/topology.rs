@@ -25,7 +25,13 @@ pub enum NatKind {
     /// free, so one inside socket appears on one outside port whatever the
     /// destination (endpoint-independent mapping); conntrack lets in only
     /// replies from the endpoint that was sent to (a port-restricted cone).
-    /// Simultaneous sends punch through it.
+    /// Simultaneous sends punch through it, with one Linux quirk that
+    /// many home routers share: a peer's packet that arrives before the
+    /// inside host has sent to that peer creates an inbound conntrack entry,
+    /// and the inside host's own flow to the peer then clashes with it and
+    /// gets another outside port. A punch has to keep its first packets
+    /// from reaching the other NAT too early (or retry once such entries
+    /// expire, 30 s after the last packet).
     PortRestrictedCone,
     /// `masquerade fully-random`: every new destination gets a random
     /// outside port (endpoint-dependent mapping), like a symmetric NAT. A
