@@ -187,9 +187,9 @@ impl<'a> Entry<'a> {
     pub fn origin(&self) -> &'a PublicIdentity {
         &self.record.origin
     }
-    /// The writer's node id (derived: one BLAKE2s).
+    /// The writer's node id.
     pub fn origin_id(&self) -> NodeId {
-        self.record.origin.node_id()
+        self.record.origin_id
     }
     /// When this replica stored this version.
     pub fn received(&self) -> Instant {

@@ -468,6 +468,7 @@ fn new_record(id: EntryId, hash: [u8; 32], signature: [u8; 64], repr: &EntryRepr
         hash,
         signature,
         origin: repr.origin,
+        origin_id: repr.origin.node_id(),
         clock: repr.clock,
         ttl: repr.ttl,
         value_len: repr.value.len() as u16,
@@ -1039,16 +1040,16 @@ pub(crate) mod tests {
     #[test]
     fn memory_is_as_documented() {
         use core::mem::size_of;
-        assert_eq!(size_of::<super::Record>(), 216);
+        assert_eq!(size_of::<super::Record>(), 232);
         let small = size_of::<Ledger<64, 16384>>();
         let large = size_of::<Ledger<1024, 262144>>();
         std::println!("Ledger<64, 16384>: {small} bytes; Ledger<1024, 262144>: {large} bytes");
-        // ARENA + 221 per entry + a fixed part under 600 bytes.
+        // ARENA + 237 per entry + a fixed part under 600 bytes.
         for (size, e, a) in [(small, 64, 16384), (large, 1024, 262144)] {
-            assert!(size >= a + 221 * e && size < a + 221 * e + 600, "{size}");
+            assert!(size >= a + 237 * e && size < a + 237 * e + 600, "{size}");
         }
         #[cfg(target_pointer_width = "64")]
-        assert_eq!((small, large), (31_112, 489_032));
+        assert_eq!((small, large), (32_136, 505_416));
         let slot = size_of::<Reassembly<u32, 1>>();
         std::println!("Reassembly: {slot} bytes per slot");
         assert_eq!(size_of::<Reassembly<u32, 4>>(), 4 * slot);

@@ -12,7 +12,7 @@
 use super::arena::Arena;
 use super::entry::{Entry, EntryId, EntryRef, EntryState};
 use super::LedgerError;
-use crate::identity::PublicIdentity;
+use crate::identity::{NodeId, PublicIdentity};
 use crate::time::Instant;
 
 /// Offset of a record whose blob is being replaced.
@@ -26,6 +26,8 @@ pub(crate) struct Record {
     pub(crate) hash: [u8; 32],
     pub(crate) signature: [u8; 64],
     pub(crate) origin: PublicIdentity,
+    /// The origin's node id, derived once (reads of it are frequent).
+    pub(crate) origin_id: NodeId,
     pub(crate) clock: u64,
     /// When this replica stored the version.
     pub(crate) received: Instant,
@@ -55,6 +57,7 @@ impl Record {
             static_key: [0; 32],
             signing_key: [0; 32],
         },
+        origin_id: NodeId([0; 16]),
         clock: 0,
         received: Instant::ZERO,
         deadline: Instant::FAR_FUTURE,

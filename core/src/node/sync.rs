@@ -32,6 +32,7 @@ use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
 use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit};
 use crate::crypto::CryptoProvider;
 use crate::election::{ALIVE, ROLES};
+use crate::identity::NodeId;
 use crate::ledger::buckets::{ADDRESSES, MACHINES};
 use crate::ledger::{
     Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, SignatureVerifier,
@@ -390,8 +391,13 @@ where
             let previous = if c.owner == self.id {
                 self.ipv4
             } else {
-                self.find(&c.owner)
-                    .and_then(|s| self.members.as_ref()[s as usize].as_ref().and_then(|m| m.ipv4))
+                let slot = self.find(&c.owner);
+                let m = slot.and_then(|s| self.members.as_mut()[s as usize].as_mut());
+                let previous = m.as_ref().and_then(|m| m.ipv4);
+                if let Some(m) = m.filter(|m| m.ipv4 != Some(c.addr)) {
+                    m.ipv4 = None; // until it wins the new one
+                }
+                previous
             };
             self.settle(now, c.addr);
             if let Some(old) = previous.filter(|old| *old != c.addr) {
@@ -400,24 +406,35 @@ where
         }
     }
 
-    /// Gives `addr` to the claim that wins it, and takes it from the others.
-    fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
-        let winner = self
-            .ledger
+    /// The claims on `addr` in the ledger.
+    fn claims_on(&self, addr: Ipv4Addr) -> impl Iterator<Item = Claim> + '_ {
+        self.ledger
             .as_ref()
             .iter_bucket(ADDRESSES.as_bytes())
-            .filter_map(|e| {
-                Some(Claim {
-                    addr: ipam::decode(e.value())?,
-                    owner: e.origin_id(),
-                    clock: e.clock(),
-                })
+            .filter(move |e| ipam::decode(e.value()) == Some(addr))
+            .map(move |e| Claim {
+                addr,
+                owner: e.origin_id(),
+                clock: e.clock(),
             })
-            .filter(|c| c.addr == addr)
-            .reduce(|a, b| if b.beats(&a) { b } else { a });
-        for m in self.members.as_mut().iter_mut().flatten() {
-            if m.ipv4 == Some(addr) && winner.is_none_or(|w| w.owner != m.id) {
-                m.ipv4 = None;
+    }
+
+    /// Gives `addr` to the claim that wins it, and takes it from the other
+    /// claimants (only a claimant can hold an address).
+    fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
+        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
+        let losers: Vec<NodeId, 16> = self
+            .claims_on(addr)
+            .map(|c| c.owner)
+            .filter(|o| winner.is_none_or(|w| w.owner != *o))
+            .take(16)
+            .collect();
+        for owner in losers {
+            if let Some(slot) = self.find(&owner) {
+                let m = self.members.as_mut()[slot as usize].as_mut().expect("found");
+                if m.ipv4 == Some(addr) {
+                    m.ipv4 = None;
+                }
             }
         }
         let Some(w) = winner else { return };
