@@ -34,9 +34,12 @@ pub fn node_name(i: usize) -> String {
 
 impl LanMesh {
     /// Builds the segment, a namespace per node at `10.99.0.(11+i)/24`, and
-    /// starts every agent with a fresh token.
-    pub fn start(lab: &mut Lab, kairos: &Kairos, n: usize) -> Result<LanMesh> {
-        let token = kairos.generate_token()?;
+    /// starts every agent with `token` (a fresh one if `None`).
+    pub fn start(lab: &mut Lab, kairos: &Kairos, n: usize, token: Option<&str>) -> Result<LanMesh> {
+        let token = match token {
+            Some(token) => token.to_owned(),
+            None => kairos.generate_token()?,
+        };
         let lan = lab.switch("lan")?;
         let mut hosts = Vec::new();
         for i in 0..n {
@@ -99,7 +102,7 @@ impl LanMesh {
     /// the API reports them.
     pub fn status(&self, lab: &Lab) -> String {
         let mut out = format!(
-            "{:<4} {:<18} {:<12} {:<28} {:>7} {:>8} {:>6} {:>7}\n",
+            "{:<4} {:<18} {:<12} {:<39} {:>7} {:>8} {:>6} {:>7}\n",
             "node", "node_id", "ipv4", "ipv6", "members", "peers_up", "direct", "relayed"
         );
         for agent in &self.agents {
@@ -108,7 +111,7 @@ impl LanMesh {
                     let short: String = s.node_id.chars().take(16).collect();
                     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
                     out += &format!(
-                        "{:<4} {:<18} {:<12} {:<28} {:>7} {:>8} {:>6} {:>7}\n",
+                        "{:<4} {:<18} {:<12} {:<39} {:>7} {:>8} {:>6} {:>7}\n",
                         agent.name,
                         short,
                         s.ipv4.as_deref().unwrap_or("-"),
@@ -161,11 +164,18 @@ pub struct DemoReport {
 }
 
 /// The demo the README's first command runs (through the `demo-mesh`
-/// binary) and the tests run too: `nodes` agents on one LAN in `lab`, wait
-/// until they have addresses and reach each other, then their status.
-/// The mesh keeps running until `lab` is dropped.
-pub fn demo(lab: &mut Lab, kairos: &Kairos, nodes: usize, deadline: Duration) -> Result<(LanMesh, DemoReport)> {
-    let mesh = LanMesh::start(lab, kairos, nodes)?;
+/// binary) and the tests run too: `nodes` agents on one LAN in `lab`
+/// sharing `token` (a fresh one if `None`), wait until they have addresses
+/// and reach each other, then their status. The mesh keeps running until
+/// `lab` is dropped.
+pub fn demo(
+    lab: &mut Lab,
+    kairos: &Kairos,
+    nodes: usize,
+    token: Option<&str>,
+    deadline: Duration,
+) -> Result<(LanMesh, DemoReport)> {
+    let mesh = LanMesh::start(lab, kairos, nodes, token)?;
     let summaries = mesh.wait_addresses(lab, deadline)?;
     let addressed = mesh.started.elapsed();
     let reachable = mesh.wait_all_pairs(lab, &summaries, deadline)?;

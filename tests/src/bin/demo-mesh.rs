@@ -8,6 +8,8 @@
 //! demo-mesh [--nodes N] [--hold SECONDS]      (root; KAIROS_BIN picks the binary)
 //! ```
 //!
+//! The nodes share `$KAIROS_TOKEN` when it is set, else a fresh token.
+//!
 //! It runs `kairos_tests::scenario::demo`, the code the end-to-end tests
 //! run, so the README's first command is tested.
 
@@ -67,7 +69,8 @@ fn main() -> ExitCode {
         "==> starting {nodes} agents in network namespaces on one virtual LAN (logs: {})",
         lab.dir().display()
     );
-    match scenario::demo(&mut lab, &kairos, nodes, DEADLINE) {
+    let token = std::env::var("KAIROS_TOKEN").ok().filter(|t| !t.is_empty());
+    match scenario::demo(&mut lab, &kairos, nodes, token.as_deref(), DEADLINE) {
         Ok((mesh, report)) => {
             println!(
                 "==> every node has an overlay address after {:.2} s; every pair pings over the overlay after {:.2} s",

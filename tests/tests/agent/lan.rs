@@ -20,7 +20,7 @@ fn three_nodes_on_a_lan_get_unique_addresses_reach_each_other_and_move_50_mib_in
         return Ok(());
     };
     // The README's demo is this set-up: run its code.
-    let (mesh, report) = scenario::demo(&mut lab, &kairos, 3, DEADLINE)?;
+    let (mesh, report) = scenario::demo(&mut lab, &kairos, 3, None, DEADLINE)?;
     note(&format!(
         "[bench] {test}: 3 agents on a LAN: all addressed {:.2} s, all pairs reachable over the overlay {:.2} s \
          after the first agent started",

@@ -17,7 +17,7 @@ fn a_node_killed_and_restarted_keeps_its_address_and_is_reachable_again() -> Res
     let Some((mut lab, kairos)) = lab_with_agent(test) else {
         return Ok(());
     };
-    let mut mesh = LanMesh::start(&mut lab, &kairos, 3)?;
+    let mut mesh = LanMesh::start(&mut lab, &kairos, 3, None)?;
     let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
     mesh.wait_all_pairs(&mut lab, &summaries, DEADLINE)?;
     let before = summaries[1].clone();
@@ -60,7 +60,7 @@ fn sigterm_stops_a_node_and_removes_its_interface() -> Result<()> {
     let Some((mut lab, kairos)) = lab_with_agent(test) else {
         return Ok(());
     };
-    let mesh = LanMesh::start(&mut lab, &kairos, 2)?;
+    let mesh = LanMesh::start(&mut lab, &kairos, 2, None)?;
     let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
     mesh.wait_all_pairs(&mut lab, &summaries, DEADLINE)?;
     let b = &mesh.agents[1];
