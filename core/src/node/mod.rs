@@ -118,6 +118,9 @@ pub enum Event {
     /// This node's overlay IPv4 address is now this one (first claim, or a
     /// move after losing a conflict).
     AddressAssigned(Ipv4Addr),
+    /// The path to a member whose session is up changed: relayed to
+    /// direct (a punch worked) or to another relay (see [`Node::path`]).
+    PathChanged(NodeId),
     /// The election gave this node a role, changed it, or took it back
     /// (`None`: no role decided for it; see [`Node::role_to_deploy`]).
     RoleChanged(Option<Role>),
@@ -552,8 +555,13 @@ where
             // it works in that direction at least, where ours may not
             // (both sides then settle on one relay).
             Source::Relay { via } => {
-                if m.via.is_some() || !m.up {
+                if (m.via.is_some() || !m.up) && m.via != Some(via) {
+                    let changed = m.up;
                     m.via = Some(via);
+                    if changed {
+                        let id = m.id;
+                        self.push_event(Event::PathChanged(id));
+                    }
                 }
             }
         }

@@ -158,6 +158,26 @@ where
         best.map(|(_, s)| s)
     }
 
+    /// Probes every published endpoint of the relayed member in `slot`
+    /// directly (`PATH_PROBE` sealed in the session, a fresh nonce).
+    pub(crate) fn probe_direct(&mut self, now: Instant, slot: u16) {
+        let nonce = self.rng.next_u64();
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        m.next_probe = Some(now + UPGRADE_INTERVAL);
+        m.probe_nonce = nonce;
+        let candidates = m.candidates.clone();
+        for addr in candidates {
+            self.queue(super::sync::Intent::Probe {
+                to: slot,
+                addr,
+                nonce,
+                reply: false,
+            });
+        }
+    }
+
     /// Relays members whose direct handshake went unanswered, and probes the
     /// direct endpoints of relayed members.
     pub(crate) fn relay_timeout(&mut self, now: Instant) {
@@ -189,19 +209,10 @@ where
                 }
             }
             if wants_probe {
-                let nonce = self.rng.next_u64();
-                let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
-                m.next_probe = Some(now + UPGRADE_INTERVAL);
-                m.probe_nonce = nonce;
-                let candidates = m.candidates.clone();
-                for addr in candidates {
-                    self.queue(super::sync::Intent::Probe {
-                        to: slot,
-                        addr,
-                        nonce,
-                        reply: false,
-                    });
-                }
+                // Ask it (through the relay, end to end) to probe us at
+                // the same moment, so both NATs open for each other.
+                self.queue(super::sync::Intent::Punch { to: slot });
+                self.probe_direct(now, slot);
             }
         }
     }

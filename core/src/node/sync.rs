@@ -77,6 +77,8 @@ pub(crate) enum Intent {
     },
     /// This node is leaving the mesh.
     Goodbye { to: u16 },
+    /// Asks a relayed member to probe our endpoints now.
+    Punch { to: u16 },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -153,6 +155,18 @@ where
                         nonce,
                         reply: true,
                     });
+                    // Its probe got through, so its NAT is open for us now:
+                    // probe back at once on that path.
+                    let m = self.members.as_ref()[slot as usize].as_ref().expect("member slot");
+                    if m.via.is_some() && m.probe_nonce != 0 {
+                        let nonce = m.probe_nonce;
+                        self.queue(Intent::Probe {
+                            to: slot,
+                            addr,
+                            nonce,
+                            reply: false,
+                        });
+                    }
                 } else {
                     let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                     if m.via.is_some() && nonce == m.probe_nonce {
@@ -160,11 +174,20 @@ where
                         m.via = None;
                         m.endpoint = Some(addr);
                         m.next_probe = None;
+                        let id = m.id;
+                        self.push_event(Event::PathChanged(id));
                     }
                 }
                 Ok(())
             }
             ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST => self.handle_ledger(now, slot, kind, payload),
+            ControlKind::PUNCH_REQUEST => {
+                let m = self.members.as_ref()[slot as usize].as_ref().expect("member slot");
+                if m.up && m.via.is_some() {
+                    self.probe_direct(now, slot);
+                }
+                Ok(())
+            }
             ControlKind::GOODBYE => {
                 self.member_left(slot);
                 Ok(())
@@ -601,7 +624,8 @@ where
                 | Intent::Request { to, .. }
                 | Intent::Observed { to, .. }
                 | Intent::Probe { to, .. }
-                | Intent::Goodbye { to } => *to,
+                | Intent::Goodbye { to }
+                | Intent::Punch { to } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
             // member's relay if it has one.
@@ -655,6 +679,7 @@ where
                 }
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
                 Intent::Goodbye { .. } => Some((ControlKind::GOODBYE, 0)),
+                Intent::Punch { .. } => Some((ControlKind::PUNCH_REQUEST, 0)),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((

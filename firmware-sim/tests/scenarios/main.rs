@@ -8,7 +8,7 @@ use kairos_core::election::Role;
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::ADDRESSES;
 use kairos_core::ledger::LedgerError;
-use kairos_core::node::NodeConfig;
+use kairos_core::node::{Event, NodeConfig, Path};
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
 
@@ -85,6 +85,53 @@ fn two_nodes_behind_cone_nats_end_direct() {
         w.net.public_addr(w.hosts[2].host),
         "at the peer's NAT"
     );
+}
+
+/// Only one side sends, so its handshake dies at the other's NAT and the
+/// pair starts relayed; both sides then probe each other's endpoints at
+/// once (each asks the other through the relay, and answers a probe that
+/// got through with its own), which moves them to the direct path within
+/// seconds.
+#[test]
+fn a_relayed_pair_behind_cone_nats_is_punched_to_direct() {
+    let mut w = World::new(6);
+    let public = w.net.add_lan(LanConfig::public());
+    let boot = w.add_node(public, &keys(), NodeConfig::default(), 16);
+    let boot_ep = w.endpoint(boot);
+    for _ in 0..2 {
+        let lan = w
+            .net
+            .add_lan(LanConfig::behind_nat(NatConfig::new(NatKind::PortRestrictedCone)));
+        let mut c = NodeConfig::default();
+        c.bootstrap.push(boot_ep).unwrap();
+        c.neighbors = 1; // the bootstrap only: no proactive session between them
+        w.add_node(lan, &keys(), c, 16);
+    }
+    assert!(run_until(&mut w, Duration::from_secs(20), |w| w.hosts[1]
+        .node
+        .members()
+        .count()
+        == 2));
+    let (one, two) = (w.id(1), w.id(2));
+    assert!(
+        w.hosts[1].node.member(&two).is_some_and(|m| !m.is_up()),
+        "no session yet"
+    );
+    assert!(reach(&mut w, 1, 2, 1), "first through the relay");
+    let started = w.now();
+    let direct = |w: &World| {
+        matches!(w.hosts[1].node.path(&two), Some(Path::Direct(_)))
+            && matches!(w.hosts[2].node.path(&one), Some(Path::Direct(_)))
+    };
+    assert!(
+        run_until(&mut w, Duration::from_secs(6), direct),
+        "still relayed at {:?}",
+        w.now()
+    );
+    assert!(w.now() - started <= Duration::from_secs(6));
+    // It did start relayed: the move to the direct path was reported.
+    assert!(w.hosts[1].events.iter().any(|(_, e)| *e == Event::PathChanged(two)));
+    assert!(reach(&mut w, 2, 1, 2) && reach(&mut w, 1, 2, 3));
 }
 
 #[test]
