@@ -360,3 +360,25 @@ fn a_node_that_leaves_is_reported_down_at_once() {
     lan.drive();
     assert!(lan.delivered[1].iter().any(|(p, _)| p[40] == 9));
 }
+
+/// The memory a node spends per peer, as `docs/architecture.md` states it:
+/// a member slot (the tunnel inline), a view slot for the election, and the
+/// peer's four ledger entries (machine record, address claim, role record,
+/// advertisement) in the replica.
+#[test]
+fn memory_per_peer_is_as_documented() {
+    use core::mem::size_of;
+    let slot = size_of::<MemberSlot<RustCryptoProvider>>();
+    let view = size_of::<MemberView>();
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(5));
+    let ledger = lan.nodes[0].ledger();
+    // Three nodes, each with its four entries, in every replica.
+    assert_eq!(ledger.records(), 12, "four entries per member");
+    let (arena, _) = ledger.arena_usage();
+    let arena_per_peer = arena / 3;
+    std::println!("per peer: member slot {slot} B, view {view} B, ledger arena {arena_per_peer} B + 4 records");
+    assert!(arena_per_peer <= 400, "{arena_per_peer}");
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!((slot, view), (2816, 168));
+}
