@@ -57,11 +57,30 @@ use crate::time::Duration;
 pub const ROLES: &str = "owner/roles";
 /// Bucket of the liveness advertisements, keyed by node id (owner-only).
 pub const ALIVE: &str = "owner/alive";
-/// How often a member rewrites its advertisement.
+/// How often a member rewrites its advertisement, in a network of up to
+/// 200 members (see [`alive_interval`]).
 pub const ALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// The ttl of an advertisement: six intervals, so a few lost pushes never
-/// make a healthy member look gone, and a member that stopped is seen gone
-/// within two minutes.
+/// The longest gap between advertisements, in the largest networks.
+pub const MAX_ALIVE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// How often a member of a network of `members` rewrites its
+/// advertisement: every 20 s up to 200 members, then 100 ms per member (up
+/// to 10 minutes), so the whole mesh writes at most 10 advertisements a
+/// second and idle traffic per peer stays flat as the mesh grows. The ttl
+/// is six intervals ([`alive_ttl_secs`]), so absence is noticed within
+/// two minutes in small networks and proportionally later in large ones.
+pub fn alive_interval(members: usize) -> Duration {
+    let scaled = Duration::from_millis(100).saturating_mul(members.min(u32::MAX as usize) as u32);
+    scaled.clamp(ALIVE_INTERVAL, MAX_ALIVE_INTERVAL)
+}
+
+/// The ttl of an advertisement written every `interval`: six intervals.
+pub fn alive_ttl_secs(interval: Duration) -> u32 {
+    (interval.as_secs() * 6).min(u32::MAX as u64) as u32
+}
+/// The ttl of an advertisement in networks of up to 200 members: six
+/// intervals, so a few lost pushes never make a healthy member look gone,
+/// and a member that stopped is seen gone within two minutes.
 pub const ALIVE_TTL_SECS: u32 = 120;
 /// The ttl of a role record: a member not heard of for a week is no longer
 /// counted (so decommissioned machines do not weigh on majorities forever).
@@ -205,6 +224,11 @@ mod tests {
         assert!(is_owner_only(ALIVE.as_bytes()));
         assert!(ROLES.len() <= MAX_BUCKET_LEN && ALIVE.len() <= MAX_BUCKET_LEN);
         assert!(ALIVE_INTERVAL.as_secs() * 6 <= ALIVE_TTL_SECS as u64);
+        assert_eq!(alive_ttl_secs(ALIVE_INTERVAL), ALIVE_TTL_SECS);
+        assert_eq!(alive_interval(0), ALIVE_INTERVAL);
+        assert_eq!(alive_interval(200), ALIVE_INTERVAL);
+        assert_eq!(alive_interval(1000), Duration::from_secs(100));
+        assert_eq!(alive_interval(1_000_000), MAX_ALIVE_INTERVAL);
     }
 
     #[test]

@@ -20,13 +20,13 @@ use super::record::{Deployment, ForcedRole, RoleRecord, ALIVE_VALUE, MAX_RECORD_
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
 use super::{
-    ElectionConfig, ElectionError, Role, ALIVE, ALIVE_INTERVAL, ALIVE_TTL_SECS, MAX_MASTERS, MAX_NETWORK_ID_LEN,
-    MEMBER_REFRESH, MEMBER_TTL_SECS, ROLES,
+    ElectionConfig, ElectionError, Role, ALIVE, ALIVE_INTERVAL, MAX_MASTERS, MAX_NETWORK_ID_LEN, MEMBER_REFRESH,
+    MEMBER_TTL_SECS, ROLES,
 };
 use crate::identity::NodeId;
 use crate::ledger::buckets::owner_key;
 use crate::ledger::Ledger;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// One ledger write the node owes: put `value()` under `(bucket, key)` with
 /// `ttl_secs`.
@@ -85,6 +85,7 @@ pub struct Participant {
     /// ledger forgets expired advertisements after a while).
     seen: Vec<(NodeId, Instant), MAX_MASTERS>,
     wake: Option<Instant>,
+    alive_interval: Duration,
 }
 
 impl Participant {
@@ -120,6 +121,7 @@ impl Participant {
             started: now,
             seen: Vec::new(),
             wake: Some(now),
+            alive_interval: ALIVE_INTERVAL,
         })
     }
 
@@ -138,6 +140,13 @@ impl Participant {
     pub fn set_forced(&mut self, forced: Option<ForcedRole>) {
         self.record.forced = forced;
         self.wake = Some(self.started);
+    }
+
+    /// Sets how often the advertisement is rewritten (the node passes
+    /// [`super::alive_interval`] of the network's size); its ttl is six of
+    /// them.
+    pub fn set_alive_interval(&mut self, interval: Duration) {
+        self.alive_interval = interval.max(Duration::from_secs(1));
     }
 
     /// When to run again even if the ledger does not change.
@@ -252,16 +261,16 @@ impl Participant {
         }
         let alive_due = ledger
             .get(ALIVE.as_bytes(), &self.key)
-            .map(|e| e.received() + ALIVE_INTERVAL);
+            .map(|e| e.received() + self.alive_interval);
         if alive_due.is_none_or(|t| now >= t) {
             out.alive = Some(Write {
                 bucket: ALIVE,
                 key: self.key,
-                ttl_secs: ALIVE_TTL_SECS,
+                ttl_secs: super::alive_ttl_secs(self.alive_interval),
                 value: Vec::from_slice(ALIVE_VALUE).unwrap_or_default(),
             });
         }
-        let next_alive = alive_due.filter(|&t| t > now).unwrap_or(now + ALIVE_INTERVAL);
+        let next_alive = alive_due.filter(|&t| t > now).unwrap_or(now + self.alive_interval);
         let next_record = record_due.filter(|&t| t > now).unwrap_or(now + MEMBER_REFRESH);
         let wake = next_alive.min(next_record);
         self.wake = Some(recheck.map_or(wake, |r| r.min(wake)));
@@ -403,7 +412,7 @@ mod tests {
         // Stated in docs/roles.md (x86_64).
         assert_eq!(core::mem::size_of::<MemberView>(), 168);
         assert_eq!(core::mem::size_of::<Outcome>(), 632);
-        assert_eq!(core::mem::size_of::<Participant>(), 688);
+        assert_eq!(core::mem::size_of::<Participant>(), 704);
     }
 
     #[test]

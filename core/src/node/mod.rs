@@ -276,6 +276,8 @@ where
     rng: R,
     members: S,
     active_head: Option<u16>,
+    /// Members in the table.
+    member_count: usize,
     /// Length of the active list.
     active: usize,
     /// Queue of slots whose tunnels may have output (linked through
@@ -363,6 +365,7 @@ where
             rng,
             members,
             active_head: None,
+            member_count: 0,
             active: 0,
             pending_head: None,
             pending_tail: None,
@@ -1239,6 +1242,7 @@ where
             .ok_or(DropReason::TableFull)?;
         let id = member.id;
         self.members.as_mut()[slot] = Some(member);
+        self.member_count += 1;
         self.push_event(Event::MemberDiscovered(id));
         Ok(slot as u16)
     }

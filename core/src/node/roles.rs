@@ -16,8 +16,8 @@ use heapless::{String, Vec};
 use super::{Event, Node};
 use crate::crypto::CryptoProvider;
 use crate::election::{
-    ElectionConfig, ElectionError, ForcedRole, MemberView, Outcome, Participant, Role, RoleRecord, MAX_NETWORK_ID_LEN,
-    MAX_RECORD_LEN, ROLES,
+    alive_interval, ElectionConfig, ElectionError, ForcedRole, MemberView, Outcome, Participant, Role, RoleRecord,
+    MAX_NETWORK_ID_LEN, MAX_RECORD_LEN, ROLES,
 };
 use crate::identity::NodeId;
 use crate::ledger::{Ledger, SignatureVerifier};
@@ -197,6 +197,7 @@ where
 
     /// Runs the election if it is due.
     pub(crate) fn roles_timeout(&mut self, now: Instant) {
+        let network_size = self.member_count + 1;
         let Some(r) = self.roles.as_mut() else { return };
         if now < r.poll_timeout() {
             return;
@@ -215,6 +216,7 @@ where
             r.participant = p.ok();
         }
         let Some(p) = r.participant.as_mut() else { return };
+        p.set_alive_interval(alive_interval(network_size));
         r.dirty = false;
         r.next_run = now + ELECTION_GAP;
         let (outcome, writes) = p.run(self.ledger.as_ref(), r.views.as_mut(), now);
