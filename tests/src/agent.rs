@@ -77,6 +77,7 @@ pub fn lab_with_agent(test: &str) -> Option<(Lab, Kairos)> {
         return None;
     }
     let kairos = Kairos::locate().unwrap_or_else(|e| panic!("{test}: {e}"));
+    binaries::e2e_net().unwrap_or_else(|e| panic!("{test}: {e}"));
     if !kairos.has_agent() {
         let why = format!(
             "{} has no `agent` command yet (`kairos agent --help` fails)",

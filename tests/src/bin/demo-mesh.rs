@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         eprintln!("demo-mesh: cannot run here: missing {}", missing.join("; "));
         return ExitCode::FAILURE;
     }
+    if let Err(e) = kairos_tests::binaries::e2e_net() {
+        eprintln!("demo-mesh: {e}");
+        return ExitCode::FAILURE;
+    }
     let kairos = match Kairos::locate() {
         Ok(k) if k.has_agent() => k,
         Ok(k) => {
