@@ -197,6 +197,12 @@ impl Lab {
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
         let started = Instant::now();
         let process = self.spawn_agent(kairos, ns, name, &config_path)?;
+        self.apis.push((
+            name.to_owned(),
+            ns.clone(),
+            config.api(),
+            &["/api/summary", "/api/machines"],
+        ));
         Ok(Agent {
             name: name.to_owned(),
             ns: ns.clone(),

@@ -106,6 +106,8 @@ pub struct Lab {
     processes: Vec<Process>,
     /// Counter for names of links plugged into switches.
     pub(crate) links: usize,
+    /// HTTP APIs to show when the test fails: (label, namespace, address, paths).
+    pub(crate) apis: Vec<(String, Namespace, String, &'static [&'static str])>,
     finished: bool,
 }
 
@@ -139,6 +141,7 @@ impl Lab {
             namespaces: Vec::new(),
             processes: Vec::new(),
             links: 0,
+            apis: Vec::new(),
             finished: false,
         })
     }
@@ -314,9 +317,16 @@ impl Lab {
         self.finished = true;
     }
 
-    /// Prints where the logs are and the tail of each.
+    /// Prints where the logs are and the tail of each, then what each
+    /// registered API answers now.
     pub fn dump_logs(&self) {
         note(&format!("--- {}: logs in {}", self.test, self.dir.display()));
+        for (label, ns, addr, paths) in &self.apis {
+            for path in *paths {
+                let answer = self.http_get(ns, addr, path).unwrap_or_else(|e| format!("({e})"));
+                note(&format!("--- {label} GET {path}: {}", answer.trim()));
+            }
+        }
         for process in &self.processes {
             let text = fs::read(&process.log)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
