@@ -9,6 +9,9 @@
 //! Nodes are spread round-robin over `networks` network ids (`net0`,
 //! `net1`, ...; one network is Kairos' default `kairos`), all on one token.
 //!
+//! With the environment variable `SIM_PROGRESS` set, a line of progress
+//! goes to stderr every 5 simulated seconds.
+//!
 //! Convergence means: every node knows every other member, every replica
 //! holds the same durable ledger entries (the liveness advertisements,
 //! rewritten every 20 s by every node, are left out: in a large mesh some
@@ -302,8 +305,20 @@ impl Scenario {
         let step = Duration::from_millis(500);
         let mut converged_at = None;
         let mut split = self.partition;
+        let progress = std::env::var_os("SIM_PROGRESS").is_some();
         while w.now() < Instant::ZERO + self.deadline {
             w.run_for(step);
+            if progress && w.now().since_origin().as_millis() % 5000 == 0 {
+                let known = w.hosts.iter().map(|h| h.node.members().count()).min().unwrap_or(0);
+                let addressed = w.hosts.iter().filter(|h| h.node.ipv4().is_some()).count();
+                eprintln!(
+                    "sim: t={:.1}s wall={:.1}s fewest members known={known} with address={addressed} masters={} datagrams={}",
+                    w.now().since_origin().as_secs_f64(),
+                    wall.elapsed().as_secs_f64(),
+                    Self::masters(&w),
+                    w.net.stats().sent_packets,
+                );
+            }
             if let Some((at, heal)) = split {
                 let since = w.now().since_origin();
                 if since >= heal {
