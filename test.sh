@@ -51,7 +51,7 @@ fi
 cargo build -p kairos --locked
 # One test at a time: agents share the machine's cores, and the printed
 # [bench] times stay comparable.
-KAIROS_E2E=1 cargo test -p kairos-tests --locked --no-fail-fast -- --test-threads=1
+KAIROS_E2E=1 KAIROS_E2E_REQUIRE_AGENT=1 cargo test -p kairos-tests --locked --no-fail-fast -- --test-threads=1
 
 step "no_std link check"
 cargo build --manifest-path nostd-check/Cargo.toml --release
