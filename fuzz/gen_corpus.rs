@@ -26,7 +26,7 @@ use kairos_core_fuzz::fixture::{Node, Role, Setup, START};
 use kairos_core_fuzz::handshake_responder::{self as responder, op as hop, Raw};
 use kairos_core_fuzz::input::{step_byte, Writer};
 use kairos_core_fuzz::transport_decrypt::{self as transport, op as top};
-use kairos_core_fuzz::{token_decode, wire_parsers, Stats};
+use kairos_core_fuzz::{ledger_messages, node_datagrams, role_record, token_decode, wire_parsers, Stats};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -46,11 +46,14 @@ fn main() -> ExitCode {
     }
     let check = args.iter().any(|a| a == "--check");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds); 4] = [
+    let targets: [(&str, Seeds); 7] = [
         ("token_decode", token_seeds()),
         ("wire_parsers", wire_seeds()),
         ("handshake_responder", responder_seeds()),
         ("transport_decrypt", transport_seeds()),
+        ("role_record", role_seeds()),
+        ("ledger_messages", ledger_seeds()),
+        ("node_datagrams", node_seeds()),
     ];
     let mut stale = Vec::new();
     let mut total = 0;
@@ -90,6 +93,9 @@ fn replay(target: &str, files: &[String]) -> ExitCode {
         "wire_parsers" => wire_parsers::run,
         "handshake_responder" => responder::run,
         "transport_decrypt" => transport::run,
+        "role_record" => role_record::run,
+        "ledger_messages" => ledger_messages::run,
+        "node_datagrams" => node_datagrams::run,
         _ => {
             eprintln!("unknown target {target}");
             return ExitCode::FAILURE;
@@ -179,7 +185,7 @@ fn token_seeds() -> Seeds {
     seeds.insert("v1_plain.txt", plain_text.clone().into_bytes());
     seeds.insert("v1_hints.txt", hints.to_string().into_bytes());
     seeds.insert("v1_full.txt", full.to_string().into_bytes());
-    seeds.insert("v1_no_prefix.txt", plain_text["kairos_".len()..].as_bytes().to_vec());
+    seeds.insert("v1_no_prefix.txt", plain_text.as_bytes()["kairos_".len()..].to_vec());
     let (a, b) = plain_text.split_at(30);
     seeds.insert("v1_wrapped.txt", format!("  {a}\n  {b}\r\n").into_bytes());
     seeds.insert("legacy_edgevpn.txt", legacy.clone().into_bytes());
@@ -333,7 +339,7 @@ fn raw_handshake(mode: u8, payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     i.tunnel.connect();
     tick(&mut i, r.now, &mut out, &mut stats);
-    let mut to_r: Vec<Vec<u8>> = out.drain(..).collect();
+    let mut to_r: Vec<Vec<u8>> = std::mem::take(&mut out);
     // Handshake messages until the initiator has a session (a cookie reply
     // makes it retry with MAC2 at once).
     for _ in 0..4 {
@@ -551,6 +557,321 @@ fn transport_seeds() -> Seeds {
             "mutated.bin" | "send_raw.bin" => expect(name, bytes, stats, |s| s.delivered == 2),
             "timers_rekey_expiry.bin" => expect(name, bytes, stats, |s| s.established >= 4 && s.delivered >= 4),
             _ => expect(name, bytes, stats, |s| s.delivered >= 5),
+        }
+    }
+    seeds
+}
+
+// --- role_record ------------------------------------------------------------
+
+fn role_seeds() -> Seeds {
+    use kairos_core::election::{Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RoleRecord, Vote};
+    use kairos_core::identity::NodeId;
+    let ballot = |round, owner| Ballot {
+        round,
+        owner: NodeId([owner; 16]),
+    };
+    let full = RoleRecord {
+        forced: Some(ForcedRole::Master),
+        deployment: Some(Deployment {
+            role: DeployedAs::Primary,
+            epoch: 1,
+            since: 42,
+        }),
+        vote: Some(Vote {
+            epoch: 1,
+            promised: ballot(2, 7),
+            accepted: Some(Proposal {
+                ballot: ballot(2, 7),
+                candidate: NodeId([7; 16]),
+            }),
+            proposal: Some(Proposal {
+                ballot: ballot(1, 9),
+                candidate: NodeId([9; 16]),
+            }),
+        }),
+    };
+    let voted = RoleRecord {
+        forced: None,
+        deployment: None,
+        vote: Some(Vote::new(2)),
+    };
+    let mut seeds = Seeds::new();
+    seeds.insert("default.bin", role_record::encode("kairos", &RoleRecord::default()));
+    seeds.insert("full.bin", role_record::encode("kairos", &full));
+    seeds.insert("voted_long_id.bin", role_record::encode(&"n".repeat(64), &voted));
+    let mut two = role_record::encode("kairos", &full);
+    two.extend_from_slice(&role_record::encode("kairos", &voted));
+    seeds.insert("two_records.bin", two);
+    for (name, bytes) in &seeds {
+        let stats = role_record::run(bytes);
+        expect(name, bytes, stats, |s| s.accepted >= 1);
+    }
+    seeds
+}
+
+// --- ledger_messages ----------------------------------------------------------
+
+/// Real, signed entries (one short, one that travels in fragments) and the
+/// anti-entropy messages of the replica holding them.
+fn ledger_seeds() -> Seeds {
+    use kairos_core::ledger::buckets::owner_key;
+    use kairos_core::ledger::{Message, RangeMask, RequestRepr, MAX_MESSAGE_LEN};
+    use kairos_core::wire::ControlKind;
+    use ledger_messages::{op, writers, FuzzLedger};
+
+    let mut l = Box::<FuzzLedger>::default();
+    let w = &writers()[0];
+    let small = l.put(START, w, b"kairos", b"ip-master", b"10.1.0.1", 0).expect("room");
+    let own = owner_key(&w.node_id());
+    let owned = l.put(START, w, b"machines", &own, b"endpoints", 60).expect("room");
+    let big = l
+        .put(START, w, b"files", b"kubeconfig", &[b'k'; 3000], 0)
+        .expect("room");
+    let gone = l.put(START, w, b"kairos", b"gone", b"x", 0).expect("room");
+    let gone = l.delete(START, w, b"kairos", b"gone").map(|_| gone).expect("room");
+    let _ = gone;
+    let messages = |r| {
+        let enc = l.encoder(r).expect("sendable");
+        (0..enc.messages())
+            .map(|i| {
+                let mut out = [0u8; MAX_MESSAGE_LEN];
+                let n = enc.emit(i, &mut out).expect("room");
+                out[..n].to_vec()
+            })
+            .collect::<Vec<_>>()
+    };
+    let tomb = l.find(b"kairos", b"gone").expect("a tombstone").entry_ref();
+
+    let mut seeds = Seeds::new();
+    let mut w = Writer::new();
+    for r in [small, owned, tomb] {
+        for m in messages(r) {
+            w.u8(op::DELTA).chunk(&m);
+        }
+    }
+    for m in messages(big).iter().rev() {
+        w.u8(op::DELTA | 0x10).chunk(m);
+    }
+    w.u8(op::ADVANCE).u8(step_byte(3, 2)); // the ttl runs out
+    w.u8(op::EXCHANGE).u8(op::EXCHANGE | 8);
+    w.u8(op::ADVANCE).u8(step_byte(3, 11)); // tombstones and expired records purged
+    seeds.insert("signed_entries.bin", w.finish());
+
+    let mut digest = [0u8; MAX_MESSAGE_LEN];
+    let n = l.digest().emit(&mut digest).expect("room");
+    let mut page = [0u8; MAX_MESSAGE_LEN];
+    let p = l.write_summary(RangeMask::ALL, 0, &mut page).expect("room");
+    let mut request = RequestRepr::new();
+    for e in l.iter_all() {
+        request.push(e.id().prefix());
+    }
+    let mut req = [0u8; MAX_MESSAGE_LEN];
+    let rn = request.emit(&mut req).expect("ids");
+    for m in [&digest[..n], &page[..p.len], &req[..rn]] {
+        assert!(Message::decode(ControlKind::LEDGER_DIGEST, m).is_ok());
+    }
+    let mut w = Writer::new();
+    for r in [small, owned, big] {
+        for m in messages(r) {
+            w.u8(op::DELTA | 8).chunk(&m); // to B
+        }
+    }
+    w.u8(op::DIGEST).chunk(&digest[..n]);
+    w.u8(op::DIGEST).chunk(&page[..p.len]);
+    w.u8(op::DIGEST | 8).chunk(&page[..p.len]);
+    w.u8(op::DIGEST | 8).chunk(&req[..rn]);
+    w.u8(op::SUMMARY | 8).u64(u64::MAX).u64(0);
+    seeds.insert("anti_entropy.bin", w.finish());
+
+    let mut w = Writer::new();
+    // Shaped entries: plain with a ttl, owner-only by the owner and not,
+    // a tombstone, a fragmented one in reverse, then local writes filling
+    // the arena, resends and a summary.
+    w.u8(op::ENTRY)
+        .u8(0)
+        .u16(300)
+        .u8(30)
+        .chunk(b"")
+        .chunk(b"a")
+        .u16(100)
+        .u8(1);
+    w.u8(op::ENTRY)
+        .u8(0x40 | 1 << 3)
+        .u16(300)
+        .u8(0)
+        .chunk(b"")
+        .chunk(b"")
+        .u16(10)
+        .u8(2);
+    w.u8(op::ENTRY)
+        .u8(2 << 3)
+        .u16(300)
+        .u8(0)
+        .chunk(b"")
+        .chunk(b"not-the-owner")
+        .u16(10)
+        .u8(2);
+    w.u8(op::ENTRY).u8(1).u16(301).u8(0).chunk(b"").chunk(b"a").u16(0).u8(0);
+    w.u8(op::ENTRY | 8)
+        .u8(0x80 | 5 << 3)
+        .u16(300)
+        .u8(0)
+        .chunk(b"custom")
+        .chunk(b"big")
+        .u16(9000)
+        .u8(3);
+    for k in 0..3u8 {
+        w.u8(op::LOCAL).u8(0).chunk(&[b'x', k]).u16(6000).u8(k);
+    }
+    w.u8(op::RESEND).u8(0).u8(op::RESEND | 8).u8(1);
+    w.u8(op::ADVANCE).u8(step_byte(2, 7));
+    w.u8(op::SUMMARY).u64(u64::MAX).u64(0);
+    seeds.insert("shaped_and_local.bin", w.finish());
+
+    for (name, bytes) in &seeds {
+        let stats = ledger_messages::run(bytes);
+        println!("  ledger_messages/{name}: {stats:?}");
+        expect(name, bytes, stats, |s| s.delivered >= 3);
+    }
+    seeds
+}
+
+// --- node_datagrams -----------------------------------------------------------
+
+/// Steps of the node target: `op` from `source` after `time`.
+fn node_step(w: &mut Writer, source: u8, op: u8, time: u8) -> &mut Writer {
+    w.u8(source | op << 2).u8(time)
+}
+
+fn node_seeds() -> Seeds {
+    use kairos_core::ledger::buckets::owner_key;
+    use kairos_core::ledger::{MAX_MESSAGE_LEN, NO_TTL};
+    use kairos_core::node::{Destination, NodeConfig};
+    use kairos_core::wire::ControlKind;
+    use ledger_messages::FuzzLedger;
+    use node_datagrams::{op, FuzzNode, FuzzVerifier, SOURCES};
+
+    // A second node with the peer's identity and the same network keys:
+    // its first transmissions are a real beacon and a real hello.
+    let mut config = NodeConfig::default();
+    config.port = SOURCES[0].port();
+    config.bootstrap.push(SOURCES[3]).expect("room");
+    let mut other = FuzzNode::new(
+        kairos_core::identity::Identity::from_bytes(&kairos_core_fuzz::fixture::INITIATOR_ID),
+        kairos_core_fuzz::fixture::network(),
+        config,
+        ChaCha20Rng::seed_from_u64(7),
+        (0..4).map(|_| None).collect(),
+        Box::default(),
+        FuzzVerifier::default(),
+        vec![kairos_core::election::MemberView::default(); 5],
+        kairos_core_fuzz::fixture::WALL_AT_ZERO,
+    );
+    let mut beacon = None;
+    let mut hello = None;
+    let mut out = vec![0u8; 2048];
+    while let Some(t) = other.poll_transmit(START, &mut out) {
+        match t.destination {
+            Destination::LanMulticast => beacon = Some(out[..t.len].to_vec()),
+            Destination::Unicast(_) => hello = Some(out[..t.len].to_vec()),
+        }
+    }
+    let beacon = beacon.expect("a beacon");
+    assert!(hello.is_some(), "a hello");
+    // The next hello (2 s later) carries a newer timestamp than the beacon.
+    let later = START + kairos_core::time::Duration::from_secs(3);
+    other.handle_timeout(later);
+    while let Some(t) = other.poll_transmit(later, &mut out) {
+        if t.destination == Destination::Unicast(SOURCES[3]) {
+            hello = Some(out[..t.len].to_vec());
+        }
+    }
+    let hello = hello.expect("a hello");
+    let node_id = kairos_core::identity::Identity::from_bytes(&kairos_core_fuzz::fixture::RESPONDER_ID)
+        .public()
+        .node_id();
+
+    // Ledger entries signed by the peer: its machines record and a value.
+    let peer = Role::Initiator.identity();
+    let mut l = Box::<FuzzLedger>::default();
+    let machines = l
+        .put(START, peer, b"machines", &owner_key(&peer.node_id()), b"\x01", NO_TTL)
+        .expect("room");
+    let value = l
+        .put(START, peer, b"kairos", b"ip-master", b"10.1.0.1", NO_TTL)
+        .expect("room");
+    let delta = |r| {
+        let mut m = [0u8; MAX_MESSAGE_LEN];
+        let n = l.encoder(r).expect("sendable").emit(0, &mut m).expect("room");
+        m[..n].to_vec()
+    };
+    let delta_kind = ControlKind::LEDGER_DELTA.0 - 1; // CONTROL adds one
+
+    let mut seeds = Seeds::new();
+    let mut w = Writer::new();
+    w.u8(0);
+    node_step(&mut w, 0, op::RAW, 1).chunk(&beacon);
+    node_step(&mut w, 3, op::RAW, step_byte(1, 30)).chunk(&hello);
+    node_step(&mut w, 0, op::RAW, step_byte(1, 10)).chunk(&beacon); // a replay
+    seeds.insert("real_beacon_hello.bin", w.finish());
+
+    // The peer initiates; the handshake completes; signed entries, an IP
+    // packet each way, a goodbye.
+    let mut w = Writer::new();
+    w.u8(0);
+    node_step(&mut w, 0, op::CONNECT, 1);
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0); // initiation
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0); // confirming keepalive
+    for r in [machines, value] {
+        node_step(&mut w, 0, op::CONTROL, 1).u8(delta_kind).chunk(&delta(r)[..]);
+        node_step(&mut w, 0, op::DELIVER, 1).u8(0);
+    }
+    let mut v6 = vec![0u8; 48];
+    v6[0] = 0x60;
+    v6[4..6].copy_from_slice(&8u16.to_be_bytes());
+    v6[6] = 17;
+    v6[8..24].copy_from_slice(&other.ipv6().octets());
+    v6[24..40].copy_from_slice(&other.member_ipv6(&node_id).octets());
+    node_step(&mut w, 0, op::SEAL, 1).chunk(&v6);
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0);
+    node_step(&mut w, 0, op::IP, 1).chunk(b"ping");
+    node_step(&mut w, 0, op::WRITE, step_byte(1, 20))
+        .u8(0)
+        .chunk(b"kairos")
+        .chunk(b"k");
+    node_step(&mut w, 0, op::DELIVER, step_byte(2, 1)).u8(0);
+    node_step(&mut w, 0, op::CONTROL, 1)
+        .u8(ControlKind::GOODBYE.0 - 1)
+        .chunk(&[]);
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0);
+    seeds.insert("peer_initiates.bin", w.finish());
+
+    // Beacons make the node initiate; the peer answers; an hour of timers.
+    let mut w = Writer::new();
+    w.u8(1);
+    for _ in 0..2 {
+        node_step(&mut w, 0, op::ANNOUNCE, 1).u8(0).u16(SOURCES[0].port());
+    }
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0); // response
+    node_step(&mut w, 0, op::CONTROL, 1)
+        .u8(ControlKind::LEDGER_DIGEST.0 - 1)
+        .chunk(&[0x13, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+    node_step(&mut w, 0, op::DELIVER, 1).u8(0);
+    node_step(&mut w, 1, op::ANNOUNCE, 1).u8(4 | 1 << 3).u16(51820); // another member's beacon
+    node_step(&mut w, 3, op::ANNOUNCE, 1).u8(2).u16(51820); // a hello reply from the bootstrap
+    for _ in 0..4 {
+        node_step(&mut w, 0, op::DELIVER, step_byte(3, 15)).u8(0);
+    }
+    seeds.insert("node_initiates.bin", w.finish());
+
+    for (name, bytes) in &seeds {
+        let stats = node_datagrams::run(bytes);
+        println!("  node_datagrams/{name}: {stats:?}");
+        match *name {
+            "real_beacon_hello.bin" => expect(name, bytes, stats, |s| s.accepted >= 2),
+            "peer_initiates.bin" => expect(name, bytes, stats, |s| s.established >= 1 && s.delivered >= 1),
+            _ => expect(name, bytes, stats, |s| s.established >= 1 && s.accepted >= 4),
         }
     }
     seeds

@@ -14,6 +14,9 @@ pub mod fixture;
 pub mod input;
 
 pub mod handshake_responder;
+pub mod ledger_messages;
+pub mod node_datagrams;
+pub mod role_record;
 pub mod token_decode;
 pub mod transport_decrypt;
 pub mod wire_parsers;
@@ -82,5 +85,20 @@ mod replay {
     #[test]
     fn transport_decrypt() {
         replay("transport_decrypt", crate::transport_decrypt::run);
+    }
+
+    #[test]
+    fn ledger_messages() {
+        replay("ledger_messages", crate::ledger_messages::run);
+    }
+
+    #[test]
+    fn role_record() {
+        replay("role_record", crate::role_record::run);
+    }
+
+    #[test]
+    fn node_datagrams() {
+        replay("node_datagrams", crate::node_datagrams::run);
     }
 }

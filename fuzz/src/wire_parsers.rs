@@ -272,7 +272,7 @@ pub fn parse_all(b: &[u8], stats: &mut Stats) {
     // Control envelope (the decrypted payload of a transport message).
     let p = ControlPacket::new_checked(b);
     match b.first() {
-        None => assert_eq!(p.map(drop).map_err(|e| e), Err(Error::Truncated)),
+        None => assert_eq!(p.map(drop), Err(Error::Truncated)),
         Some(&k) if (ControlKind::MIN..=ControlKind::MAX).contains(&k) => {
             let p = p.expect("a control kind in range");
             stats.accepted += 1;
@@ -289,7 +289,7 @@ pub fn parse_all(b: &[u8], stats: &mut Stats) {
         }
         Some(&k) => {
             assert!(!ControlKind::is_valid(k));
-            assert_eq!(p.map(drop).map_err(|e| e), Err(Error::UnknownType(k)));
+            assert_eq!(p.map(drop), Err(Error::UnknownType(k)));
         }
     }
 
