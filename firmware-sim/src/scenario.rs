@@ -16,7 +16,7 @@
 //! holds the same durable ledger entries (the liveness advertisements,
 //! rewritten every 20 s by every node, are left out: in a large mesh some
 //! are always in flight), every node holds an IPv4 address no other node
-//! holds, every node of a network names the same primary and that primary
+//! holds and every node knows every member's address, every node of a network names the same primary and that primary
 //! runs as master (the simulation "deploys" k3s at once), and then sampled
 //! pairs (all pairs up to 30 nodes, else 200 seeded pairs) exchange an
 //! overlay packet.
@@ -210,11 +210,20 @@ impl Scenario {
         {
             return false;
         }
-        if Self::duplicate_addresses(w) != 0 || !self.one_primary_each(w) {
+        if Self::duplicate_addresses(w) != 0 || !self.one_primary_each(w) || !Self::addresses_known(w) {
             return false;
         }
         let first = durable_fingerprint(w.hosts[0].node.ledger());
         w.hosts.iter().all(|h| durable_fingerprint(h.node.ledger()) == first)
+    }
+
+    /// Every node knows every member's IPv4 address as that member holds it.
+    pub fn addresses_known(w: &World) -> bool {
+        let own: std::collections::HashMap<NodeId, _> =
+            w.hosts.iter().map(|h| (h.node.node_id(), h.node.ipv4())).collect();
+        w.hosts
+            .iter()
+            .all(|h| h.node.members().all(|m| own.get(&m.id()) == Some(&m.ipv4())))
     }
 
     /// Every node names a primary of its own network, all nodes of a

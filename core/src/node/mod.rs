@@ -1243,6 +1243,7 @@ where
         let id = member.id;
         self.members.as_mut()[slot] = Some(member);
         self.member_count += 1;
+        self.adopt_claim(slot as u16);
         self.push_event(Event::MemberDiscovered(id));
         Ok(slot as u16)
     }

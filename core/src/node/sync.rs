@@ -442,6 +442,28 @@ where
             })
     }
 
+    /// A member just placed in `slot` takes the address its claim holds, if
+    /// the claim arrived first (anti-entropy sends entries in id order, and
+    /// a beacon can introduce a member at any time).
+    pub(crate) fn adopt_claim(&mut self, slot: u16) {
+        let Some(id) = self.members.as_ref()[slot as usize].as_ref().map(|m| m.id) else {
+            return;
+        };
+        let key = id_text(&id);
+        let claimed = self
+            .ledger
+            .as_ref()
+            .get(ADDRESSES.as_bytes(), key.as_bytes())
+            .and_then(|e| ipam::decode(e.value()));
+        let Some(addr) = claimed else { return };
+        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
+        if winner.is_some_and(|w| w.owner == id) {
+            if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+                m.ipv4 = Some(addr);
+            }
+        }
+    }
+
     /// Gives `addr` to the claim that wins it, and takes it from the other
     /// claimants (only a claimant can hold an address).
     fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
@@ -534,11 +556,7 @@ where
     }
 
     pub(crate) fn id_text(&self) -> heapless::String<26> {
-        let mut s = [0u8; 26];
-        self.id.encode(&mut s);
-        let mut out = heapless::String::new();
-        let _ = out.push_str(core::str::from_utf8(&s).unwrap_or(""));
-        out
+        id_text(&self.id)
     }
 
     /// Control-plane timers: the machines record, the address claim,
@@ -771,4 +789,13 @@ fn parse_addr(b: &[u8]) -> Option<SocketAddr> {
         )),
         _ => None,
     }
+}
+
+/// A node id as the key of its owner-only entries.
+fn id_text(id: &NodeId) -> heapless::String<26> {
+    let mut s = [0u8; 26];
+    id.encode(&mut s);
+    let mut out = heapless::String::new();
+    let _ = out.push_str(core::str::from_utf8(&s).unwrap_or(""));
+    out
 }
