@@ -33,9 +33,9 @@ use crate::net::{HostId, LanId, Network};
 /// The crypto provider simulated nodes use (the no_std default).
 pub type Provider = RustCryptoProvider;
 /// Ledger entries a simulated node holds at most.
-pub const LEDGER_ENTRIES: usize = 4096;
+pub const LEDGER_ENTRIES: usize = 8192;
 /// Bytes of ledger storage per simulated node.
-pub const LEDGER_ARENA: usize = 256 * 1024;
+pub const LEDGER_ARENA: usize = 512 * 1024;
 /// A simulated node's ledger.
 pub type SimLedger = Ledger<LEDGER_ENTRIES, LEDGER_ARENA>;
 /// A simulated node.
