@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Instant as WallInstant;
 
-use kairos_core::election::{ElectionConfig, Role, ALIVE};
+use kairos_core::election::{alive_interval, ElectionConfig, Role, ALIVE};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::Ledger;
 use kairos_core::node::{NodeConfig, RoleConfig};
@@ -107,8 +107,9 @@ pub struct Report {
     pub reachable_pairs: usize,
     /// Sampled pairs.
     pub sampled_pairs: usize,
-    /// Average bytes per second each node sent per peer while idle (60 s
-    /// after convergence).
+    /// Average bytes per second each node sent per peer while idle, over
+    /// the 60 s after convergence or two advertisement intervals, whichever
+    /// is longer.
     pub idle_bytes_per_peer_per_s: Option<f64>,
     /// Datagrams the network carried in the whole run.
     pub datagrams: u64,
@@ -368,7 +369,9 @@ impl Scenario {
         let converged = converged_at.is_some() && reachable == pairs.len();
         let idle = converged.then(|| {
             let before: u64 = w.hosts.iter().map(|h| w.net.host_stats(h.host).sent_bytes).sum();
-            let window = Duration::from_secs(60);
+            // Long enough to include every periodic write (advertisements
+            // are rewritten every `alive_interval`, which grows with the mesh).
+            let window = Duration::from_secs(60).max(alive_interval(self.nodes) * 2);
             w.run_for(window);
             let after: u64 = w.hosts.iter().map(|h| w.net.host_stats(h.host).sent_bytes).sum();
             let n = w.hosts.len() as f64;
