@@ -203,7 +203,7 @@ where
                     m.via = Some(via);
                     m.connecting_since = Some(now);
                     if let Some(t) = m.tunnel.as_mut() {
-                        t.connect();
+                        t.connect_now();
                     }
                     self.after_tunnel_activity(slot);
                 }

@@ -190,6 +190,17 @@ impl<P: CryptoProvider> Tunnel<P> {
         self.want_handshake = true;
     }
 
+    /// Asks for a handshake now, past the rate limit: the path to the peer
+    /// changed (a relay was chosen), so the initiation in flight went where
+    /// it cannot arrive and waiting out the 5 s retry would only add delay.
+    pub fn connect_now(&mut self) {
+        self.want_handshake = true;
+        self.last_initiation_sent = None;
+        if let Some(p) = self.pending.as_mut() {
+            p.retry_at = Instant::ZERO;
+        }
+    }
+
     /// Seals the payload at `buf[TRANSPORT_HEADER_LEN..][..payload_len]` in
     /// place and returns the transport message, `payload_len +
     /// TRANSPORT_OVERHEAD` bytes at the start of `buf`. Without a usable
@@ -603,6 +614,45 @@ impl<P: CryptoProvider> Tunnel<P> {
 mod tests {
     use super::*;
     use crate::crypto::RustCryptoProvider;
+
+    /// `connect` waits out the 5 s between initiations; `connect_now` (a
+    /// new path) sends at once.
+    #[test]
+    fn connect_now_skips_the_rate_limit() {
+        use crate::identity::Identity;
+        use crate::token::NetworkKeys;
+        use rand_chacha::rand_core::SeedableRng;
+        let net = NetworkKeys::derive(&[3; 32]);
+        let (a, b) = (Identity::from_bytes(&[1; 64]), Identity::from_bytes(&[2; 64]));
+        let mut local = Local::new(&a, &net, Duration::from_secs(1_800_000_000));
+        let remote = b.public().static_key;
+        let config = TunnelConfig {
+            index_slot: 0,
+            persistent_keepalive: None,
+        };
+        let mut t: Tunnel<RustCryptoProvider> = Tunnel::new(&local, &remote, config).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let mut out = [0u8; 256];
+        let t0 = Instant::from_secs(100);
+        t.connect();
+        assert_eq!(
+            t.poll_transmit(t0, &mut local, &mut rng, &mut out),
+            Some(INITIATION_LEN)
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        t.connect();
+        assert_eq!(
+            t.poll_transmit(t1, &mut local, &mut rng, &mut out),
+            None,
+            "rate limited"
+        );
+        t.connect_now();
+        assert_eq!(
+            t.poll_transmit(t1, &mut local, &mut rng, &mut out),
+            Some(INITIATION_LEN)
+        );
+        assert_eq!(t.poll_transmit(t1, &mut local, &mut rng, &mut out), None, "once");
+    }
 
     /// The per-peer state is small and bounded: no heap, three sessions.
     #[test]
