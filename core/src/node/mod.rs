@@ -1024,6 +1024,27 @@ where
         next
     }
 
+    /// Each timer `poll_timeout` takes the earliest of, by name (for
+    /// diagnosing a node that asks to be woken and then has nothing to do).
+    pub fn timers(&self) -> [(&'static str, Option<Instant>); 7] {
+        [
+            ("maintenance", Some(self.next_maintenance)),
+            ("beacon", self.config.lan_beacons.then_some(self.next_beacon)),
+            (
+                "hello",
+                self.bootstrap
+                    .iter()
+                    .filter(|b| !b.connected)
+                    .map(|b| b.next_hello)
+                    .min(),
+            ),
+            ("transmit", self.transmit_pending.then_some(Instant::ZERO)),
+            ("sessions", self.member_timers()),
+            ("sync", self.sync_poll_timeout()),
+            ("roles", self.roles.as_ref().map(|r| r.poll_timeout())),
+        ]
+    }
+
     /// The earliest timer of the member tunnels.
     fn member_timers(&self) -> Option<Instant> {
         if self.timers_dirty.get() {
