@@ -159,6 +159,7 @@ mod tests {
                 up: true,
                 path: MeshPath::Relayed,
                 endpoint: Some("192.0.2.1:51820".into()),
+                relay: Some("aaaaaaaaaaaaaaaaaaaaaaaaaa".into()),
                 last_seen_s: Some(1),
             },
             Machine {
@@ -168,6 +169,7 @@ mod tests {
                 up: false,
                 path: MeshPath::None,
                 endpoint: None,
+                relay: None,
                 last_seen_s: None,
             },
         ]
@@ -225,9 +227,11 @@ mod tests {
         assert_eq!(list[0]["path"], "relayed");
         assert_eq!(list[0]["up"], true);
         assert_eq!(list[0]["endpoint"], "192.0.2.1:51820");
+        assert_eq!(list[0]["relay"], "aaaaaaaaaaaaaaaaaaaaaaaaaa");
         assert_eq!(list[0]["ipv4"], "10.1.0.9");
         assert_eq!(list[1]["path"], "none");
         assert!(list[1]["ipv4"].is_null());
+        assert!(list[1]["relay"].is_null());
         assert!(list[1]["endpoint"].is_null());
         for m in list {
             for key in ["node_id", "ipv4", "ipv6", "up", "path", "endpoint"] {

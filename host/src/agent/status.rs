@@ -93,8 +93,12 @@ pub struct Machine {
     /// `direct`, `relayed` or `none`.
     pub path: Path,
     /// Where its datagrams go (its last authenticated source, else its
-    /// announced endpoint), `null` if unknown.
+    /// announced endpoint), `null` if unknown. While relayed, the endpoint
+    /// the direct path would use (it is probed every 10 s).
     pub endpoint: Option<String>,
+    /// The node id of the member relaying its traffic, `null` unless
+    /// `path` is `relayed`.
+    pub relay: Option<String>,
     /// Seconds since an authenticated packet last came from it.
     pub last_seen_s: Option<u64>,
 }
@@ -160,6 +164,10 @@ pub fn machines(node: &MeshNode, now: Instant) -> Vec<Machine> {
             up: m.is_up(),
             path: Path::of(m),
             endpoint: m.endpoint().map(|e| e.to_string()),
+            relay: match node.path(&m.id()) {
+                Some(kairos_core::node::Path::Relayed(via)) => Some(via.to_string()),
+                _ => None,
+            },
             last_seen_s: m.last_seen().map(|t| now.saturating_since(t).as_secs()),
         })
         .collect();
