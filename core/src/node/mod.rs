@@ -290,6 +290,9 @@ where
     ups_dirty: bool,
     /// When the relay checks (stuck handshakes, upgrade probes) run next.
     relay_due: Instant,
+    /// When a handshake in progress has waited `RELAY_AFTER` (the relay
+    /// checks must run then, not at the next tick).
+    relay_wake: Option<Instant>,
     /// Whether a tunnel may have something to send (cleared by a walk of the
     /// active list that found nothing), so a datagram that touched no
     /// tunnel costs no walk.
@@ -372,6 +375,7 @@ where
             ups: Vec::new(),
             ups_dirty: false,
             relay_due: Instant::ZERO,
+            relay_wake: None,
             transmit_pending: false,
             timer_cache: core::cell::Cell::new(None),
             timers_dirty: core::cell::Cell::new(false),
@@ -963,7 +967,7 @@ where
             self.maintain(now);
         }
         self.sync_timeout(now);
-        if now >= self.relay_due {
+        if now >= self.relay_due || self.relay_wake.is_some_and(|t| now >= t) {
             self.relay_due = now + relay::RELAY_TICK;
             self.relay_timeout(now);
         }
@@ -1020,6 +1024,9 @@ where
         }
         if let Some(r) = &self.roles {
             at(r.poll_timeout());
+        }
+        if let Some(t) = self.relay_wake {
+            at(t);
         }
         next
     }
@@ -1294,6 +1301,8 @@ where
         m.tunnel.as_mut().expect("just ensured").connect();
         if !m.up && m.connecting_since.is_none() {
             m.connecting_since = Some(now);
+            let due = now + relay::RELAY_AFTER;
+            self.relay_wake = Some(self.relay_wake.map_or(due, |t| t.min(due)));
         }
         self.after_tunnel_activity(slot);
         Ok(())

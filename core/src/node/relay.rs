@@ -181,6 +181,8 @@ where
     /// Relays members whose direct handshake went unanswered, and probes the
     /// direct endpoints of relayed members.
     pub(crate) fn relay_timeout(&mut self, now: Instant) {
+        // The next handshake to give up on, among those still waiting.
+        let mut wake: Option<Instant> = None;
         let mut cursor = self.active_head;
         while let Some(slot) = cursor {
             let (next, wants_relay, wants_probe) = {
@@ -193,6 +195,14 @@ where
                 (m.next_active, stuck, probe)
             };
             cursor = next;
+            let waiting = self.members.as_ref()[slot as usize]
+                .as_ref()
+                .filter(|m| !m.up)
+                .and_then(|m| m.connecting_since);
+            if let Some(since) = waiting.filter(|_| !wants_relay) {
+                let due = since + RELAY_AFTER;
+                wake = Some(wake.map_or(due, |w| w.min(due)));
+            }
             if wants_relay {
                 // First the direct path, then a relay; a relay that does not
                 // get through either is replaced by another (or the direct
@@ -205,6 +215,8 @@ where
                     if let Some(t) = m.tunnel.as_mut() {
                         t.connect_now();
                     }
+                    let due = now + RELAY_AFTER;
+                    wake = Some(wake.map_or(due, |w| w.min(due)));
                     self.after_tunnel_activity(slot);
                 }
             }
@@ -215,5 +227,6 @@ where
                 self.probe_direct(now, slot);
             }
         }
+        self.relay_wake = wake;
     }
 }
