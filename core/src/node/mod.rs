@@ -449,6 +449,7 @@ where
     pub fn stats(&self) -> NodeStats {
         NodeStats {
             replies_dropped: self.outbox.dropped(),
+            control_dropped: self.sync.intents_dropped,
             ..self.stats
         }
     }

@@ -9,7 +9,11 @@
 //!   change, backing off to [`SYNC_MAX`] while the digests agree) the node
 //!   sends its digest to a random member; the exchange itself is the
 //!   ledger's (`ledger::sync`). A session coming up also starts one, so a
-//!   joining node learns the whole ledger from its first neighbour.
+//!   joining node learns the whole ledger from its first neighbour. Entries
+//!   sent by anti-entropy travel as `LEDGER_REPAIR` and are never forwarded
+//!   (a node catching up would otherwise push the whole ledger on to peers
+//!   that hold it); an exchange that found something missing is followed
+//!   by another within 2 s, so a lost repair is asked for again.
 //! - **Membership.** A `machines/<id>` entry makes its origin a member (its
 //!   keys are the entry's origin; the value, a [`MachineRecord`], says
 //!   where it can be reached).
@@ -58,8 +62,14 @@ pub const INTENTS: usize = 256;
 /// Something to send to a member, encoded when polled.
 #[derive(Debug, Clone)]
 pub(crate) enum Intent {
-    /// One message (whole entry or fragment `index`) of an entry.
-    Entry { to: u16, entry: EntryRef, index: u8 },
+    /// One message (whole entry or fragment `index`) of an entry; a
+    /// `repair` answers anti-entropy (the receiver does not forward it).
+    Entry {
+        to: u16,
+        entry: EntryRef,
+        index: u8,
+        repair: bool,
+    },
     /// Our digest.
     Digest { to: u16 },
     /// A summary page of the ranges in `mask`, from id prefix `from`.
@@ -180,7 +190,9 @@ where
                 }
                 Ok(())
             }
-            ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST => self.handle_ledger(now, slot, kind, payload),
+            ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST | ControlKind::LEDGER_REPAIR => {
+                self.handle_ledger(now, slot, kind, payload)
+            }
             ControlKind::PUNCH_REQUEST => {
                 let m = self.members.as_ref()[slot as usize].as_ref().expect("member slot");
                 if m.up && m.via.is_some() {
@@ -209,12 +221,14 @@ where
     }
 
     fn handle_ledger(&mut self, now: Instant, slot: u16, kind: ControlKind, payload: &[u8]) -> Result<(), DropReason> {
+        let forward = kind != ControlKind::LEDGER_REPAIR;
+        let kind = if forward { kind } else { ControlKind::LEDGER_DELTA };
         let message =
             Message::decode(kind, payload).map_err(|_| DropReason::Malformed(crate::wire::Error::Truncated))?;
         match message {
             Message::Entry(_) => {
                 let applied = self.ledger.as_mut().apply(now, &mut self.verifier, payload);
-                self.after_apply(now, slot, applied);
+                self.after_apply(now, slot, applied, forward);
             }
             Message::Fragment(f) => {
                 let Node {
@@ -222,7 +236,7 @@ where
                 } = self;
                 if let Some(whole) = sync.reassembly.push(now, slot, &f) {
                     let applied = ledger.as_mut().apply(now, verifier, whole);
-                    self.after_apply(now, slot, applied);
+                    self.after_apply(now, slot, applied, forward);
                 }
             }
             Message::Digest(d) => {
@@ -257,7 +271,14 @@ where
                     let _ = requests.push(request);
                 }
                 for r in sends {
-                    self.push_entry(r, slot);
+                    self.push_entry(r, slot, true);
+                }
+                if !requests.is_empty() {
+                    // Divergence found: compare again soon, in case the
+                    // request or its answers are lost (repairs are not
+                    // forwarded, so nothing else would bring them).
+                    self.sync.sync_gap = SYNC_MIN;
+                    self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN * 2);
                 }
                 for ids in requests {
                     self.queue(Intent::Request { to: slot, ids });
@@ -266,23 +287,30 @@ where
             Message::Request(req) => {
                 let refs: Vec<EntryRef, 160> = self.ledger.as_ref().requested(&req).take(160).collect();
                 for r in refs {
-                    self.push_entry(r, slot);
+                    self.push_entry(r, slot, true);
                 }
             }
         }
         Ok(())
     }
 
-    fn after_apply(&mut self, now: Instant, slot: u16, applied: Result<Applied, crate::ledger::LedgerError>) {
+    fn after_apply(
+        &mut self,
+        now: Instant,
+        slot: u16,
+        applied: Result<Applied, crate::ledger::LedgerError>,
+        forward: bool,
+    ) {
         match applied {
-            Ok(Applied::New(_)) | Ok(Applied::Newer(_)) => self.process_changes(now, Some(slot)),
+            Ok(Applied::New(_)) | Ok(Applied::Newer(_)) => self.process_changes_from(now, Some(slot), forward),
             Ok(Applied::Older) | Ok(Applied::Equal) => {}
             Err(_) => self.stats.ledger_refused += 1,
         }
     }
 
-    /// Queues every message of entry `r` for the member in `to`.
-    fn push_entry(&mut self, r: EntryRef, to: u16) {
+    /// Queues every message of entry `r` for the member in `to` (`repair`:
+    /// as an answer to anti-entropy).
+    fn push_entry(&mut self, r: EntryRef, to: u16, repair: bool) {
         let messages = match self.ledger.as_ref().encoder(r) {
             Ok(enc) => enc.messages(),
             Err(_) => return,
@@ -292,6 +320,7 @@ where
                 to,
                 entry: r,
                 index: index as u8,
+                repair,
             });
         }
     }
@@ -317,6 +346,12 @@ where
 
     /// Reacts to ledger changes: membership, addresses, and forwarding.
     pub(crate) fn process_changes(&mut self, now: Instant, source: Option<u16>) {
+        self.process_changes_from(now, source, true);
+    }
+
+    /// [`Self::process_changes`]; remote entries that came as anti-entropy
+    /// repairs (`forward` false) are not pushed on.
+    fn process_changes_from(&mut self, now: Instant, source: Option<u16>, forward: bool) {
         let mut any = false;
         let mut changed = false;
         let mut claims: Vec<Claim, 32> = Vec::new();
@@ -362,8 +397,11 @@ where
                     targets.swap_remove(i);
                 }
             }
+            if !change.local && !forward {
+                continue;
+            }
             for to in targets {
-                self.push_entry(change.entry, to);
+                self.push_entry(change.entry, to, false);
             }
         }
         if any {
@@ -661,14 +699,21 @@ where
             let base = if via.is_some() { super::relay::RELAY_HEADROOM } else { 0 };
             let body = &mut out[base + TRANSPORT_HEADER_LEN + 1..];
             let encoded: Option<(ControlKind, usize)> = match intent {
-                Intent::Entry { entry, index, .. } => {
+                Intent::Entry {
+                    entry, index, repair, ..
+                } => {
                     let n = self
                         .ledger
                         .as_ref()
                         .encoder(entry)
                         .ok()
                         .and_then(|enc| enc.emit(index as usize, body).ok());
-                    n.map(|n| (ControlKind::LEDGER_DELTA, n))
+                    let kind = if repair {
+                        ControlKind::LEDGER_REPAIR
+                    } else {
+                        ControlKind::LEDGER_DELTA
+                    };
+                    n.map(|n| (kind, n))
                 }
                 Intent::Digest { .. } => self
                     .ledger

@@ -38,6 +38,11 @@ impl ControlKind {
     pub const OBSERVED: ControlKind = ControlKind(0x0a);
     /// A relayed datagram delivered by the relay (names its origin).
     pub const RELAYED: ControlKind = ControlKind(0x0b);
+    /// Ledger entries sent by anti-entropy (what a peer's summary or
+    /// request showed it lacks): the same payload as `LEDGER_DELTA`, applied
+    /// but never forwarded, so a node catching up does not push the whole
+    /// ledger on to peers that hold it already.
+    pub const LEDGER_REPAIR: ControlKind = ControlKind(0x0c);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;
