@@ -26,7 +26,7 @@ use kairos_core_fuzz::fixture::{Node, Role, Setup, START};
 use kairos_core_fuzz::handshake_responder::{self as responder, op as hop, Raw};
 use kairos_core_fuzz::input::{step_byte, Writer};
 use kairos_core_fuzz::transport_decrypt::{self as transport, op as top};
-use kairos_core_fuzz::{ledger_messages, node_datagrams, role_record, token_decode, wire_parsers, Stats};
+use kairos_core_fuzz::{dns_query, ledger_messages, node_datagrams, role_record, token_decode, wire_parsers, Stats};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     }
     let check = args.iter().any(|a| a == "--check");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds); 7] = [
+    let targets: [(&str, Seeds); 8] = [
         ("token_decode", token_seeds()),
         ("wire_parsers", wire_seeds()),
         ("handshake_responder", responder_seeds()),
@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         ("role_record", role_seeds()),
         ("ledger_messages", ledger_seeds()),
         ("node_datagrams", node_seeds()),
+        ("dns_query", dns_seeds()),
     ];
     let mut stale = Vec::new();
     let mut total = 0;
@@ -96,6 +97,7 @@ fn replay(target: &str, files: &[String]) -> ExitCode {
         "role_record" => role_record::run,
         "ledger_messages" => ledger_messages::run,
         "node_datagrams" => node_datagrams::run,
+        "dns_query" => dns_query::run,
         _ => {
             eprintln!("unknown target {target}");
             return ExitCode::FAILURE;
@@ -873,6 +875,37 @@ fn node_seeds() -> Seeds {
             "peer_initiates.bin" => expect(name, bytes, stats, |s| s.established >= 1 && s.delivered >= 1),
             _ => expect(name, bytes, stats, |s| s.established >= 1 && s.accepted >= 4),
         }
+    }
+    seeds
+}
+
+// --- dns_query --------------------------------------------------------------
+
+/// A query as a stub resolver sends it: id, RD, one question.
+fn dns_query_bytes(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+fn dns_seeds() -> Seeds {
+    let mut seeds = Seeds::new();
+    seeds.insert("a.bin", dns_query_bytes("edge-1.kairos.mesh", 1));
+    seeds.insert("aaaa.bin", dns_query_bytes("Edge-1", 28));
+    seeds.insert("any_long.bin", dns_query_bytes(&"abcdefgh.".repeat(24), 255));
+    let mut two = dns_query_bytes("x.mesh", 1);
+    two[5] = 2;
+    seeds.insert("two_questions.bin", two);
+    for (name, bytes) in &seeds {
+        let stats = dns_query::run(bytes);
+        assert_eq!(stats.fed, 1, "{name}");
+        assert!(stats.replies > 0, "{name} gets an answer");
     }
     seeds
 }

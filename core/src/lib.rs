@@ -13,6 +13,7 @@
 //! - [`identity`]: a node's static X25519 and Ed25519 keys and its printable id.
 //! - [`wire`]: the on-the-wire messages, smoltcp style.
 //! - [`noise`]: the Noise IKpsk2 handshake, MAC1/MAC2 and cookies.
+//! - [`dns`]: answering DNS queries for members' names (the wire format).
 //! - [`session`]: transport keys, replay protection, timers, and the per-peer
 //!   [`session::Tunnel`] state machine.
 #![no_std]
@@ -24,6 +25,7 @@ extern crate std;
 
 pub mod crypto;
 pub mod discovery;
+pub mod dns;
 pub mod election;
 pub mod identity;
 pub mod ledger;

@@ -10,6 +10,7 @@
 //! generator uses it to check that a seed reaches what it was made for.
 
 pub mod check;
+pub mod dns_query;
 pub mod fixture;
 pub mod input;
 
@@ -95,6 +96,11 @@ mod replay {
     #[test]
     fn role_record() {
         replay("role_record", crate::role_record::run);
+    }
+
+    #[test]
+    fn dns_query() {
+        replay("dns_query", crate::dns_query::run);
     }
 
     #[test]

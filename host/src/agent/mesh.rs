@@ -16,7 +16,7 @@ use kairos_core::time::Duration;
 use kairos_core::token::MAX_BOOTSTRAP;
 use rand_core::OsRng;
 
-use crate::config::agent::{AgentConfig, Role};
+use crate::config::agent::{AgentConfig, NodeKind, Role};
 
 /// The crypto provider of the agent (ring on hosts).
 pub type Provider = DefaultProvider;
@@ -86,9 +86,12 @@ pub fn node_config(
     for &a in advertise {
         let _ = c.advertise.push(a);
     }
-    match role_config(config) {
-        Ok(roles) => c.roles = Some(roles),
-        Err(e) => warnings.push(format!("the role election is off: {e}")),
+    c.roles = None;
+    if config.kind == NodeKind::Agent {
+        match role_config(config) {
+            Ok(roles) => c.roles = Some(roles),
+            Err(e) => warnings.push(format!("the role election is off: {e}")),
+        }
     }
     (c, Warnings(warnings))
 }
@@ -236,6 +239,15 @@ mod tests {
         assert_eq!(e.minimum_nodes, 3);
         assert_eq!(e.dynamic_roles, Some(DYNAMIC_ROLES_TIMEOUT));
         assert_eq!(member_capacity(&c), 254);
+    }
+
+    #[test]
+    fn a_bridge_takes_no_part_in_the_election() {
+        let mut c = config("  role: master\n");
+        c.kind = NodeKind::Bridge;
+        let (nc, warnings) = node_config(&c, 1, &[], &[]);
+        assert!(nc.roles.is_none(), "a bridge has no role and casts no vote");
+        assert!(warnings.0.is_empty(), "{warnings:?}");
     }
 
     #[test]

@@ -143,6 +143,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 
     tracing::info!(
         node_id = %node.node_id(),
+        kind = config.kind.as_str(),
         network_id = %config.network_id,
         listen = %listen,
         interface = tun.as_ref().map(|t| t.name()).unwrap_or("none"),

@@ -73,7 +73,7 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
 }
 
 /// Logs to stderr at `RUST_LOG`, else at the config's `loglevel`.
-fn init_logging(level: crate::config::agent::LogLevel) {
+pub(super) fn init_logging(level: crate::config::agent::LogLevel) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.to_string()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

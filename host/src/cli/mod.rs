@@ -11,6 +11,7 @@
 //! usage errors).
 
 mod agent;
+mod bridge;
 mod demo;
 mod generate_token;
 mod token;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Run the mesh node daemon: join the network, keep the overlay interface and API up.
     #[command(long_about = agent::LONG_ABOUT, visible_alias = "start")]
     Agent(agent::AgentArgs),
+    /// Join the network from this machine (no cluster role): interface, routes and API until Ctrl-C.
+    #[command(long_about = bridge::LONG_ABOUT)]
+    Bridge(bridge::BridgeArgs),
 }
 
 /// Runs a parsed command line.
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Bridge(args) => bridge::run(args),
     }
 }
 

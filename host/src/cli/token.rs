@@ -97,12 +97,18 @@ enum Source {
     File(PathBuf),
 }
 
+#[cfg(test)]
 fn source(args: &InspectArgs, env: Option<String>) -> Result<Source, CliError> {
+    source_of(args.token.as_deref(), args.token_file.as_deref(), env)
+}
+
+/// The token's source: `literal`, else `file`, else `env` (KAIROS_TOKEN).
+fn source_of(literal: Option<&str>, file: Option<&std::path::Path>, env: Option<String>) -> Result<Source, CliError> {
     let stdin_or = |s: Source, is_dash: bool| if is_dash { Source::Stdin } else { s };
-    if let Some(t) = &args.token {
-        Ok(stdin_or(Source::Literal(t.clone()), t == "-"))
-    } else if let Some(p) = &args.token_file {
-        Ok(stdin_or(Source::File(p.clone()), p.as_os_str() == "-"))
+    if let Some(t) = literal {
+        Ok(stdin_or(Source::Literal(t.to_owned()), t == "-"))
+    } else if let Some(p) = file {
+        Ok(stdin_or(Source::File(p.to_owned()), p.as_os_str() == "-"))
     } else {
         env.filter(|e| !e.trim().is_empty())
             .map(Source::Literal)
@@ -112,6 +118,17 @@ fn source(args: &InspectArgs, env: Option<String>) -> Result<Source, CliError> {
 
 /// The token text named by the arguments (`env` is the value of KAIROS_TOKEN).
 fn token_text(args: &InspectArgs, env: Option<String>) -> Result<String, CliError> {
+    read_token(args.token.as_deref(), args.token_file.as_deref(), env)
+}
+
+/// Reads a token given as `literal` (`-`: stdin), else in `file` (`-`:
+/// stdin), else in `env` (the value of KAIROS_TOKEN), and returns its text.
+/// Shared by every command that takes a token.
+pub fn read_token(
+    literal: Option<&str>,
+    file: Option<&std::path::Path>,
+    env: Option<String>,
+) -> Result<String, CliError> {
     let read = |from: String, r: &mut dyn Read| {
         let mut text = String::new();
         r.take(READ_LIMIT)
@@ -119,7 +136,7 @@ fn token_text(args: &InspectArgs, env: Option<String>) -> Result<String, CliErro
             .map_err(|source| CliError::ReadToken { from, source })?;
         Ok(text)
     };
-    match source(args, env)? {
+    match source_of(literal, file, env)? {
         Source::Literal(t) => Ok(t),
         Source::Stdin => read("stdin".into(), &mut io::stdin().lock()),
         Source::File(p) => {

@@ -85,6 +85,9 @@ pub struct AgentConfig {
     pub legacy: LegacyOptions,
     /// `p2p.mesh`: this project's own settings.
     pub mesh: MeshConfig,
+    /// Whether this is a node (`kairos agent`) or an operator's bridge
+    /// (`kairos bridge`: a member with no cluster role).
+    pub kind: NodeKind,
     /// The top-level `k3s:` block, as written (for the k3s bootstrap).
     #[allow(dead_code)] // for the k3s bootstrap (issue 6)
     pub k3s: Option<OpaqueYaml>,
@@ -203,6 +206,27 @@ pub struct MeshConfig {
     pub api: ApiAddress,
     /// Whether to send and hear LAN multicast beacons (`lan_beacons`); default `true`.
     pub lan_beacons: bool,
+}
+
+/// What kind of member runs: a cluster node or an operator's bridge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `kairos agent`: a node of the `network_id` cluster, in its election.
+    #[default]
+    Agent,
+    /// `kairos bridge`: a member of the mesh that takes no cluster role,
+    /// votes in no election and is counted by none.
+    Bridge,
+}
+
+impl NodeKind {
+    /// `agent` or `bridge`, as the logs and the API say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Agent => "agent",
+            NodeKind::Bridge => "bridge",
+        }
+    }
 }
 
 /// A node's Kubernetes role.

@@ -26,10 +26,10 @@ pub mod env;
 mod read;
 mod resolve;
 pub mod scan;
-mod settings;
+pub(crate) mod settings;
 pub mod source;
 mod suggest;
-mod values;
+pub(crate) mod values;
 
 use std::fmt;
 use std::io;

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use kairos_core::token::{NetworkToken, OverlayRange};
 
 use super::agent::{
-    AgentConfig, ApiAddress, AutoConfig, Endpoint, HaConfig, LegacyOptions, LogLevel, MeshConfig, OpaqueYaml, Role,
-    VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MINIMUM_NODES, DEFAULT_MTU,
+    AgentConfig, ApiAddress, AutoConfig, Endpoint, HaConfig, LegacyOptions, LogLevel, MeshConfig, NodeKind, OpaqueYaml,
+    Role, VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MINIMUM_NODES, DEFAULT_MTU,
     DEFAULT_NETWORK_ID, DEFAULT_OVERLAY, DEFAULT_STATE_DIR,
 };
 
@@ -141,6 +141,7 @@ impl Settings {
                 lan_beacons: self.lan_beacons.unwrap_or(true),
             },
             network_token,
+            kind: NodeKind::Agent,
             k3s,
             k3s_agent,
         })

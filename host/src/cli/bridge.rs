@@ -1,0 +1,253 @@
+//! `kairos bridge`: joins the network of a token from an operator's
+//! machine. It is the agent ([`crate::agent`]) with its settings from flags
+//! instead of a cloud-config, its own state directory, and no cluster role:
+//! it creates the overlay interface, takes an address from the mesh's
+//! allocator, routes the overlay range and serves the API, so every node of
+//! every cluster on the network is reachable from here, and `kairos
+//! get-kubeconfig` can read the ledger through it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::token::{read_token, TOKEN_ENV};
+use super::CliError;
+use crate::agent::{self, preflight, AgentError};
+use crate::config::agent::{ApiAddress, Endpoint, LogLevel, NodeKind, DEFAULT_INTERFACE};
+use crate::config::settings::Settings;
+use crate::config::values;
+use kairos_core::token::{NetworkToken, OverlayRange};
+
+/// The `--help` text of the command.
+pub const LONG_ABOUT: &str = "Join the network of a token from this machine (a laptop, a jump \
+host) without becoming a cluster node: create the overlay interface, take an overlay address \
+from the mesh (never a fixed one that could collide), route the overlay range through it, and \
+serve the HTTP API, until Ctrl-C. Every node of every cluster on the network is reachable \
+while it runs; `kairos get-kubeconfig` and `kairos status` talk to its API.
+
+  sudo kairos bridge --network-token TOKEN
+  KAIROS_TOKEN=... sudo -E kairos bridge          (keeps the token out of shell history)
+
+The bridge needs root (or CAP_NET_ADMIN) for the interface; --no-interface joins without one \
+(API and ledger only, no traffic). It finds nodes on the same LAN by their encrypted beacons \
+and dials the bootstrap endpoints in the token and in --bootstrap. Its identity and address \
+are kept in --state-dir, so it gets the same address next time.
+
+Ctrl-C (or SIGTERM) leaves the mesh cleanly: the members are told at once, the interface and \
+its routes are removed. The API listens on 127.0.0.1:8080 (--api; `unix:///path` for a socket \
+with mode 0600). Exit status: 0 after Ctrl-C, 1 when it cannot start (the message says why), 2 \
+for bad arguments or a bad token.";
+
+/// The state directory of the bridge: its identity (so it keeps its
+/// address) and ledger snapshot. Separate from the agent's, so a node can
+/// run both.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kairos-bridge";
+
+/// Arguments of `kairos bridge`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// The network token (`-` reads stdin). Also read from --token-file or
+    /// the KAIROS_TOKEN environment variable, which keep it out of the
+    /// shell history.
+    #[arg(
+        long = "network-token",
+        visible_alias = "token",
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
+    pub network_token: Option<String>,
+
+    /// Read the token from this file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The overlay interface to create.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_INTERFACE, value_parser = values::interface)]
+    pub interface: String,
+
+    /// Where the HTTP API listens: HOST:PORT or unix:///PATH.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = values::api)]
+    pub api: ApiAddress,
+
+    /// UDP port of the mesh socket (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub listen_port: u16,
+
+    /// A member to dial first, HOST:PORT (repeat for several); the token's
+    /// bootstrap endpoints are dialled too.
+    #[arg(long = "bootstrap", value_name = "HOST:PORT", value_parser = values::endpoint)]
+    pub bootstrap: Vec<Endpoint>,
+
+    /// Do not send or hear LAN beacons (find members through bootstrap
+    /// endpoints only).
+    #[arg(long)]
+    pub no_lan_beacons: bool,
+
+    /// The overlay IPv4 range, when neither the token nor the default
+    /// (10.1.0.0/24) is right. Kairos' `--address 10.1.0.254/24` is
+    /// accepted: its range is used and the address comes from the mesh.
+    #[arg(long, value_name = "CIDR", value_parser = overlay_of)]
+    pub address: Option<OverlayRange>,
+
+    /// MTU of the interface, 1280 to 9000 (default 1368, as the agent).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(1280..=9000))]
+    pub mtu: Option<u16>,
+
+    /// Where the bridge keeps its identity and ledger snapshot.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR, value_parser = values::state_dir)]
+    pub state_dir: PathBuf,
+
+    /// Join without an interface (no root needed): the API and ledger
+    /// work, overlay traffic does not.
+    #[arg(long)]
+    pub no_interface: bool,
+
+    /// Answer DNS for the members' names (`<hostname>.<network_id>.mesh`
+    /// and `<hostname>`) on the bridge's overlay address, port 53.
+    #[arg(long)]
+    pub dns: bool,
+
+    /// Log verbosity: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = values::log_level)]
+    pub log_level: LogLevel,
+}
+
+/// `--address`: a range, or an address with its prefix (the range of it).
+fn overlay_of(s: &str) -> Result<OverlayRange, String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a range like 10.1.0.0/24"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    if prefix > 32 {
+        return Err(format!("prefix /{prefix} is longer than 32"));
+    }
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let network = Ipv4Addr::from(u32::from(addr) & mask);
+    values::overlay(&format!("{network}/{prefix}"))
+}
+
+/// Runs `kairos bridge`.
+pub fn run(args: BridgeArgs) -> Result<(), CliError> {
+    let text = read_token(
+        args.network_token.as_deref(),
+        args.token_file.as_deref(),
+        std::env::var(TOKEN_ENV).ok(),
+    )?;
+    let token = NetworkToken::decode(&text)?;
+    let mtu_warning = args.mtu.and_then(values::lint_mtu);
+    let settings = Settings {
+        network_token: Some(token),
+        log_level: Some(args.log_level),
+        dns: Some(args.dns),
+        vpn_create: Some(!args.no_interface),
+        listen_port: Some(args.listen_port),
+        bootstrap_peers: Some(args.bootstrap),
+        address: args.address,
+        interface: Some(args.interface),
+        mtu: args.mtu,
+        state_dir: Some(args.state_dir),
+        api: Some(args.api),
+        lan_beacons: Some(!args.no_lan_beacons),
+        ..Settings::default()
+    };
+    let mut config = settings
+        .finish(None, None)
+        .ok_or_else(|| CliError::Usage("no network token".into()))?;
+    config.kind = NodeKind::Bridge;
+    super::agent::init_logging(config.log_level);
+    if let Some(w) = mtu_warning {
+        tracing::warn!("--mtu: {w}");
+    }
+    let need_tun = config.vpn.create;
+    preflight::check(&preflight::Facts::gather(need_tun), need_tun).map_err(|e| match e {
+        preflight::PreflightError::NoNetAdmin => CliError::Other(anyhow::anyhow!(
+            "kairos bridge creates the {} interface and needs root: run it with sudo (KAIROS_TOKEN=... sudo -E \
+             kairos bridge), give it CAP_NET_ADMIN, or pass --no-interface to join without an interface",
+            config.mesh.interface
+        )),
+        other => CliError::Other(AgentError::from(other).into()),
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(anyhow::Error::new(e).context("cannot start the async runtime")))?;
+    runtime
+        .block_on(agent::run(config))
+        .map_err(|e| CliError::Other(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> BridgeArgs {
+        let mut argv = vec!["kairos", "bridge"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Bridge(b) => b,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_kairos() {
+        let b = parse(&["--network-token", "t"]);
+        assert_eq!(b.network_token.as_deref(), Some("t"));
+        assert_eq!(b.interface, "kairos0");
+        assert_eq!(b.api.to_string(), "127.0.0.1:8080");
+        assert_eq!(b.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(b.listen_port, 0);
+        assert!(!b.no_lan_beacons && !b.no_interface && !b.dns);
+    }
+
+    #[test]
+    fn token_alias_and_options() {
+        let b = parse(&[
+            "--token",
+            "t",
+            "--api",
+            "unix:///run/k.sock",
+            "--bootstrap",
+            "192.0.2.1:51820",
+            "--bootstrap",
+            "seed.example:51820",
+            "--address",
+            "10.1.0.254/24",
+            "--no-lan-beacons",
+            "--dns",
+        ]);
+        assert_eq!(b.network_token.as_deref(), Some("t"));
+        assert_eq!(b.api, ApiAddress::Unix("/run/k.sock".into()));
+        assert_eq!(b.bootstrap.len(), 2);
+        assert_eq!(b.address.unwrap().to_string(), "10.1.0.0/24");
+        assert!(b.no_lan_beacons && b.dns);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let bad = |argv: &[&str]| {
+            let mut v = vec!["kairos", "bridge"];
+            v.extend_from_slice(argv);
+            Cli::try_parse_from(v).is_err()
+        };
+        assert!(bad(&["--address", "10.1.0.0"]));
+        assert!(bad(&["--address", "10.1.0.0/40"]));
+        assert!(bad(&["--api", "nonsense"]));
+        assert!(bad(&["--network-token", "a", "--token-file", "f"]));
+        assert!(bad(&["--bootstrap", "host-without-port"]));
+        assert!(bad(&["--mtu", "576"]));
+    }
+
+    #[test]
+    fn the_range_of_an_address() {
+        assert_eq!(overlay_of("10.1.0.254/24").unwrap().to_string(), "10.1.0.0/24");
+        assert_eq!(overlay_of("10.9.8.7/16").unwrap().to_string(), "10.9.0.0/16");
+        assert!(overlay_of("nonsense").is_err());
+    }
+}
