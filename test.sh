@@ -33,17 +33,23 @@ cargo test -p kairos-core --locked
 
 step "end-to-end tests (network namespaces)"
 # Real agents in network namespaces (docs/testing.md). Needs root, /dev/net/tun,
-# iproute2, nftables and ping; installs the missing tools when root. Not root:
+# iproute2, nftables, ping, unshare, chromium and kubectl; installs the missing
+# tools when root. Not root:
 # every end-to-end test prints SKIPPED (with CI=true it fails instead).
 if [ "$(id -u)" -eq 0 ]; then
   need_apt=()
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
   command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
   command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+  command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+  # The operator tests: the dashboard in headless Chromium, the kubeconfig
+  # checked by kubectl (any kubectl on PATH will do).
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
   if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
   fi
 else
   echo "*** not root: the end-to-end tests will print SKIPPED ***"

@@ -177,6 +177,11 @@ pub struct Agent {
     pub started: Instant,
 }
 
+/// The host name a node named `name` runs with: `e2e-<name>`.
+pub fn hostname(name: &str) -> String {
+    format!("e2e-{name}")
+}
+
 impl Agent {
     /// The API address inside its namespace.
     pub fn api(&self) -> String {
@@ -229,15 +234,76 @@ impl Lab {
     }
 
     fn spawn_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &Path) -> Result<ProcessId> {
-        let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
         let config = config.to_string_lossy().into_owned();
-        self.spawn(
-            ns,
-            name,
-            kairos.path(),
-            &["agent", "--config", &config],
-            &[("RUST_LOG", &rust_log)],
-        )
+        self.spawn_named(kairos, ns, name, &["agent", "--config", &config], &[])
+    }
+
+    /// Starts `kairos args...` inside `ns` with its own UTS namespace and
+    /// the host name `e2e-<name>` (as separate machines would have), so
+    /// the members' names differ. `unshare` and `sh` exec, so the PID is
+    /// kairos's.
+    fn spawn_named(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ProcessId> {
+        let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
+        let hostname = hostname(name);
+        let program = kairos.path().to_string_lossy().into_owned();
+        let mut full = vec![
+            "--uts",
+            "sh",
+            "-c",
+            "echo \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+            &hostname,
+            &program,
+        ];
+        full.extend_from_slice(args);
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("RUST_LOG", &rust_log));
+        self.spawn(ns, name, Path::new("unshare"), &full, &env)
+    }
+
+    /// Starts `kairos bridge` inside `ns`: the token from `KAIROS_TOKEN`,
+    /// the API on `127.0.0.1:<API_PORT>`, its state under the lab's
+    /// directory, plus `extra` arguments.
+    pub fn start_bridge(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Result<Agent> {
+        let node_dir = self.dir().join(name);
+        std::fs::create_dir_all(&node_dir)
+            .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
+        let state_dir = node_dir.join("state");
+        let config = NodeConfig::new(token);
+        let state = state_dir.to_string_lossy().into_owned();
+        let api = config.api();
+        let mut args = vec!["bridge", "--state-dir", &state, "--api", &api];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)])?;
+        self.apis.push((
+            name.to_owned(),
+            ns.clone(),
+            api.clone(),
+            &["/api/summary", "/api/machines"],
+        ));
+        Ok(Agent {
+            name: name.to_owned(),
+            ns: ns.clone(),
+            config,
+            config_path: PathBuf::new(),
+            state_dir,
+            process,
+            started,
+        })
     }
 
     /// `GET /api/summary` of `agent`.

@@ -12,6 +12,7 @@
 //! | `tun`, `netlink` | the overlay interface and its addresses |
 //! | `driver` | the one task that owns the node |
 //! | `status`, `api` | what the HTTP API shows |
+//! | `dns` | the resolver of members' names (`p2p.dns`, `bridge --dns`) |
 //! | `notify` | systemd readiness |
 //!
 //! Start-up, in order, so that a failure leaves nothing behind: the state
@@ -23,6 +24,7 @@
 //! up too). The documentation for operators is `docs/agent.md`.
 
 pub mod api;
+pub mod dns;
 pub mod driver;
 mod error;
 pub mod lan;

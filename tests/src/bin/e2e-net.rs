@@ -7,6 +7,8 @@
 //! e2e-net tcp-source ADDR BYTES SECONDS        connect (retrying), send BYTES pseudo-random bytes; print bytes and sha256
 //! e2e-net udp-echo SECONDS BIND...             answer each datagram with the sender's address as seen here
 //! e2e-net udp-ask SECONDS TARGET...            from one socket, ask each target; print "TARGET SEEN-AS" lines
+//! e2e-net http METHOD HOST:PORT PATH [FILE]     any request (body from FILE); print the status line, then the body
+//! e2e-net dns SERVER NAME A|AAAA                one DNS query; print "rcode N" then one address per line
 //! ```
 //!
 //! Every command is bounded in time (SECONDS) and in size, and talks only
@@ -40,8 +42,13 @@ fn main() -> ExitCode {
         ["tcp-source", addr, bytes, secs] => tcp_source(addr, bytes, secs),
         ["udp-echo", secs, binds @ ..] if !binds.is_empty() => udp_echo(secs, binds),
         ["udp-ask", secs, targets @ ..] if !targets.is_empty() => udp_ask(secs, targets),
+        ["http", method, addr, path] => http(method, addr, path, None),
+        ["http", method, addr, path, file] => http(method, addr, path, Some(file)),
+        ["dns", server, name, qtype] => dns(server, name, qtype),
         _ => {
-            eprintln!("usage: e2e-net http-get|tcp-sink|tcp-source|udp-echo|udp-ask ... (see the source's docs)");
+            eprintln!(
+                "usage: e2e-net http-get|tcp-sink|tcp-source|udp-echo|udp-ask|http|dns ... (see the source's docs)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -110,6 +117,112 @@ fn http_get(addr: &str, path: &str) -> Result<()> {
     } else {
         Err(format!("HTTP status {status_line:?}"))
     }
+}
+
+/// Sends one HTTP/1.0 request with `method` (and the bytes of `file` as
+/// the body) and prints the status line, then the body. Exit 0 whenever an
+/// answer came, whatever its status: the tests check error statuses too.
+fn http(method: &str, addr: &str, path: &str, file: Option<&str>) -> Result<()> {
+    let addr: SocketAddr = parse("address", addr)?;
+    let body = match file {
+        Some(f) => std::fs::read(f).map_err(|e| format!("read {f}: {e}"))?,
+        None => Vec::new(),
+    };
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    // A server may answer (413) before reading a large body and close:
+    // a failed body write still leaves its answer to read.
+    let _ = stream.write_all(&body);
+    let mut answer = Vec::new();
+    stream
+        .take(16 << 20)
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers in the answer")?;
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut body = answer[split + 4..].to_vec();
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked")
+    {
+        body = dechunk(&body)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", head.lines().next().unwrap_or_default()).map_err(|e| e.to_string())?;
+    out.write_all(&body).map_err(|e| e.to_string())
+}
+
+/// Sends one DNS query for `name` to `server` (port 53 unless given) and
+/// prints `rcode N`, then the address of each A/AAAA answer.
+fn dns(server: &str, name: &str, qtype: &str) -> Result<()> {
+    let server: SocketAddr = match server.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(parse("server address", server)?, 53),
+    };
+    let qtype: u16 = match qtype {
+        "A" => 1,
+        "AAAA" => 28,
+        other => return Err(format!("query type {other:?}: A or AAAA")),
+    };
+    let mut q = vec![0x4b, 0x41, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(u8::try_from(label.len()).map_err(|_| "label too long")?);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    let bind = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1500];
+    for _ in 0..3 {
+        socket.send_to(&q, server).map_err(|e| format!("send: {e}"))?;
+        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let r = &buf[..n];
+        if n < q.len() || r[0..2] != q[0..2] {
+            continue;
+        }
+        let mut out = format!("rcode {}\n", r[3] & 0x0f);
+        let count = u16::from_be_bytes([r[6], r[7]]);
+        let mut at = q.len();
+        for _ in 0..count {
+            // Answers name the question by a 2-byte pointer.
+            let head = r.get(at..at + 12).ok_or("truncated answer")?;
+            let len = usize::from(u16::from_be_bytes([head[10], head[11]]));
+            let data = r.get(at + 12..at + 12 + len).ok_or("truncated answer")?;
+            match len {
+                4 => out += &format!("{}\n", std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3])),
+                16 => {
+                    let octets: [u8; 16] = data.try_into().map_err(|_| "bad AAAA")?;
+                    out += &format!("{}\n", std::net::Ipv6Addr::from(octets));
+                }
+                _ => {}
+            }
+            at += 12 + len;
+        }
+        print!("{out}");
+        return Ok(());
+    }
+    Err(format!("no answer from {server} in 3 s"))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
