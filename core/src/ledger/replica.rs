@@ -17,7 +17,7 @@ use super::{
     Applied, Change, LedgerError, MAX_BUCKET_LEN, MAX_CLOCK, MAX_CLOCK_JUMP, MAX_KEY_LEN, MAX_VALUE_LEN, NO_TTL,
     TOMBSTONE_GRACE,
 };
-use crate::identity::Identity;
+use crate::identity::{Identity, NodeId};
 use crate::time::{Duration, Instant};
 
 /// A replica of the ledger with room for `ENTRIES` records and `ARENA`
@@ -175,7 +175,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         self.expire(now);
         check_lengths(bucket, key, value)?;
         let origin = identity.public();
-        buckets::check_owner(bucket, key, &origin)?;
+        let origin_id = buckets::check_owner(bucket, key, &origin)?;
         let id = EntryId::of(bucket, key);
         let found = self.store.find(&id);
         if let Ok(pos) = found {
@@ -204,7 +204,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         };
         let hash = signed_hash(&repr.header()[SIGNED_HEADER], bucket, key, value);
         let signature = sign(identity, &hash);
-        let record = new_record(id, hash, signature, &repr);
+        let record = new_record(id, hash, signature, &repr, origin_id);
         let r = self.store_version(now, found, record, [bucket, key, value], true)?;
         self.clock = clock;
         Ok(r)
@@ -236,7 +236,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         self.expire(now);
         let packet = EntryPacket::new_checked(encoded)?;
         let repr = EntryRepr::parse(&packet);
-        buckets::check_owner(repr.bucket, repr.key, &repr.origin)?;
+        let origin_id = buckets::check_owner(repr.bucket, repr.key, &repr.origin)?;
         if repr.clock > self.clock.saturating_add(MAX_CLOCK_JUMP) {
             return Err(LedgerError::ClockJump);
         }
@@ -257,7 +257,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         if !verifier.verify(&repr.origin.signing_key, &hash, &repr.signature) {
             return Err(LedgerError::BadSignature);
         }
-        let record = new_record(id, hash, repr.signature, &repr);
+        let record = new_record(id, hash, repr.signature, &repr, origin_id);
         let r = self.store_version(now, found, record, [repr.bucket, repr.key, repr.value], false)?;
         self.clock = self.clock.max(repr.clock);
         Ok(if found.is_ok() {
@@ -419,6 +419,20 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         self.iter().filter(move |e| e.bucket() == bucket)
     }
 
+    /// The live entries of one bucket in storage order: the same entries as
+    /// [`Self::iter_bucket`], in an order that depends on this replica's
+    /// history (use it where order does not matter; it is much faster on a
+    /// large replica).
+    pub fn scan_bucket<'a>(&'a self, bucket: &'a [u8]) -> impl Iterator<Item = Entry<'a>> + 'a {
+        self.store.scan_bucket(bucket).filter(|e| e.state() == EntryState::Live)
+    }
+
+    /// The records of one bucket in any state (tombstones and expired
+    /// entries included), in storage order like [`Self::scan_bucket`].
+    pub fn scan_bucket_all<'a>(&'a self, bucket: &'a [u8]) -> impl Iterator<Item = Entry<'a>> + 'a {
+        self.store.scan_bucket(bucket)
+    }
+
     /// The digest of the live entries, for anti-entropy.
     pub fn digest(&self) -> &Digest {
         &self.digest
@@ -462,13 +476,20 @@ fn check_lengths(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<(), LedgerEr
     Ok(())
 }
 
-fn new_record(id: EntryId, hash: [u8; 32], signature: [u8; 64], repr: &EntryRepr<'_>) -> Record {
+/// `origin_id`: the origin's node id if already derived.
+fn new_record(
+    id: EntryId,
+    hash: [u8; 32],
+    signature: [u8; 64],
+    repr: &EntryRepr<'_>,
+    origin_id: Option<NodeId>,
+) -> Record {
     Record {
         id,
         hash,
         signature,
         origin: repr.origin,
-        origin_id: repr.origin.node_id(),
+        origin_id: origin_id.unwrap_or_else(|| repr.origin.node_id()),
         clock: repr.clock,
         ttl: repr.ttl,
         value_len: repr.value.len() as u16,
@@ -581,6 +602,35 @@ pub(crate) mod tests {
             out.push(encoded(&ls[w], r));
         }
         out
+    }
+
+    #[test]
+    fn scan_bucket_holds_what_iter_bucket_holds() {
+        let me = ident(1);
+        let mut l = Small::new();
+        for i in 0..12u8 {
+            // Buckets of one length ("aaaa", "bbbb") and of another ("cc").
+            let bucket: &[u8] = [&b"aaaa"[..], b"bbbb", b"cc"][i as usize % 3];
+            l.put(t(0), &me, bucket, &[b'k', i], &[i], NO_TTL).unwrap();
+        }
+        l.put(t(1), &me, b"aaaa", b"gone", b"v", 1).unwrap();
+        l.delete(t(1), &me, b"aaaa", &[b'k', 0]).unwrap();
+        l.expire(t(3));
+        for bucket in [&b"aaaa"[..], b"bbbb", b"cc", b"dd", b"aaa"] {
+            let mut ordered: std::vec::Vec<_> = l.iter_bucket(bucket).map(|e| e.id()).collect();
+            let mut scanned: std::vec::Vec<_> = l.scan_bucket(bucket).map(|e| e.id()).collect();
+            ordered.sort();
+            scanned.sort();
+            assert_eq!(ordered, scanned, "{bucket:?}");
+            let all = l.iter_all().filter(|e| e.bucket() == bucket).count();
+            assert_eq!(l.scan_bucket_all(bucket).count(), all, "{bucket:?}");
+        }
+        assert_eq!(l.scan_bucket(b"aaaa").count(), 3);
+        assert_eq!(
+            l.scan_bucket_all(b"aaaa").count(),
+            5,
+            "a tombstone and an expired entry"
+        );
     }
 
     #[test]
@@ -1049,7 +1099,7 @@ pub(crate) mod tests {
             assert!(size >= a + 237 * e && size < a + 237 * e + 600, "{size}");
         }
         #[cfg(target_pointer_width = "64")]
-        assert_eq!((small, large), (32_136, 505_416));
+        assert_eq!((small, large), (32_144, 505_424));
         let slot = size_of::<Reassembly<u32, 1>>();
         std::println!("Reassembly: {slot} bytes per slot");
         assert_eq!(size_of::<Reassembly<u32, 4>>(), 4 * slot);

@@ -467,17 +467,33 @@ where
         }
     }
 
-    /// The claims on `addr` in the ledger.
-    fn claims_on(&self, addr: Ipv4Addr) -> impl Iterator<Item = Claim> + '_ {
-        self.ledger
+    /// The claim that wins `addr`, and up to 16 of the others' owners, from
+    /// one scan of the claims (see [`ipam`] for the rule).
+    fn claims_on(&self, addr: Ipv4Addr) -> (Option<Claim>, Vec<NodeId, 16>) {
+        let mut winner: Option<Claim> = None;
+        let mut others: Vec<NodeId, 17> = Vec::new();
+        let claims = self
+            .ledger
             .as_ref()
-            .iter_bucket(ADDRESSES.as_bytes())
-            .filter(move |e| ipam::decode(e.value()) == Some(addr))
-            .map(move |e| Claim {
+            .scan_bucket(ADDRESSES.as_bytes())
+            .filter(|e| ipam::decode(e.value()) == Some(addr))
+            .map(|e| Claim {
                 addr,
                 owner: e.origin_id(),
                 clock: e.clock(),
-            })
+            });
+        for c in claims {
+            let _ = others.push(c.owner);
+            if winner.is_none_or(|w| c.beats(&w)) {
+                winner = Some(c);
+            }
+        }
+        let losers = others
+            .into_iter()
+            .filter(|o| winner.is_none_or(|w| w.owner != *o))
+            .take(16)
+            .collect();
+        (winner, losers)
     }
 
     /// A member just placed in `slot` takes the address its claim holds, if
@@ -494,7 +510,7 @@ where
             .get(ADDRESSES.as_bytes(), key.as_bytes())
             .and_then(|e| ipam::decode(e.value()));
         let Some(addr) = claimed else { return };
-        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
+        let (winner, _) = self.claims_on(addr);
         if winner.is_some_and(|w| w.owner == id) {
             if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
                 m.ipv4 = Some(addr);
@@ -505,13 +521,7 @@ where
     /// Gives `addr` to the claim that wins it, and takes it from the other
     /// claimants (only a claimant can hold an address).
     fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
-        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
-        let losers: Vec<NodeId, 16> = self
-            .claims_on(addr)
-            .map(|c| c.owner)
-            .filter(|o| winner.is_none_or(|w| w.owner != *o))
-            .take(16)
-            .collect();
+        let (winner, losers) = self.claims_on(addr);
         for owner in losers {
             if let Some(slot) = self.find(&owner) {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found");
@@ -552,7 +562,7 @@ where
             let next = self
                 .ledger
                 .as_ref()
-                .iter_bucket(ADDRESSES.as_bytes())
+                .scan_bucket(ADDRESSES.as_bytes())
                 .filter_map(|e| ipam::decode(e.value()))
                 .filter(|a| cursor.is_none_or(|c| *a > c))
                 .min();
@@ -576,7 +586,7 @@ where
         let taken = |a: Ipv4Addr| {
             self.ledger
                 .as_ref()
-                .iter_bucket(ADDRESSES.as_bytes())
+                .scan_bucket(ADDRESSES.as_bytes())
                 .any(|e| e.origin_id() != id && ipam::decode(e.value()) == Some(a))
         };
         let Some(addr) = ipam::choose(&range, &id, taken) else {
