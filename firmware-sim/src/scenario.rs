@@ -103,6 +103,9 @@ pub struct Report {
     pub converged_at_s: Option<f64>,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
+    /// Wall-clock seconds until convergence was seen (the join storm: compare
+    /// with `converged_at_s`).
+    pub converged_wall_s: Option<f64>,
     /// Sampled pairs that exchanged a packet.
     pub reachable_pairs: usize,
     /// Sampled pairs.
@@ -113,6 +116,8 @@ pub struct Report {
     pub idle_bytes_per_peer_per_s: Option<f64>,
     /// Datagrams the network carried in the whole run.
     pub datagrams: u64,
+    /// Datagrams the network carried until convergence was seen.
+    pub converged_datagrams: Option<u64>,
     /// Nodes whose IPv4 address another node also holds, at the end.
     pub duplicate_addresses: usize,
     /// Pairs with a direct session up, at the end.
@@ -131,16 +136,18 @@ impl Report {
             v.map_or("null".into(), |v| format!("{v:.3}"))
         }
         format!(
-            "{{\"converged\":{},\"converged_at_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
-             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"duplicate_addresses\":{},\"masters\":{},\
+            "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
+             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"duplicate_addresses\":{},\"masters\":{},\
              \"direct_pairs\":{},\"relayed_pairs\":{}}}",
             self.converged,
             opt(self.converged_at_s),
+            opt(self.converged_wall_s),
             self.wall_s,
             self.reachable_pairs,
             self.sampled_pairs,
             opt(self.idle_bytes_per_peer_per_s),
             self.datagrams,
+            self.converged_datagrams.map_or("null".into(), |d| d.to_string()),
             self.duplicate_addresses,
             self.masters,
             self.direct_pairs,
@@ -314,6 +321,8 @@ impl Scenario {
         let mut w = self.build();
         let step = Duration::from_millis(500);
         let mut converged_at = None;
+        let mut converged_wall = None;
+        let mut converged_datagrams = None;
         let mut split = self.partition;
         let progress = std::env::var_os("SIM_PROGRESS").is_some();
         while w.now() < Instant::ZERO + self.deadline {
@@ -343,6 +352,8 @@ impl Scenario {
             }
             if self.converged(&w) {
                 converged_at = Some(w.now());
+                converged_wall = Some(wall.elapsed().as_secs_f64());
+                converged_datagrams = Some(w.net.stats().sent_packets);
                 break;
             }
         }
@@ -385,11 +396,13 @@ impl Scenario {
             relayed_pairs,
             converged,
             converged_at_s: converged_at.map(|t| t.since_origin().as_secs_f64()),
+            converged_wall_s: converged_wall,
             wall_s: wall.elapsed().as_secs_f64(),
             reachable_pairs: reachable,
             sampled_pairs: pairs.len(),
             idle_bytes_per_peer_per_s: idle,
             datagrams: w.net.stats().sent_packets,
+            converged_datagrams,
         }
     }
 }

@@ -15,8 +15,7 @@
 use super::record::{network_of, DeployedAs, ForcedRole, RoleRecord};
 use super::{ALIVE, ROLES};
 use crate::identity::NodeId;
-use crate::ledger::buckets::owner_key;
-use crate::ledger::Ledger;
+use crate::ledger::{EntryState, Ledger};
 use crate::time::Instant;
 
 /// One member as a replica sees it.
@@ -127,7 +126,12 @@ pub fn read_view<'m, const E: usize, const A: usize>(
     }
 }
 
-/// [`read_view`]'s work: members listed in `out[..n]`, and the unlisted.
+/// [`read_view`]'s work: members listed in `out[..n]` (sorted by id), and
+/// the unlisted.
+///
+/// Two passes over the replica's records in storage order (the role records,
+/// then the advertisements, looked up by id in the sorted members) instead
+/// of a lookup per member: this runs often in large meshes.
 pub(crate) fn read_members<const E: usize, const A: usize>(
     ledger: &Ledger<E, A>,
     network_id: &str,
@@ -135,7 +139,7 @@ pub(crate) fn read_members<const E: usize, const A: usize>(
 ) -> (usize, u32) {
     let mut n = 0;
     let mut unlisted = 0;
-    for e in ledger.iter_bucket(ROLES.as_bytes()) {
+    for e in ledger.scan_bucket(ROLES.as_bytes()) {
         if network_of(e.value()) != Some(network_id.as_bytes()) {
             continue;
         }
@@ -147,16 +151,19 @@ pub(crate) fn read_members<const E: usize, const A: usize>(
             }
         };
         // The bucket is owner-only: the key is the origin's node id.
-        let id = e.origin_id();
-        let key = owner_key(&id);
-        let alive = ledger.find(ALIVE.as_bytes(), &key);
-        out[n] = MemberView {
-            id,
-            live: ledger.get(ALIVE.as_bytes(), &key).is_some(),
-            last_seen: alive.map(|a| a.received()),
-            record,
-        };
+        out[n] = MemberView::new(e.origin_id());
+        out[n].record = record;
         n += 1;
+    }
+    let members = &mut out[..n];
+    members.sort_unstable_by_key(|m| m.id);
+    // Owner-only too: one advertisement record per member, in any state
+    // (an expired one still says when it was last seen).
+    for a in ledger.scan_bucket_all(ALIVE.as_bytes()) {
+        if let Ok(i) = members.binary_search_by_key(&a.origin_id(), |m| m.id) {
+            members[i].live = a.state() == EntryState::Live;
+            members[i].last_seen = Some(a.received());
+        }
     }
     (n, unlisted)
 }
@@ -167,6 +174,7 @@ mod tests {
     use super::super::{ALIVE_TTL_SECS, ALIVE_VALUE, MEMBER_TTL_SECS};
     use super::*;
     use crate::identity::Identity;
+    use crate::ledger::buckets::owner_key;
     use crate::ledger::Ledger;
     use std::boxed::Box;
 

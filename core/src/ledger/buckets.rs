@@ -80,12 +80,17 @@ pub fn owner_key(id: &NodeId) -> [u8; 26] {
     k
 }
 
-/// Applies the owner-only rule to an entry from `origin`.
-pub(crate) fn check_owner(bucket: &[u8], key: &[u8], origin: &PublicIdentity) -> Result<(), LedgerError> {
-    if is_owner_only(bucket) && key != owner_key(&origin.node_id()) {
+/// Applies the owner-only rule to an entry from `origin`; the origin's node
+/// id if it had to be derived (a BLAKE2s the caller need not repeat).
+pub(crate) fn check_owner(bucket: &[u8], key: &[u8], origin: &PublicIdentity) -> Result<Option<NodeId>, LedgerError> {
+    if !is_owner_only(bucket) {
+        return Ok(None);
+    }
+    let id = origin.node_id();
+    if key != owner_key(&id) {
         return Err(LedgerError::NotOwner);
     }
-    Ok(())
+    Ok(Some(id))
 }
 
 /// The per-node keys of a Kairos `network_id` bucket.
@@ -192,12 +197,12 @@ mod tests {
         let id = Identity::from_bytes(&[9; 64]).public();
         let mine = owner_key(&id.node_id());
         assert_eq!(&mine[..], id.node_id().to_string().as_bytes());
-        assert_eq!(check_owner(b"machines", &mine, &id), Ok(()));
+        assert_eq!(check_owner(b"machines", &mine, &id), Ok(Some(id.node_id())));
         assert_eq!(
             check_owner(b"machines", b"someone-else", &id),
             Err(LedgerError::NotOwner)
         );
-        assert_eq!(check_owner(b"kairos", b"anything", &id), Ok(()));
+        assert_eq!(check_owner(b"kairos", b"anything", &id), Ok(None));
     }
 
     #[test]

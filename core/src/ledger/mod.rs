@@ -103,10 +103,11 @@
 //! # Memory
 //!
 //! `Ledger<ENTRIES, ARENA>` is one inline value, no heap: `ARENA` bytes for
-//! buckets, keys and values (plus 4 bytes per record), and 237 bytes per
-//! entry slot (a 232-byte record, a 2-byte index, 3 bytes of change queue),
-//! plus 584 bytes of digest and counters. Measured (x86_64, tested):
-//! `Ledger<64, 16384>` = 32 136 bytes, `Ledger<1024, 262144>` = 505 416
+//! buckets, keys and values (plus 4 bytes per record), and 246 bytes per
+//! entry slot (a 232-byte record, a 2-byte index and its 8-byte id prefix,
+//! the bucket length, 3 bytes of change queue), plus 592 bytes of digest
+//! and counters. Measured (x86_64, tested):
+//! `Ledger<64, 16384>` = 32 720 bytes, `Ledger<1024, 262144>` = 514 640
 //! bytes. Construct a large one in place (a `static`, or inside the Node's
 //! own boxed state): `new` is a `const fn`. The arena is
 //! compacted when an allocation does not fit above its top;

@@ -36,7 +36,7 @@ pub use addr::{interface_id, ula, ula_prefix};
 pub use member::{Discovery, Member, MemberSlot};
 pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
 pub use relay::RELAY_HEADROOM;
-pub use roles::{RoleConfig, ELECTION_GAP};
+pub use roles::{record_gap, RoleConfig, ELECTION_GAP, RECORD_GAP_MAX};
 pub use table::SortedMap;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

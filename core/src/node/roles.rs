@@ -29,6 +29,22 @@ use super::member::MemberSlot;
 /// The shortest gap between two election runs caused by ledger changes.
 pub const ELECTION_GAP: Duration = Duration::from_millis(250);
 
+/// The longest gap [`record_gap`] gives.
+pub const RECORD_GAP_MAX: Duration = Duration::from_secs(1);
+
+/// The shortest gap between two writes of this node's role record (and
+/// between its start and its first write) in a network of `size` members:
+/// 5 ms per member, at most [`RECORD_GAP_MAX`]. Steps the participant takes
+/// in between (new promises while a joining mesh's views settle, an
+/// acceptance) go out together in the next version, so a large mesh carries
+/// fewer versions, each to every member; a small one does not wait. Holding
+/// a version back is a delayed Paxos message, which the election's safety
+/// argument allows (`docs/roles.md`); the record the host persists is
+/// always the one written. A new deployment is written at once.
+pub fn record_gap(size: usize) -> Duration {
+    (Duration::from_millis(5) * size.min(u32::MAX as usize) as u32).min(RECORD_GAP_MAX)
+}
+
 /// Which network's election a node takes part in, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConfig {
@@ -96,6 +112,12 @@ pub(crate) struct Roles<W> {
     /// Another member's records changed since the last run.
     dirty: bool,
     next_run: Instant,
+    /// When this node last wrote its role record.
+    record_written: Option<Instant>,
+    /// A record write was held back (see [`record_gap`]): run again then.
+    held_until: Option<Instant>,
+    /// A new deployment to write: it goes out at once, gap or not.
+    deployment_news: bool,
 }
 
 impl<W> Roles<W> {
@@ -109,6 +131,9 @@ impl<W> Roles<W> {
             role: None,
             dirty: true,
             next_run: Instant::ZERO,
+            record_written: None,
+            held_until: None,
+            deployment_news: false,
         }
     }
 
@@ -118,6 +143,9 @@ impl<W> Roles<W> {
         let mut t = asked.unwrap_or(Instant::FAR_FUTURE);
         if self.dirty || self.participant.is_none() {
             t = t.min(self.next_run);
+        }
+        if let Some(h) = self.held_until {
+            t = t.min(h);
         }
         t
     }
@@ -185,6 +213,7 @@ where
         };
         if p.deployed(o, clock).is_some() {
             r.next_run = now;
+            r.deployment_news = true;
         }
     }
 
@@ -214,28 +243,48 @@ where
             );
             // The config and the record were checked when they were given.
             r.participant = p.ok();
+            r.record_written = Some(now);
         }
         let Some(p) = r.participant.as_mut() else { return };
         p.set_alive_interval(alive_interval(network_size));
         r.dirty = false;
         r.next_run = now + ELECTION_GAP;
+        r.held_until = None;
         let (outcome, writes) = p.run(self.ledger.as_ref(), r.views.as_mut(), now);
         let role = outcome.role_of(&self.id);
         let role_changed = role != r.role;
         r.role = role;
         r.outcome = Some(outcome);
+        let hold_until = r
+            .record_written
+            .map(|t| t + record_gap(network_size))
+            .filter(|&t| now < t && !r.deployment_news);
         let mut wrote_record = false;
+        let mut wrote = false;
         for w in writes.iter() {
+            if w.bucket == ROLES {
+                if let Some(t) = hold_until {
+                    // The participant keeps the newer state; the run at
+                    // `t` writes it (the ledger's copy still differs).
+                    r.held_until = Some(t);
+                    continue;
+                }
+                r.record_written = Some(now);
+                r.deployment_news = false;
+            }
             let Node { ledger, identity, .. } = self;
             match ledger
                 .as_mut()
                 .put(now, identity, w.bucket.as_bytes(), &w.key, w.value(), w.ttl_secs)
             {
-                Ok(_) => wrote_record |= w.bucket == ROLES,
+                Ok(_) => {
+                    wrote = true;
+                    wrote_record |= w.bucket == ROLES;
+                }
                 Err(_) => self.stats.ledger_refused += 1,
             }
         }
-        if !writes.is_empty() {
+        if wrote {
             self.process_changes(now, None);
         }
         if wrote_record {
@@ -249,5 +298,19 @@ where
     /// The primary of this node's network, as this node sees it.
     pub fn primary(&self) -> Option<NodeId> {
         self.election().and_then(|o| o.primary()).map(|m| m.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_gap_grows_with_the_network_up_to_a_second() {
+        assert_eq!(record_gap(1), Duration::from_millis(5));
+        assert_eq!(record_gap(3), Duration::from_millis(15));
+        assert_eq!(record_gap(100), Duration::from_millis(500));
+        assert_eq!(record_gap(200), RECORD_GAP_MAX);
+        assert_eq!(record_gap(usize::MAX), RECORD_GAP_MAX);
     }
 }

@@ -53,6 +53,11 @@ pub const SYNC_MIN: Duration = Duration::from_secs(1);
 pub const SYNC_MAX: Duration = Duration::from_secs(30);
 /// How long a node waits to hear the ledger before claiming an address.
 pub const CLAIM_DELAY: Duration = Duration::from_secs(1);
+/// How long a starting node waits for a member to tell it the address it
+/// sees it at (`OBSERVED`) before writing its first machines record without
+/// one: a record written at once would be rewritten as soon as it is told,
+/// and every version goes to every member.
+pub const FIRST_RECORD_WAIT: Duration = Duration::from_secs(1);
 /// Ids asked for in one request intent.
 const REQUEST_IDS: usize = 16;
 /// Queued intents at most; past that the oldest are dropped (anti-entropy
@@ -101,6 +106,10 @@ pub(crate) struct SyncState {
     pub(crate) observed: Vec<SocketAddr, MAX_ENDPOINTS>,
     pub(crate) record_dirty: bool,
     pub(crate) next_record: Instant,
+    /// Until the first machines record is written: the latest time to
+    /// write it without an observed address (set at the first timeout).
+    pub(crate) first_record_by: Option<Instant>,
+    pub(crate) record_written: bool,
     pub(crate) claim_at: Option<Instant>,
     pub(crate) intents_dropped: u64,
 }
@@ -115,6 +124,8 @@ impl Default for SyncState {
             observed: Vec::new(),
             record_dirty: true,
             next_record: Instant::ZERO,
+            first_record_by: None,
+            record_written: false,
             claim_at: None,
             intents_dropped: 0,
         }
@@ -467,17 +478,33 @@ where
         }
     }
 
-    /// The claims on `addr` in the ledger.
-    fn claims_on(&self, addr: Ipv4Addr) -> impl Iterator<Item = Claim> + '_ {
-        self.ledger
+    /// The claim that wins `addr`, and up to 16 of the others' owners, from
+    /// one scan of the claims (see [`ipam`] for the rule).
+    fn claims_on(&self, addr: Ipv4Addr) -> (Option<Claim>, Vec<NodeId, 16>) {
+        let mut winner: Option<Claim> = None;
+        let mut others: Vec<NodeId, 17> = Vec::new();
+        let claims = self
+            .ledger
             .as_ref()
-            .iter_bucket(ADDRESSES.as_bytes())
-            .filter(move |e| ipam::decode(e.value()) == Some(addr))
-            .map(move |e| Claim {
+            .scan_bucket(ADDRESSES.as_bytes())
+            .filter(|e| ipam::decode(e.value()) == Some(addr))
+            .map(|e| Claim {
                 addr,
                 owner: e.origin_id(),
                 clock: e.clock(),
-            })
+            });
+        for c in claims {
+            let _ = others.push(c.owner);
+            if winner.is_none_or(|w| c.beats(&w)) {
+                winner = Some(c);
+            }
+        }
+        let losers = others
+            .into_iter()
+            .filter(|o| winner.is_none_or(|w| w.owner != *o))
+            .take(16)
+            .collect();
+        (winner, losers)
     }
 
     /// A member just placed in `slot` takes the address its claim holds, if
@@ -494,7 +521,7 @@ where
             .get(ADDRESSES.as_bytes(), key.as_bytes())
             .and_then(|e| ipam::decode(e.value()));
         let Some(addr) = claimed else { return };
-        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
+        let (winner, _) = self.claims_on(addr);
         if winner.is_some_and(|w| w.owner == id) {
             if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
                 m.ipv4 = Some(addr);
@@ -505,13 +532,7 @@ where
     /// Gives `addr` to the claim that wins it, and takes it from the other
     /// claimants (only a claimant can hold an address).
     fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
-        let winner = self.claims_on(addr).reduce(|a, b| if b.beats(&a) { b } else { a });
-        let losers: Vec<NodeId, 16> = self
-            .claims_on(addr)
-            .map(|c| c.owner)
-            .filter(|o| winner.is_none_or(|w| w.owner != *o))
-            .take(16)
-            .collect();
+        let (winner, losers) = self.claims_on(addr);
         for owner in losers {
             if let Some(slot) = self.find(&owner) {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found");
@@ -552,7 +573,7 @@ where
             let next = self
                 .ledger
                 .as_ref()
-                .iter_bucket(ADDRESSES.as_bytes())
+                .scan_bucket(ADDRESSES.as_bytes())
                 .filter_map(|e| ipam::decode(e.value()))
                 .filter(|a| cursor.is_none_or(|c| *a > c))
                 .min();
@@ -576,7 +597,7 @@ where
         let taken = |a: Ipv4Addr| {
             self.ledger
                 .as_ref()
-                .iter_bucket(ADDRESSES.as_bytes())
+                .scan_bucket(ADDRESSES.as_bytes())
                 .any(|e| e.origin_id() != id && ipam::decode(e.value()) == Some(a))
         };
         let Some(addr) = ipam::choose(&range, &id, taken) else {
@@ -600,8 +621,11 @@ where
     /// Control-plane timers: the machines record, the address claim,
     /// anti-entropy.
     pub(crate) fn sync_timeout(&mut self, now: Instant) {
-        if self.sync.record_dirty && now >= self.sync.next_record {
+        let first_record_by = *self.sync.first_record_by.get_or_insert(now + FIRST_RECORD_WAIT);
+        let waiting_for_observed = !self.sync.record_written && self.sync.observed.is_empty() && now < first_record_by;
+        if self.sync.record_dirty && now >= self.sync.next_record && !waiting_for_observed {
             self.sync.record_dirty = false;
+            self.sync.record_written = true;
             self.sync.next_record = now + Duration::from_secs(1);
             let mut record = MachineRecord::default();
             for e in self.config.advertise.iter().chain(self.sync.observed.iter()) {
@@ -613,10 +637,18 @@ where
             let n = record.emit(&mut buf);
             let key = self.id_text();
             let Node { ledger, identity, .. } = self;
-            if ledger
-                .as_mut()
-                .put(now, identity, MACHINES.as_bytes(), key.as_bytes(), &buf[..n], 0)
-                .is_ok()
+            // An address observed that was already advertised (or one that
+            // fell out of the list) can leave the record as it is: no new
+            // version then.
+            let same = ledger
+                .as_ref()
+                .get(MACHINES.as_bytes(), key.as_bytes())
+                .is_some_and(|e| e.value() == &buf[..n]);
+            if !same
+                && ledger
+                    .as_mut()
+                    .put(now, identity, MACHINES.as_bytes(), key.as_bytes(), &buf[..n], 0)
+                    .is_ok()
             {
                 self.process_changes(now, None);
             }
@@ -657,7 +689,11 @@ where
     pub(crate) fn sync_poll_timeout(&self) -> Option<Instant> {
         let mut t = self.sync.next_sync;
         if self.sync.record_dirty {
-            t = t.min(self.sync.next_record);
+            let mut at = self.sync.next_record;
+            if !self.sync.record_written && self.sync.observed.is_empty() {
+                at = at.max(self.sync.first_record_by.unwrap_or(Instant::ZERO));
+            }
+            t = t.min(at);
         }
         match self.sync.claim_at {
             None => t = Instant::ZERO,
