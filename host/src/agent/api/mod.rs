@@ -1,83 +1,260 @@
 //! The agent's HTTP API (axum), on `p2p.mesh.api` (default
-//! `127.0.0.1:8080`, or a unix socket made with mode 0600):
+//! `127.0.0.1:8080`, or a unix socket made with mode 0600). Every route is
+//! in [`routes`], the one table the router and the OpenAPI document
+//! (`openapi.json`, checked by a test) are made from; `docs/api.md`
+//! describes each.
 //!
-//! - `GET /api/summary`: this node ([`Summary`]).
-//! - `GET /api/machines`: the other members ([`Machine`]).
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the route table, the router, errors, binding and serving |
+//! | `auth` | the bearer token and the exposure check |
+//! | `reads` | node, member and bucket reads |
+//! | `ledger` | the ledger browser and writes |
+//! | `metrics` | the Prometheus text |
+//! | `openapi` | the OpenAPI document |
+//! | `dashboard` | the HTML page at `/` and `/app` |
 //!
 //! Handlers ask the driver over its command channel and wait for the
 //! answer, so what they return is the node's state at that moment; the API
-//! never holds the node. Errors are JSON `{"error": "..."}` with a 4xx/5xx
-//! status. The issue on the API adds the rest (ledger, nodes, dashboard).
+//! never holds the node. Every error, axum's own rejections included, is
+//! JSON `{"error": "..."}` with a 4xx/5xx status.
+
+mod auth;
+mod dashboard;
+mod ledger;
+mod metrics;
+mod openapi;
+mod reads;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, put, MethodRouter};
 use axum::{Json, Router};
+use kairos_core::ledger::{LedgerError, MAX_VALUE_LEN};
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use super::driver::Command;
-use super::status::{Machine, Summary};
 use crate::config::agent::ApiAddress;
 
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiError {
+pub use auth::{check_exposure, token_from_env};
+
+/// The handlers' state: the driver's command channel.
+type Commands = mpsc::Sender<Command>;
+
+/// How the API is reached: who may call it.
+#[derive(Clone, Default)]
+pub struct ApiOptions {
+    /// The bearer token every request but the dashboard page must carry
+    /// (`Authorization: Bearer <token>`); `None`: no authentication (only
+    /// on loopback or a unix socket, see [`check_exposure`]).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ApiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// One route: method, path (axum's syntax, `{name}` for a segment, which
+/// is also OpenAPI's), whether it needs the token, and its handler.
+pub(crate) struct Route {
+    /// Read by the tests that hold the table, the router and the OpenAPI
+    /// document together (the handler carries its own method filter).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub method: Method,
+    pub path: &'static str,
+    pub authenticated: bool,
+    pub handler: MethodRouter<Commands>,
+}
+
+fn route(method: Method, path: &'static str, handler: MethodRouter<Commands>) -> Route {
+    Route {
+        method,
+        path,
+        authenticated: true,
+        handler,
+    }
+}
+
+/// Every route of the API. The dashboard page is the only one served
+/// without the token: it holds no data, and a browser cannot send a header
+/// when it opens a page (the page sends the token itself, from
+/// `#token=...`).
+pub(crate) fn routes() -> Vec<Route> {
+    let page = |path| Route {
+        method: Method::GET,
+        path,
+        authenticated: false,
+        handler: get(dashboard::page),
+    };
+    vec![
+        page("/"),
+        page("/app"),
+        route(Method::GET, "/api/summary", get(reads::summary)),
+        route(Method::GET, "/api/machines", get(reads::machines)),
+        route(Method::GET, "/api/nodes", get(reads::nodes)),
+        route(Method::GET, "/api/peers", get(reads::peers)),
+        route(Method::GET, "/api/peerstore", get(reads::peerstore)),
+        route(Method::GET, "/api/users", get(reads::users)),
+        route(Method::GET, "/api/services", get(reads::services)),
+        route(Method::GET, "/api/dns", get(reads::dns)),
+        route(Method::GET, "/api/files", get(reads::files)),
+        route(Method::GET, "/api/blockchain", get(reads::blockchain)),
+        route(Method::GET, "/api/ledger", get(ledger::all)),
+        route(Method::GET, "/api/ledger/{bucket}", get(ledger::bucket)),
+        route(Method::DELETE, "/api/ledger/{bucket}", delete(ledger::delete_bucket)),
+        route(Method::GET, "/api/ledger/{bucket}/{key}", get(ledger::get_key)),
+        route(Method::PUT, "/api/ledger/{bucket}/{key}", put(ledger::put_body)),
+        route(Method::DELETE, "/api/ledger/{bucket}/{key}", delete(ledger::delete_key)),
+        route(Method::PUT, "/api/ledger/{bucket}/{key}/{value}", put(ledger::put_path)),
+        route(Method::GET, "/metrics", get(metrics::metrics)),
+        route(Method::GET, "/api/openapi.json", get(openapi::document)),
+    ]
+}
+
+/// The API's routes, answering through `commands`, guarded as `options`
+/// says. Bodies are limited to the ledger's value limit (16 KiB).
+pub fn router(commands: mpsc::Sender<Command>, options: ApiOptions) -> Router {
+    let (mut open, mut guarded) = (Router::new(), Router::new());
+    for r in routes() {
+        if r.authenticated {
+            guarded = guarded.route(r.path, r.handler);
+        } else {
+            open = open.route(r.path, r.handler);
+        }
+    }
+    if let Some(token) = options.token.filter(|t| !t.is_empty()) {
+        let token: Arc<str> = token.into();
+        guarded = guarded.route_layer(middleware::from_fn_with_state(token, auth::require_token));
+    }
+    open.merge(guarded)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(commands)
+}
+
+/// Why a request failed: a status and one sentence naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `error` of the JSON body.
+    pub message: String,
+}
+
+impl ApiError {
+    /// `status` with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
     /// The driver is gone (the agent is stopping).
-    Stopping,
+    pub fn stopping() -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping")
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        let status = match e {
+            LedgerError::BucketLength | LedgerError::KeyLength | LedgerError::ValueTooLong => StatusCode::BAD_REQUEST,
+            LedgerError::NotOwner => StatusCode::FORBIDDEN,
+            LedgerError::Full => StatusCode::INSUFFICIENT_STORAGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match self {
-            ApiError::Stopping => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "the agent is stopping"})),
-            )
-                .into_response(),
-        }
+        error_response(self.status, &self.message)
     }
 }
 
-/// The API's routes, answering through `commands`.
-pub fn router(commands: mpsc::Sender<Command>) -> Router {
-    Router::new()
-        .route("/api/summary", get(summary))
-        .route("/api/machines", get(machines))
-        .fallback(not_found)
-        .with_state(commands)
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn ask<T>(
-    commands: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Result<T, ApiError> {
+/// Sends the command `make` builds and waits for the driver's answer.
+async fn ask<T>(commands: &Commands, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
-    commands.send(make(tx)).await.map_err(|_| ApiError::Stopping)?;
-    rx.await.map_err(|_| ApiError::Stopping)
+    commands.send(make(tx)).await.map_err(|_| ApiError::stopping())?;
+    rx.await.map_err(|_| ApiError::stopping())
 }
 
-async fn summary(State(commands): State<mpsc::Sender<Command>>) -> Result<Json<Summary>, ApiError> {
-    ask(&commands, Command::Summary).await.map(Json)
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }
 
-async fn machines(State(commands): State<mpsc::Sender<Command>>) -> Result<Json<Vec<Machine>>, ApiError> {
-    ask(&commands, Command::Machines).await.map(Json)
+/// The longest non-JSON error body read to turn it into JSON.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// Makes every error JSON: axum's own answers (a rejected extractor, 405
+/// for a method a path does not serve) come as plain text or empty.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("method {method} is not allowed on {path}")
+    } else {
+        let text = axum::body::to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    };
+    let mut out = error_response(status, &message);
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    if let Some(v) = parts.headers.get(header::WWW_AUTHENTICATE) {
+        out.headers_mut().insert(header::WWW_AUTHENTICATE, v.clone());
+    }
+    out
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": format!("no such endpoint: {}", uri.path())})),
-    )
-        .into_response()
-}
+/// `Content-Type` of JSON documents served as static bytes.
+const JSON_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A bound API listener.
 #[derive(Debug)]
@@ -119,153 +296,5 @@ pub async fn serve(listener: ApiListener, router: Router) -> io::Result<()> {
     match listener {
         ApiListener::Tcp(l) => axum::serve(l, router).await,
         ApiListener::Unix(l) => axum::serve(l, router).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::status::Path as MeshPath;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    fn fake_summary() -> Summary {
-        Summary {
-            node_id: "abcdefghijklmnopqrstuvwxyz".into(),
-            network_id: "kairos".into(),
-            interface: Some("kairos0".into()),
-            ipv4: Some("10.1.0.7".into()),
-            ipv6: "fd12:3456:789a::1".into(),
-            overlay: "10.1.0.0/24".into(),
-            listen: "[::]:51820".into(),
-            members: 2,
-            peers_up: 2,
-            direct: 1,
-            relayed: 1,
-            role: None,
-            uptime_s: 3,
-            version: "0.1.0".into(),
-        }
-    }
-
-    fn fake_machines() -> Vec<Machine> {
-        vec![
-            Machine {
-                node_id: "bbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
-                ipv4: Some("10.1.0.9".into()),
-                ipv6: "fd12:3456:789a::2".into(),
-                up: true,
-                path: MeshPath::Relayed,
-                endpoint: Some("192.0.2.1:51820".into()),
-                relay: Some("aaaaaaaaaaaaaaaaaaaaaaaaaa".into()),
-                last_seen_s: Some(1),
-            },
-            Machine {
-                node_id: "cccccccccccccccccccccccccc".into(),
-                ipv4: None,
-                ipv6: "fd12:3456:789a::3".into(),
-                up: false,
-                path: MeshPath::None,
-                endpoint: None,
-                relay: None,
-                last_seen_s: None,
-            },
-        ]
-    }
-
-    /// A driver that answers every command with the fakes.
-    fn fake_driver() -> mpsc::Sender<Command> {
-        let (tx, mut rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(c) = rx.recv().await {
-                match c {
-                    Command::Summary(reply) => drop(reply.send(fake_summary())),
-                    Command::Machines(reply) => drop(reply.send(fake_machines())),
-                    Command::Shutdown => break,
-                }
-            }
-        });
-        tx
-    }
-
-    async fn get_json(router: Router, uri: &str) -> (StatusCode, serde_json::Value) {
-        let response = router
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap())
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn summary_has_the_documented_fields() {
-        let (status, j) = get_json(router(fake_driver()), "/api/summary").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(j["node_id"], "abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(j["network_id"], "kairos");
-        assert_eq!(j["interface"], "kairos0");
-        assert_eq!(j["ipv4"], "10.1.0.7");
-        assert_eq!(j["ipv6"], "fd12:3456:789a::1");
-        assert_eq!(j["listen"], "[::]:51820");
-        assert_eq!(j["members"], 2);
-        assert_eq!(j["peers_up"], 2);
-        assert_eq!(j["direct"], 1);
-        assert_eq!(j["relayed"], 1);
-        assert_eq!(j["uptime_s"], 3);
-        assert!(j["role"].is_null());
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn machines_is_an_array_with_paths_and_nulls() {
-        let (status, j) = get_json(router(fake_driver()), "/api/machines").await;
-        assert_eq!(status, StatusCode::OK);
-        let list = j.as_array().expect("an array");
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0]["path"], "relayed");
-        assert_eq!(list[0]["up"], true);
-        assert_eq!(list[0]["endpoint"], "192.0.2.1:51820");
-        assert_eq!(list[0]["relay"], "aaaaaaaaaaaaaaaaaaaaaaaaaa");
-        assert_eq!(list[0]["ipv4"], "10.1.0.9");
-        assert_eq!(list[1]["path"], "none");
-        assert!(list[1]["ipv4"].is_null());
-        assert!(list[1]["relay"].is_null());
-        assert!(list[1]["endpoint"].is_null());
-        for m in list {
-            for key in ["node_id", "ipv4", "ipv6", "up", "path", "endpoint"] {
-                assert!(m.get(key).is_some(), "{key} missing in {m}");
-            }
-        }
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn unknown_paths_and_a_stopped_driver_answer_json() {
-        let (status, j) = get_json(router(fake_driver()), "/api/nope").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(j["error"], "no such endpoint: /api/nope");
-
-        let (tx, rx) = mpsc::channel(1);
-        drop(rx);
-        let (status, j) = get_json(router(tx), "/api/summary").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(j["error"], "the agent is stopping");
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_unix_socket_is_0600_and_a_stale_one_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("api.sock");
-        let addr = ApiAddress::Unix(path.clone());
-        let first = bind(&addr).await.unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        drop(first); // a crash leaves the file behind
-        bind(&addr).await.expect("stale socket replaced");
-        let file = dir.path().join("file");
-        std::fs::write(&file, b"x").unwrap();
-        assert!(bind(&ApiAddress::Unix(file.clone())).await.is_err());
-        assert_eq!(std::fs::read(&file).unwrap(), b"x", "never removed");
     }
 }
