@@ -299,39 +299,10 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::LedgerDelete { bucket, key, reply } => {
-                let r = if node.ledger().get(&bucket, &key).is_none() {
-                    Ok(false)
-                } else {
-                    node.ledger_delete(now, &bucket, &key).map(|()| true)
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(delete_key(node, now, &bucket, &key));
             }
             Command::LedgerDeleteBucket { bucket, reply } => {
-                let mine = owner_key(&node.node_id());
-                let keys: Vec<Vec<u8>> = node
-                    .ledger()
-                    .iter_bucket(&bucket)
-                    .map(|e| e.key().to_vec())
-                    .filter(|k| !is_owner_only(&bucket) || k[..] == mine[..])
-                    .collect();
-                // A refusal part-way (the ledger is full of tombstones)
-                // reports what was deleted; the error only if nothing was.
-                let mut deleted = 0;
-                let mut error = None;
-                for k in keys {
-                    match node.ledger_delete(now, &bucket, &k) {
-                        Ok(()) => deleted += 1,
-                        Err(e) => {
-                            error = Some(e);
-                            break;
-                        }
-                    }
-                }
-                let r = match error {
-                    Some(e) if deleted == 0 => Err(e),
-                    _ => Ok(deleted),
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(delete_bucket(node, now, &bucket));
             }
             Command::Shutdown => {}
         }
@@ -483,6 +454,37 @@ impl Driver {
     }
 }
 
+/// Deletes `(bucket, key)`: `Ok(false)` if no live value is there.
+pub fn delete_key(node: &mut MeshNode, now: Instant, bucket: &[u8], key: &[u8]) -> Result<bool, LedgerError> {
+    if node.ledger().get(bucket, key).is_none() {
+        return Ok(false);
+    }
+    node.ledger_delete(now, bucket, key).map(|()| true)
+}
+
+/// Deletes every live key of `bucket` this node may delete (in an
+/// owner-only bucket, only its own) and returns how many. A refusal
+/// part-way (the ledger full of tombstones) returns the count so far; the
+/// error only if nothing was deleted.
+pub fn delete_bucket(node: &mut MeshNode, now: Instant, bucket: &[u8]) -> Result<usize, LedgerError> {
+    let mine = owner_key(&node.node_id());
+    let keys: Vec<Vec<u8>> = node
+        .ledger()
+        .iter_bucket(bucket)
+        .map(|e| e.key().to_vec())
+        .filter(|k| !is_owner_only(bucket) || k[..] == mine[..])
+        .collect();
+    let mut deleted = 0;
+    for k in keys {
+        match node.ledger_delete(now, bucket, &k) {
+            Ok(()) => deleted += 1,
+            Err(e) if deleted == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(deleted)
+}
+
 async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
     if let Err(e) = socket.send_to(datagram, to).await {
         tracing::debug!(%to, error = %e, "cannot send");
@@ -507,5 +509,34 @@ async fn sleep_until(at: Option<TokioInstant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::status::tests::with_node;
+    use kairos_core::ledger::buckets::MACHINES;
+
+    #[test]
+    fn deletes_keep_to_what_this_node_may_delete() {
+        with_node(|node, now| {
+            let me = node.node_id().to_string();
+            node.ledger_put(now, b"kairos", b"a", b"1", 0).unwrap();
+            node.ledger_put(now, b"kairos", b"b", b"2", 0).unwrap();
+            node.ledger_put(now, MACHINES.as_bytes(), me.as_bytes(), b"m", 0)
+                .unwrap();
+            assert_eq!(delete_key(node, now, b"kairos", b"a"), Ok(true));
+            assert_eq!(
+                delete_key(node, now, b"kairos", b"a"),
+                Ok(false),
+                "a tombstone is absent"
+            );
+            assert_eq!(delete_key(node, now, b"kairos", b"nope"), Ok(false));
+            assert_eq!(delete_bucket(node, now, b"kairos"), Ok(1));
+            assert_eq!(delete_bucket(node, now, b"kairos"), Ok(0));
+            assert_eq!(delete_bucket(node, now, MACHINES.as_bytes()), Ok(1));
+            assert_eq!(node.ledger().iter_bucket(b"kairos").count(), 0);
+        });
     }
 }

@@ -651,8 +651,120 @@ pub fn role_name(role: Role) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::agent::mesh::AgentLedger;
+    use kairos_core::election::MemberView;
+    use kairos_core::identity::Identity;
+    use kairos_core::ledger::Ed25519Verifier;
+    use kairos_core::node::{MemberSlot, Node, NodeConfig};
+    use kairos_core::token::NetworkKeys;
+    use rand_core::OsRng;
+
+    /// Runs `f` with a real agent node without members, on a thread with
+    /// room for the boxed ledger's construction.
+    pub(crate) fn with_node(f: impl FnOnce(&mut MeshNode, Instant) + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let slots: Box<[MemberSlot<Provider>]> = (0..4).map(|_| None).collect();
+                let views = vec![MemberView::default(); 5].into_boxed_slice();
+                let ledger: Box<AgentLedger> = Box::default();
+                let mut node: MeshNode = Node::new(
+                    Identity::generate(&mut OsRng),
+                    &NetworkKeys::derive(&[1; 32]),
+                    NodeConfig::default(),
+                    OsRng,
+                    slots,
+                    ledger,
+                    Ed25519Verifier,
+                    views,
+                    std::time::Duration::from_secs(1_800_000_000),
+                );
+                f(&mut node, Instant::from_secs(10));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn agent_info() -> AgentInfo {
+        AgentInfo {
+            network_id: Some("kairos".into()),
+            interface: None,
+            listen: "[::]:51820".parse().unwrap(),
+            overlay: "10.1.0.0/24".into(),
+            started: StdInstant::now(),
+            machine: MachineInfo {
+                hostname: "edge-1".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                version: "0.1.0".into(),
+                network_id: Some("kairos".into()),
+                kind: Kind::Agent,
+            },
+            ha: false,
+        }
+    }
+
+    #[test]
+    fn a_real_node_reads_back_its_ledger_without_tombstones() {
+        with_node(|node, now| {
+            let info = agent_info();
+            crate::agent::write_machine_info(node, &info.machine, now);
+            node.ledger_put(now, b"users", b"alice", b"x", 0).unwrap();
+            node.ledger_put(now, b"kairos", b"gone", b"x", 0).unwrap();
+            node.ledger_delete(now, b"kairos", b"gone").unwrap();
+            node.ledger_put(now, b"kairos", b"bin", &[0xff], 0).unwrap();
+
+            let view = ledger_view(node, None);
+            assert_eq!(view["kairos"].len(), 1, "the tombstone is not shown: {view:?}");
+            assert_eq!(view["kairos"]["bin"], "base64:/w==");
+            assert_eq!(view["users"]["alice"], "x");
+            let me = node.node_id().to_string();
+            let record = MachineInfo::parse(view[INFO][&me].as_bytes()).expect("an info record");
+            assert_eq!(record.hostname, "edge-1");
+            assert_eq!(ledger_view(node, Some(b"users")).len(), 1);
+            assert!(ledger_view(node, Some(b"none")).is_empty());
+            assert_eq!(ledger_get(node, b"kairos", b"gone"), None);
+            assert_eq!(ledger_get(node, b"users", b"alice").as_deref(), Some("x"));
+
+            let s = summary(node, &info);
+            assert_eq!((s.hostname.as_str(), s.kind), ("edge-1", Kind::Agent));
+            assert_eq!((s.edge_machines, s.edge_users, s.edge_on_chain_nodes), (1, 1, 0));
+            assert_eq!(s.edge_blockchain, node.ledger().len());
+            let b = blockchain(node);
+            assert_eq!((b.entries, b.index), (node.ledger().len(), node.ledger().clock()));
+            assert_eq!(b.hash.len(), 64);
+            assert_eq!(
+                nodes(node),
+                vec![NodeEntry {
+                    id: me.clone(),
+                    online: true
+                }]
+            );
+            assert!(machines(node, now, &info).is_empty());
+
+            let names = member_names(node);
+            assert_eq!(names.len(), 1);
+            assert_eq!(names[0].node_id, node.node_id());
+            assert_eq!(names[0].hostname.as_deref(), Some("edge-1"));
+            assert_eq!(names[0].ipv6, node.ipv6());
+            let m = metrics(node, now, &info);
+            assert_eq!(m.ledger_entries, node.ledger().len());
+        });
+    }
+
+    #[test]
+    fn a_bridge_summary_has_no_network_or_role() {
+        with_node(|node, _| {
+            let mut info = agent_info();
+            info.network_id = None;
+            info.machine.kind = Kind::Bridge;
+            let s = summary(node, &info);
+            assert_eq!((s.network_id, s.role, s.kind), (None, None, Kind::Bridge));
+        });
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
