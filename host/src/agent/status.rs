@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant as StdInstant;
 
-use kairos_core::election::{DeployedAs, Role, RoleRecord, ROLES};
+use kairos_core::election::{DeployedAs, ForcedRole, Role, RoleRecord, ROLES};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, NodeKey, NodeKeyKind, ADDRESSES, FILES, MACHINES, SERVICES, USERS};
+use kairos_core::node::record::MachineRecord;
 use kairos_core::node::{Member, NodeStats};
 use kairos_core::time::Instant;
 use serde::Serialize;
@@ -613,15 +614,49 @@ pub fn show_name(bytes: &[u8]) -> String {
     }
 }
 
-/// A value as the API shows it: an address claim (`addresses`) as the
-/// address, UTF-8 as the text, anything else as `base64:` and the bytes.
+/// A value as the API shows it. The well-known binary records decoded:
+/// an address claim (`addresses`) as the address (`10.1.0.7`), a machine
+/// record (`machines`) as its endpoints (`192.0.2.7:51820, ...`), a role
+/// record (`owner/roles`) as `network_id=kairos forced=none
+/// deployed=primary epoch=1`. Otherwise UTF-8 as the text, anything else as
+/// `base64:` and the bytes.
 pub fn show_value(bucket: &[u8], value: &[u8]) -> String {
     if bucket == ADDRESSES.as_bytes() {
         if let Some(a) = kairos_core::node::ipam::decode(value) {
             return a.to_string();
         }
+    } else if bucket == MACHINES.as_bytes() {
+        if let Some(r) = MachineRecord::parse(value) {
+            let list: Vec<String> = r.endpoints.iter().map(|e| e.to_string()).collect();
+            return list.join(", ");
+        }
+    } else if bucket == ROLES.as_bytes() {
+        if let Ok((network, r)) = RoleRecord::parse(value) {
+            return show_role_record(network, &r);
+        }
     }
     show_name(value)
+}
+
+fn show_role_record(network: &str, r: &RoleRecord) -> String {
+    let forced = match r.forced {
+        None => "none",
+        Some(ForcedRole::Master) => "master",
+        Some(ForcedRole::Worker) => "worker",
+    };
+    let mut out = format!("network_id={network} forced={forced}");
+    match r.deployment {
+        None => out.push_str(" deployed=none"),
+        Some(d) => {
+            let role = match d.role {
+                DeployedAs::Primary => "primary",
+                DeployedAs::Server => "server",
+                DeployedAs::Worker => "worker",
+            };
+            out.push_str(&format!(" deployed={role} epoch={}", d.epoch));
+        }
+    }
+    out
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
@@ -788,5 +823,30 @@ pub(crate) mod tests {
         assert_eq!(show_value(ADDRESSES.as_bytes(), &[10, 1, 0, 7]), "10.1.0.7");
         assert_eq!(show_value(ADDRESSES.as_bytes(), b"not a claim"), "not a claim");
         assert_eq!(show_name(&[0xc3]), "base64:ww==");
+        let mut rec = MachineRecord::default();
+        rec.endpoints.push("192.0.2.7:51820".parse().unwrap()).unwrap();
+        rec.endpoints.push("[2001:db8::1]:51821".parse().unwrap()).unwrap();
+        let mut buf = [0u8; kairos_core::node::record::MAX_RECORD_LEN];
+        let n = rec.emit(&mut buf);
+        assert_eq!(
+            show_value(MACHINES.as_bytes(), &buf[..n]),
+            "192.0.2.7:51820, [2001:db8::1]:51821"
+        );
+        let role = RoleRecord {
+            forced: Some(ForcedRole::Master),
+            deployment: Some(kairos_core::election::Deployment {
+                role: DeployedAs::Primary,
+                epoch: 1,
+                since: 5,
+            }),
+            vote: None,
+        };
+        let mut buf = [0u8; kairos_core::election::MAX_RECORD_LEN];
+        let n = role.emit("kairos", &mut buf).unwrap();
+        assert_eq!(
+            show_value(ROLES.as_bytes(), &buf[..n]),
+            "network_id=kairos forced=master deployed=primary epoch=1"
+        );
+        assert_eq!(show_value(ROLES.as_bytes(), &[0xff, 1]), "base64:/wE=");
     }
 }
