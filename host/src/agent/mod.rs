@@ -208,9 +208,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 
 /// Writes this machine's info record (`owner/info/<node id>`), so the
 /// other members can show its host name; a refusal is logged, not fatal.
+/// The same record restored from the snapshot is not written again.
 pub fn write_machine_info(node: &mut mesh::MeshNode, machine: &info::MachineInfo, now: kairos_core::time::Instant) {
     let key = node.node_id().to_string();
-    match node.ledger_put(now, info::INFO.as_bytes(), key.as_bytes(), &machine.encode(), 0) {
+    let value = machine.encode();
+    let held = node.ledger().get(info::INFO.as_bytes(), key.as_bytes());
+    if held.is_some_and(|e| e.value() == value.as_slice()) {
+        return;
+    }
+    match node.ledger_put(now, info::INFO.as_bytes(), key.as_bytes(), &value, 0) {
         Ok(()) => tracing::debug!(hostname = %machine.hostname, "machine info written"),
         Err(e) => tracing::warn!(error = %e, "cannot write the machine info record"),
     }

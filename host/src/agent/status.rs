@@ -747,6 +747,9 @@ pub(crate) mod tests {
         with_node(|node, now| {
             let info = agent_info();
             crate::agent::write_machine_info(node, &info.machine, now);
+            let clock = node.ledger().clock();
+            crate::agent::write_machine_info(node, &info.machine, now);
+            assert_eq!(node.ledger().clock(), clock, "the same record is not written again");
             node.ledger_put(now, b"users", b"alice", b"x", 0).unwrap();
             node.ledger_put(now, b"kairos", b"gone", b"x", 0).unwrap();
             node.ledger_delete(now, b"kairos", b"gone").unwrap();
