@@ -31,7 +31,8 @@ use super::mesh::MeshNode;
 use super::persist::StateWriter;
 use super::snapshot;
 use super::status::{
-    self, AgentInfo, Blockchain, LedgerView, Machine, Metrics, NodeEntry, Path, Peer, PeerstoreEntry, Summary,
+    self, AgentInfo, Blockchain, LedgerView, Machine, MemberName, Metrics, NodeEntry, Path, Peer, PeerstoreEntry,
+    Summary,
 };
 use super::tun::Interface;
 use super::udp::MeshSocket;
@@ -57,6 +58,10 @@ pub enum Command {
     Blockchain(oneshot::Sender<Blockchain>),
     /// The counters, for `GET /metrics`.
     Metrics(oneshot::Sender<Metrics>),
+    /// Every member's names and addresses (this node first), for the DNS
+    /// resolver.
+    #[allow(dead_code)] // sent by the DNS resolver (issue 5), which the lead adds
+    MemberNames(oneshot::Sender<Vec<MemberName>>),
     /// The live entries of one bucket (`Some`) or of all, for `GET /api/ledger...`.
     Ledger {
         /// The bucket, or `None` for every bucket.
@@ -276,6 +281,9 @@ impl Driver {
             }
             Command::Blockchain(reply) => {
                 let _ = reply.send(status::blockchain(node));
+            }
+            Command::MemberNames(reply) => {
+                let _ = reply.send(status::member_names(node));
             }
             Command::Metrics(reply) => {
                 let _ = reply.send(status::metrics(node, now, &self.info));

@@ -254,7 +254,6 @@ pub type BucketView = BTreeMap<String, String>;
 pub type LedgerView = BTreeMap<String, BucketView>;
 
 /// A member's names, for the DNS resolver.
-#[allow(dead_code)] // for the DNS resolver (issue 5), built by the lead
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberName {
     /// Its node id.
@@ -562,7 +561,6 @@ pub fn ledger_get(node: &MeshNode, bucket: &[u8], key: &[u8]) -> Option<String> 
 
 /// Every member's names (this node first, then in node id order), for the
 /// DNS resolver: host names come from the members' info records.
-#[allow(dead_code)] // for the DNS resolver (issue 5), built by the lead
 pub fn member_names(node: &MeshNode) -> Vec<MemberName> {
     let hostname = |id: &NodeId| {
         node.ledger()

@@ -194,6 +194,9 @@ fn answer(l: &mut FakeLedger, c: Command) {
             entries: l.len(),
             clock: 42,
         })),
+        Command::MemberNames(r) => {
+            let _ = r.send(Vec::new());
+        }
         Command::Metrics(r) => {
             let _ = r.send(fake_metrics());
         }
