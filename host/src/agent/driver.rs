@@ -19,6 +19,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use kairos_core::identity::NodeId;
+use kairos_core::ledger::buckets::{is_owner_only, owner_key};
+use kairos_core::ledger::LedgerError;
 use kairos_core::node::{Destination, Event, Input, Outbound, HEADROOM, TAILROOM};
 use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -28,19 +30,82 @@ use super::lan::LanBeacons;
 use super::mesh::MeshNode;
 use super::persist::StateWriter;
 use super::snapshot;
-use super::status::{self, AgentInfo, Machine, Path, Summary};
+use super::status::{
+    self, AgentInfo, Blockchain, LedgerView, Machine, MemberName, Metrics, NodeEntry, Path, Peer, PeerstoreEntry,
+    Summary,
+};
 use super::tun::Interface;
 use super::udp::MeshSocket;
 use crate::clock::Clock;
 use crate::state::blobs;
 
-/// What the rest of the agent asks the driver.
+/// What the rest of the agent asks the driver. Each read answers on its
+/// channel with the node's state at that moment; each write answers with
+/// the node's verdict (the API maps [`LedgerError`] to HTTP statuses).
 #[derive(Debug)]
 pub enum Command {
     /// The node's summary, for `GET /api/summary`.
     Summary(oneshot::Sender<Summary>),
-    /// The members, for `GET /api/machines`.
+    /// The other members, for `GET /api/machines`.
     Machines(oneshot::Sender<Vec<Machine>>),
+    /// The sessions, for `GET /api/peers`.
+    Peers(oneshot::Sender<Vec<Peer>>),
+    /// This node and the members, for `GET /api/nodes`.
+    Nodes(oneshot::Sender<Vec<NodeEntry>>),
+    /// The members' endpoints, for `GET /api/peerstore`.
+    Peerstore(oneshot::Sender<Vec<PeerstoreEntry>>),
+    /// The ledger's position, for `GET /api/blockchain`.
+    Blockchain(oneshot::Sender<Blockchain>),
+    /// The counters, for `GET /metrics`.
+    Metrics(oneshot::Sender<Metrics>),
+    /// Every member's names and addresses (this node first), for the DNS
+    /// resolver.
+    #[allow(dead_code)] // sent by the DNS resolver (issue 5), which the lead adds
+    MemberNames(oneshot::Sender<Vec<MemberName>>),
+    /// The live entries of one bucket (`Some`) or of all, for `GET /api/ledger...`.
+    Ledger {
+        /// The bucket, or `None` for every bucket.
+        bucket: Option<Vec<u8>>,
+        /// The entries.
+        reply: oneshot::Sender<LedgerView>,
+    },
+    /// One live value, shown as text, for `GET /api/ledger/:bucket/:key`.
+    LedgerGet {
+        /// The bucket.
+        bucket: Vec<u8>,
+        /// The key.
+        key: Vec<u8>,
+        /// The value, `None` if absent.
+        reply: oneshot::Sender<Option<String>>,
+    },
+    /// Writes a value signed by this node (no ttl), for `PUT /api/ledger/...`.
+    LedgerPut {
+        /// The bucket.
+        bucket: Vec<u8>,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// The node's verdict.
+        reply: oneshot::Sender<Result<(), LedgerError>>,
+    },
+    /// Deletes one key, for `DELETE /api/ledger/:bucket/:key`.
+    LedgerDelete {
+        /// The bucket.
+        bucket: Vec<u8>,
+        /// The key.
+        key: Vec<u8>,
+        /// `Ok(false)`: no live value under the key.
+        reply: oneshot::Sender<Result<bool, LedgerError>>,
+    },
+    /// Deletes every key of a bucket this node may delete (in an owner-only
+    /// bucket, only its own), for `DELETE /api/ledger/:bucket`.
+    LedgerDeleteBucket {
+        /// The bucket.
+        bucket: Vec<u8>,
+        /// How many keys were deleted.
+        reply: oneshot::Sender<Result<usize, LedgerError>>,
+    },
     /// Save state, remove the interface and return.
     Shutdown,
 }
@@ -175,13 +240,8 @@ impl Driver {
                     tracing::error!(error = %e, "cannot read from the interface; stopping");
                     break;
                 }
-                Wake::Command(Some(Command::Summary(reply))) => {
-                    let _ = reply.send(status::summary(&self.node, &self.info));
-                }
-                Wake::Command(Some(Command::Machines(reply))) => {
-                    let _ = reply.send(status::machines(&self.node, self.clock.now()));
-                }
                 Wake::Command(Some(Command::Shutdown) | None) => break,
+                Wake::Command(Some(c)) => self.on_command(c),
                 Wake::Timer => {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
@@ -196,6 +256,64 @@ impl Driver {
         self.node.leave();
         self.flush().await;
         self.shutdown();
+    }
+
+    /// Answers an API command (everything but [`Command::Shutdown`]). A
+    /// closed reply channel (the client went away) is not an error.
+    fn on_command(&mut self, command: Command) {
+        let now = self.clock.now();
+        let node = &mut self.node;
+        match command {
+            Command::Summary(reply) => {
+                let _ = reply.send(status::summary(node, &self.info));
+            }
+            Command::Machines(reply) => {
+                let _ = reply.send(status::machines(node, now, &self.info));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(status::peers(node, now));
+            }
+            Command::Nodes(reply) => {
+                let _ = reply.send(status::nodes(node));
+            }
+            Command::Peerstore(reply) => {
+                let _ = reply.send(status::peerstore(node));
+            }
+            Command::Blockchain(reply) => {
+                let _ = reply.send(status::blockchain(node));
+            }
+            Command::MemberNames(reply) => {
+                let _ = reply.send(status::member_names(node));
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(status::metrics(node, now, &self.info));
+            }
+            Command::Ledger { bucket, reply } => {
+                let _ = reply.send(status::ledger_view(node, bucket.as_deref()));
+            }
+            Command::LedgerGet { bucket, key, reply } => {
+                let _ = reply.send(status::ledger_get(node, &bucket, &key));
+            }
+            Command::LedgerPut {
+                bucket,
+                key,
+                value,
+                reply,
+            } => {
+                let r = node.ledger_put(now, &bucket, &key, &value, 0);
+                if let Err(e) = &r {
+                    tracing::debug!(error = %e, "API ledger write refused");
+                }
+                let _ = reply.send(r);
+            }
+            Command::LedgerDelete { bucket, key, reply } => {
+                let _ = reply.send(delete_key(node, now, &bucket, &key));
+            }
+            Command::LedgerDeleteBucket { bucket, reply } => {
+                let _ = reply.send(delete_bucket(node, now, &bucket));
+            }
+            Command::Shutdown => {}
+        }
     }
 
     /// When to run the node's timers next.
@@ -344,6 +462,37 @@ impl Driver {
     }
 }
 
+/// Deletes `(bucket, key)`: `Ok(false)` if no live value is there.
+pub fn delete_key(node: &mut MeshNode, now: Instant, bucket: &[u8], key: &[u8]) -> Result<bool, LedgerError> {
+    if node.ledger().get(bucket, key).is_none() {
+        return Ok(false);
+    }
+    node.ledger_delete(now, bucket, key).map(|()| true)
+}
+
+/// Deletes every live key of `bucket` this node may delete (in an
+/// owner-only bucket, only its own) and returns how many. A refusal
+/// part-way (the ledger full of tombstones) returns the count so far; the
+/// error only if nothing was deleted.
+pub fn delete_bucket(node: &mut MeshNode, now: Instant, bucket: &[u8]) -> Result<usize, LedgerError> {
+    let mine = owner_key(&node.node_id());
+    let keys: Vec<Vec<u8>> = node
+        .ledger()
+        .iter_bucket(bucket)
+        .map(|e| e.key().to_vec())
+        .filter(|k| !is_owner_only(bucket) || k[..] == mine[..])
+        .collect();
+    let mut deleted = 0;
+    for k in keys {
+        match node.ledger_delete(now, bucket, &k) {
+            Ok(()) => deleted += 1,
+            Err(e) if deleted == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(deleted)
+}
+
 async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
     if let Err(e) = socket.send_to(datagram, to).await {
         tracing::debug!(%to, error = %e, "cannot send");
@@ -368,5 +517,34 @@ async fn sleep_until(at: Option<TokioInstant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::status::tests::with_node;
+    use kairos_core::ledger::buckets::MACHINES;
+
+    #[test]
+    fn deletes_keep_to_what_this_node_may_delete() {
+        with_node(|node, now| {
+            let me = node.node_id().to_string();
+            node.ledger_put(now, b"kairos", b"a", b"1", 0).unwrap();
+            node.ledger_put(now, b"kairos", b"b", b"2", 0).unwrap();
+            node.ledger_put(now, MACHINES.as_bytes(), me.as_bytes(), b"m", 0)
+                .unwrap();
+            assert_eq!(delete_key(node, now, b"kairos", b"a"), Ok(true));
+            assert_eq!(
+                delete_key(node, now, b"kairos", b"a"),
+                Ok(false),
+                "a tombstone is absent"
+            );
+            assert_eq!(delete_key(node, now, b"kairos", b"nope"), Ok(false));
+            assert_eq!(delete_bucket(node, now, b"kairos"), Ok(1));
+            assert_eq!(delete_bucket(node, now, b"kairos"), Ok(0));
+            assert_eq!(delete_bucket(node, now, MACHINES.as_bytes()), Ok(1));
+            assert_eq!(node.ledger().iter_bucket(b"kairos").count(), 0);
+        });
     }
 }

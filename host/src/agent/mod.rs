@@ -13,6 +13,7 @@
 //! | `driver` | the one task that owns the node |
 //! | `status`, `api` | what the HTTP API shows |
 //! | `dns` | the resolver of members' names (`p2p.dns`, `bridge --dns`) |
+//! | `info` | the machine info record (`owner/info`) |
 //! | `notify` | systemd readiness |
 //!
 //! Start-up, in order, so that a failure leaves nothing behind: the state
@@ -27,6 +28,7 @@ pub mod api;
 pub mod dns;
 pub mod driver;
 mod error;
+pub mod info;
 pub mod lan;
 pub mod mesh;
 pub mod netlink;
@@ -102,6 +104,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         tracing::warn!("{w}");
     }
 
+    let api_token = api::token_from_env().map_err(|e| AgentError::Io {
+        what: "read the API token",
+        source: std::io::Error::other(e),
+    })?;
+    api::check_exposure(&config.mesh.api, api_token.as_deref()).map_err(|e| AgentError::Io {
+        what: "start the API",
+        source: std::io::Error::other(e),
+    })?;
     let api_listener = api::bind(&config.mesh.api).await.map_err(|source| AgentError::Api {
         addr: config.mesh.api.to_string(),
         source,
@@ -135,6 +145,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     );
     restore_role_record(&dir, &mut node)?;
     restore_claim(&dir, &mut node, &config, now)?;
+    let machine = info::MachineInfo::local(Some(&config.network_id), info::Kind::Agent);
+    write_machine_info(&mut node, &machine, now);
 
     let tun = if config.vpn.create {
         let netlink = netlink::Netlink::open().map_err(tun::TunError::from)?;
@@ -160,17 +172,20 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 
     let (commands_tx, commands) = mpsc::channel(64);
     let signals = tokio::spawn(wait_for_signal(commands_tx.clone()));
-    let api_task = tokio::spawn(api::serve(api_listener, api::router(commands_tx)));
+    let api_options = api::ApiOptions { token: api_token };
+    let api_task = tokio::spawn(api::serve(api_listener, api::router(commands_tx, api_options)));
     let writer = persist::StateWriter::start(dir.clone()).map_err(|source| AgentError::Io {
         what: "start the state writer",
         source,
     })?;
     let info = AgentInfo {
-        network_id: config.network_id.clone(),
+        network_id: Some(config.network_id.clone()),
         interface: tun.as_ref().map(|t| t.name().to_owned()),
         listen,
         overlay: config.mesh.address.to_string(),
         started,
+        machine,
+        ha: config.auto.ha.enable,
     };
     let driver = Driver::new(Parts {
         node,
@@ -192,6 +207,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     }
     tracing::info!(uptime_s = started.elapsed().as_secs(), "stopped");
     Ok(())
+}
+
+/// Writes this machine's info record (`owner/info/<node id>`), so the
+/// other members can show its host name; a refusal is logged, not fatal.
+/// The same record restored from the snapshot is not written again.
+pub fn write_machine_info(node: &mut mesh::MeshNode, machine: &info::MachineInfo, now: kairos_core::time::Instant) {
+    let key = node.node_id().to_string();
+    let value = machine.encode();
+    let held = node.ledger().get(info::INFO.as_bytes(), key.as_bytes());
+    if held.is_some_and(|e| e.value() == value.as_slice()) {
+        return;
+    }
+    match node.ledger_put(now, info::INFO.as_bytes(), key.as_bytes(), &value, 0) {
+        Ok(()) => tracing::debug!(hostname = %machine.hostname, "machine info written"),
+        Err(e) => tracing::warn!(error = %e, "cannot write the machine info record"),
+    }
 }
 
 /// Sends [`Command::Shutdown`] on the first SIGTERM or SIGINT.

@@ -1,0 +1,264 @@
+//! `GET /metrics`: the node's counters in the Prometheus text exposition
+//! format (version 0.0.4), written by hand from one [`Metrics`] snapshot:
+//! the numbers are read from the node in one driver turn, so a registry of
+//! live metric objects (the `prometheus-client` crate) would only be copied
+//! into and thrown away on each scrape. Per-peer series carry a `node_id`
+//! label. Names are listed in `docs/api.md`; add series, never rename.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::{ask, ApiError, Commands};
+use crate::agent::driver::Command;
+use crate::agent::status::{Metrics, Path};
+
+/// The exposition format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(super) async fn metrics(State(c): State<Commands>) -> Result<Response, ApiError> {
+    let m = ask(&c, Command::Metrics).await?;
+    let mut r = render(&m).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(r)
+}
+
+/// Writes one metric family: `# HELP`, `# TYPE`, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.head(name, kind, help);
+        let _ = writeln!(self.out, "{name} {value}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The exposition text of `m`.
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let s = &m.summary;
+    f.head(
+        "kairos_info",
+        "gauge",
+        "This node: labels say what it is; the value is 1.",
+    );
+    f.sample(
+        "kairos_info",
+        &[
+            ("node_id", &s.node_id),
+            ("hostname", &s.hostname),
+            ("version", &s.version),
+            ("kind", s.kind.as_str()),
+            ("network_id", s.network_id.as_deref().unwrap_or("")),
+            ("ipv4", s.ipv4.as_deref().unwrap_or("")),
+        ],
+        1,
+    );
+    f.single(
+        "kairos_uptime_seconds",
+        "gauge",
+        "Seconds since the agent started.",
+        s.uptime_s,
+    );
+    f.single("kairos_members", "gauge", "Other members known.", s.members);
+    f.single("kairos_peers_up", "gauge", "Members with a session up.", s.peers_up);
+    f.head("kairos_peers", "gauge", "Members up, by path.");
+    f.sample("kairos_peers", &[("path", "direct")], s.direct);
+    f.sample("kairos_peers", &[("path", "relayed")], s.relayed);
+
+    f.single(
+        "kairos_ledger_entries",
+        "gauge",
+        "Live ledger entries.",
+        m.ledger_entries,
+    );
+    f.single(
+        "kairos_ledger_records",
+        "gauge",
+        "Ledger records held (live, tombstones, expired).",
+        m.ledger_records,
+    );
+    f.single(
+        "kairos_ledger_capacity_records",
+        "gauge",
+        "Ledger record slots.",
+        m.ledger_capacity,
+    );
+    f.single(
+        "kairos_ledger_arena_bytes",
+        "gauge",
+        "Ledger arena bytes in use.",
+        m.ledger_arena_bytes,
+    );
+    f.single(
+        "kairos_ledger_clock",
+        "gauge",
+        "The ledger's Lamport clock.",
+        m.ledger_clock,
+    );
+
+    let n = &m.stats;
+    let counters: [(&str, &str, u64); 9] = [
+        ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
+        ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
+        ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
+        ("kairos_events_lost_total", "Node events lost.", n.events_lost),
+        (
+            "kairos_relayed_datagrams_total",
+            "Datagrams relayed between two other members.",
+            n.relayed,
+        ),
+        (
+            "kairos_staged_dropped_total",
+            "Packets held for a session, dropped.",
+            n.staged_dropped,
+        ),
+        (
+            "kairos_replies_dropped_total",
+            "Handshake and hello replies dropped.",
+            n.replies_dropped,
+        ),
+        (
+            "kairos_ledger_refused_total",
+            "Ledger entries refused.",
+            n.ledger_refused,
+        ),
+        (
+            "kairos_control_dropped_total",
+            "Control messages dropped.",
+            n.control_dropped,
+        ),
+    ];
+    for (name, help, v) in counters {
+        f.single(name, "counter", help, v);
+    }
+
+    type PeerValue = fn(&crate::agent::status::Peer) -> Option<String>;
+    let per_peer: [(&str, &str, &str, PeerValue); 5] = [
+        (
+            "kairos_peer_up",
+            "gauge",
+            "1 if a session with the member is up.",
+            |p| Some(u8::from(p.up).to_string()),
+        ),
+        (
+            "kairos_peer_relayed",
+            "gauge",
+            "1 if the member is reached through a relay.",
+            |p| Some(u8::from(p.path == Path::Relayed).to_string()),
+        ),
+        (
+            "kairos_peer_rx_bytes_total",
+            "counter",
+            "Payload bytes received from the member.",
+            |p| Some(p.rx_bytes.to_string()),
+        ),
+        (
+            "kairos_peer_tx_bytes_total",
+            "counter",
+            "Payload bytes sent to the member.",
+            |p| Some(p.tx_bytes.to_string()),
+        ),
+        (
+            "kairos_peer_rtt_seconds",
+            "gauge",
+            "Handshake round trip of the current session with the member.",
+            |p| p.rtt_ms.map(|ms| (ms / 1000.0).to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in per_peer {
+        f.head(name, kind, help);
+        for p in &m.peers {
+            if let Some(v) = value(p) {
+                f.sample(name, &[("node_id", &p.node_id)], v);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::api::tests::{fake_metrics, fake_peers};
+
+    #[test]
+    fn the_text_follows_the_exposition_format() {
+        let text = render(&fake_metrics());
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                assert!(declared.insert(name.to_owned()), "{name} declared twice");
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            // name{labels} value
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<f64>().unwrap_or_else(|_| panic!("not a number: {line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(declared.contains(name), "{name} has no TYPE line before it");
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            if name.ends_with("_total") {
+                assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
+            }
+        }
+        assert!(text.ends_with('\n'));
+        assert!(text.contains("kairos_members 2\n"));
+        assert!(text.contains("kairos_peers{path=\"relayed\"} 1\n"));
+        let peers = fake_peers();
+        assert!(text.contains(&format!(
+            "kairos_peer_rx_bytes_total{{node_id=\"{}\"}} 1000\n",
+            peers[0].node_id
+        )));
+        assert!(text.contains(&format!(
+            "kairos_peer_rtt_seconds{{node_id=\"{}\"}} 0.0125\n",
+            peers[0].node_id
+        )));
+        // A peer without a measure has no rtt sample.
+        assert!(!text.contains(&format!("kairos_peer_rtt_seconds{{node_id=\"{}\"}}", peers[1].node_id)));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut m = fake_metrics();
+        m.summary.hostname = "evil\"}\nkairos_members 99".into();
+        let text = render(&m);
+        assert!(!text.contains("\nkairos_members 99"));
+    }
+}
