@@ -556,6 +556,22 @@ fn an_unreachable_api_names_the_address_and_the_fix() {
 }
 
 #[test]
+fn a_silent_api_times_out() {
+    // The kernel accepts the connection into the backlog; nobody answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = listener.local_addr().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let o = kairos(&["peers", "--api", &api], &[], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!("error: the kairos API at {api} did not answer GET /api/peers within 5 s\n")
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(9));
+    drop(listener);
+}
+
+#[test]
 fn a_bad_api_address_is_a_usage_error() {
     let o = kairos(&["status", "--api", "https://10.1.0.7:8080"], &[], b"");
     assert_eq!(o.status.code(), Some(2));
