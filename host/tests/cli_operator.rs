@@ -235,13 +235,14 @@ fn decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Runs `kairos ARGS` with KAIROS_API and KAIROS_API_TOKEN unset unless in
+/// Runs `kairos ARGS` with KAIROS_API and KAIROS_API_TOKEN[_FILE] unset unless in
 /// `env`, feeding `stdin`.
 fn kairos(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairos"));
     cmd.args(args)
         .env_remove("KAIROS_API")
         .env_remove("KAIROS_API_TOKEN")
+        .env_remove("KAIROS_API_TOKEN_FILE")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -630,6 +631,15 @@ fn a_token_is_sent_when_the_api_wants_one() {
     );
     assert_ok(&o);
     assert_eq!(stdout(&o), "10.1.0.7\n");
+
+    // The agent's own variable for a token file works too.
+    let o = kairos(
+        &["peers", "--api", &api.api],
+        &[("KAIROS_API_TOKEN_FILE", file.to_str().unwrap())],
+        b"",
+    );
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with("HOSTNAME"), "{}", stdout(&o));
 }
 
 #[test]

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kairos_core::token::TokenError;
 
-use crate::client::{self, ApiClient, ApiEndpoint, ApiError};
+use crate::client::{self, ApiClient, ApiEndpoint, ApiError, TokenSources};
 
 /// The top-level command line of `kairos`.
 #[derive(Debug, Parser)]
@@ -95,7 +95,8 @@ pub struct ApiArgs {
 
     /// A file holding the API's bearer token, needed when the API has one
     /// (it must when it listens on a non-loopback address). Without it, the
-    /// token is taken from the environment variable KAIROS_API_TOKEN.
+    /// token is the environment variable KAIROS_API_TOKEN, else the content
+    /// of the file named by KAIROS_API_TOKEN_FILE (as the agent reads it).
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
 }
@@ -103,7 +104,7 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// A client of the API these arguments name, with its token.
     pub fn client(&self) -> Result<ApiClient, CliError> {
-        let token = client::load_token(self.api_token_file.as_deref(), std::env::var("KAIROS_API_TOKEN").ok())?;
+        let token = TokenSources::from_process(self.api_token_file.clone()).load()?;
         Ok(ApiClient::new(self.api.clone(), token)?)
     }
 }

@@ -135,25 +135,52 @@ impl ApiError {
     }
 }
 
-/// Where the bearer token comes from: `--api-token-file`, else
-/// `KAIROS_API_TOKEN`, else none. Surrounding whitespace is dropped.
-pub fn load_token(file: Option<&Path>, env: Option<String>) -> Result<Option<String>, ApiError> {
-    let (text, from) = match (file, env) {
-        (Some(path), _) => {
+/// Where the bearer token can come from, in the order they are tried.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSources {
+    /// `--api-token-file FILE`.
+    pub file: Option<PathBuf>,
+    /// `KAIROS_API_TOKEN`: the token itself (ignored when empty).
+    pub env_token: Option<String>,
+    /// `KAIROS_API_TOKEN_FILE`: a file holding it (as the agent reads it).
+    pub env_file: Option<PathBuf>,
+}
+
+impl TokenSources {
+    /// The sources of this process: `file` from the command line, the rest
+    /// from the environment.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        TokenSources {
+            file,
+            env_token: std::env::var("KAIROS_API_TOKEN").ok(),
+            env_file: std::env::var_os("KAIROS_API_TOKEN_FILE").map(PathBuf::from),
+        }
+    }
+
+    /// The token: `--api-token-file`, else `KAIROS_API_TOKEN`, else the file
+    /// `KAIROS_API_TOKEN_FILE`, else none. Surrounding whitespace is dropped;
+    /// an empty token file is an error.
+    pub fn load(&self) -> Result<Option<String>, ApiError> {
+        let read = |path: &Path, from: &str| -> Result<(String, String), ApiError> {
             let text = std::fs::read_to_string(path).map_err(|source| ApiError::ReadToken {
                 path: path.to_owned(),
                 source,
             })?;
-            (text, format!("--api-token-file {}", path.display()))
+            Ok((text, format!("{from} {}", path.display())))
+        };
+        let env_token = self.env_token.as_deref().filter(|t| !t.trim().is_empty());
+        let (text, from) = match (&self.file, env_token, &self.env_file) {
+            (Some(path), _, _) => read(path, "--api-token-file")?,
+            (None, Some(token), _) => (token.to_owned(), "KAIROS_API_TOKEN".to_owned()),
+            (None, None, Some(path)) => read(path, "KAIROS_API_TOKEN_FILE")?,
+            (None, None, None) => return Ok(None),
+        };
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ApiError::EmptyToken { from });
         }
-        (None, Some(text)) => (text, "KAIROS_API_TOKEN".to_owned()),
-        (None, None) => return Ok(None),
-    };
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(ApiError::EmptyToken { from });
+        Ok(Some(token.to_owned()))
     }
-    Ok(Some(token.to_owned()))
 }
 
 /// A successful (2xx) reply.
@@ -353,20 +380,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_from_file_wins_and_is_trimmed() {
+    fn token_sources_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
+        let env_file = dir.path().join("env-token");
         std::fs::write(&file, "  s3cret\n").unwrap();
+        std::fs::write(&env_file, "from-env-file\n").unwrap();
+        let load = |file: Option<&Path>, env_token: Option<&str>, env_file: Option<&Path>| {
+            TokenSources {
+                file: file.map(Path::to_owned),
+                env_token: env_token.map(str::to_owned),
+                env_file: env_file.map(Path::to_owned),
+            }
+            .load()
+        };
+        let ok = |r: Result<Option<String>, ApiError>| r.unwrap();
         assert_eq!(
-            load_token(Some(&file), Some("other".into())).unwrap().as_deref(),
+            ok(load(Some(&file), Some("env"), Some(&env_file))).as_deref(),
             Some("s3cret")
         );
-        assert_eq!(load_token(None, Some("env\n".into())).unwrap().as_deref(), Some("env"));
-        assert_eq!(load_token(None, None).unwrap(), None);
+        assert_eq!(ok(load(None, Some("env\n"), Some(&env_file))).as_deref(), Some("env"));
+        assert_eq!(
+            ok(load(None, Some(""), Some(&env_file))).as_deref(),
+            Some("from-env-file")
+        );
+        assert_eq!(ok(load(None, None, Some(&env_file))).as_deref(), Some("from-env-file"));
+        assert_eq!(ok(load(None, Some(" "), None)), None);
+        assert_eq!(ok(load(None, None, None)), None);
         std::fs::write(&file, "\n").unwrap();
-        let e = load_token(Some(&file), None).unwrap_err();
+        let e = load(Some(&file), None, None).unwrap_err();
         assert!(e.is_bad_input(), "{e}");
-        let e = load_token(Some(&dir.path().join("missing")), None).unwrap_err();
+        assert!(e.to_string().starts_with("the API token from --api-token-file "), "{e}");
+        let e = load(Some(&dir.path().join("missing")), None, None).unwrap_err();
         assert!(matches!(e, ApiError::ReadToken { .. }) && !e.is_bad_input(), "{e}");
     }
 
