@@ -179,7 +179,8 @@ fn get(args: GetArgs) -> Result<(), CliError> {
     std::io::stdout().write_all(&out).map_err(CliError::Output)
 }
 
-/// A bucket as `key = value` lines, sorted by key; values raw.
+/// A bucket as `key = value` lines, sorted by key; values raw (one that
+/// ends in a newline gets no second one).
 pub fn render_bucket(map: &serde_json::Map<String, Value>) -> String {
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort();
@@ -189,7 +190,10 @@ pub fn render_bucket(map: &serde_json::Map<String, Value>) -> String {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        out.push_str(&format!("{key} = {value}\n"));
+        out.push_str(&format!("{key} = {value}"));
+        if !value.ends_with('\n') {
+            out.push('\n');
+        }
     }
     out
 }
@@ -205,8 +209,7 @@ fn put(args: PutArgs) -> Result<(), CliError> {
     };
     if value.len() > MAX_VALUE {
         return Err(CliError::Usage(format!(
-            "the value is {} bytes; the ledger takes at most {MAX_VALUE} (16 KiB)",
-            value.len()
+            "the value has more than {MAX_VALUE} bytes (16 KiB), the most a ledger value may have"
         )));
     }
     let from_arg = args.value.as_deref().is_some_and(|v| v != "-");
@@ -214,7 +217,8 @@ fn put(args: PutArgs) -> Result<(), CliError> {
     let (path, body) = put_request(&args.bucket, &args.key, value, from_arg)?;
     let client = args.api.client()?;
     client.request(Method::PUT, &path, body)?;
-    eprintln!("set {} in {} ({len} bytes)", args.key, args.bucket);
+    let plural = if len == 1 { "" } else { "s" };
+    eprintln!("set {} in {} ({len} byte{plural})", args.key, args.bucket);
     Ok(())
 }
 
@@ -327,10 +331,13 @@ mod tests {
 
     #[test]
     fn bucket_lines_are_sorted_and_raw() {
-        let map = json!({"worker-1-role": "worker", "a": "x = y", "n": 3})
+        let map = json!({"worker-1-role": "worker", "a": "x = y", "n": 3, "m": "two\nlines\n"})
             .as_object()
             .unwrap()
             .clone();
-        assert_eq!(render_bucket(&map), "a = x = y\nn = 3\nworker-1-role = worker\n");
+        assert_eq!(
+            render_bucket(&map),
+            "a = x = y\nm = two\nlines\nn = 3\nworker-1-role = worker\n"
+        );
     }
 }
