@@ -612,6 +612,17 @@ fn a_token_is_sent_when_the_api_wants_one() {
         )
     );
 
+    let o = kairos(&["status", "--api", &api.api], &[("KAIROS_API_TOKEN", "nope")], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: missing or wrong API token (the kairos API at {} refused the token given: check \
+             --api-token-file, KAIROS_API_TOKEN or KAIROS_API_TOKEN_FILE)\n",
+            api.api
+        )
+    );
+
     let o = kairos(&["status", "--api", &api.api], &[("KAIROS_API_TOKEN", "s3cret")], b"");
     assert_ok(&o);
 

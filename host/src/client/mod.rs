@@ -75,9 +75,17 @@ pub enum ApiError {
         #[source]
         source: hyper::Error,
     },
-    /// 401: the API wants a token, or not this one.
+    /// 401 without a token: the API wants one.
     #[error("{message} (the kairos API at {api} needs its token: pass --api-token-file FILE or set KAIROS_API_TOKEN)")]
-    Unauthorized {
+    NeedsToken {
+        /// The address dialled.
+        api: ApiEndpoint,
+        /// The server's `error` text.
+        message: String,
+    },
+    /// 401 with a token: not the API's.
+    #[error("{message} (the kairos API at {api} refused the token given: check --api-token-file, KAIROS_API_TOKEN or KAIROS_API_TOKEN_FILE)")]
+    WrongToken {
         /// The address dialled.
         api: ApiEndpoint,
         /// The server's `error` text.
@@ -260,9 +268,10 @@ impl ApiClient {
             }
         });
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ApiError::Unauthorized {
-                api: self.endpoint.clone(),
-                message,
+            let api = self.endpoint.clone();
+            return Err(match self.token {
+                None => ApiError::NeedsToken { api, message },
+                Some(_) => ApiError::WrongToken { api, message },
             });
         }
         Err(ApiError::Status {
