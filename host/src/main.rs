@@ -4,6 +4,7 @@
 
 mod agent;
 mod cli;
+mod client;
 mod clock;
 mod config;
 mod state;

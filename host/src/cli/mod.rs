@@ -6,21 +6,33 @@
 //! `run`. Commands write their result to stdout and nothing else; notes and
 //! warnings go to stderr, so `TOKEN=$(kairos generate-token)` stays clean.
 //!
-//! Exit codes: 0 success; 1 an operational failure (I/O, network); 2 bad
-//! input from the operator (a bad token, a bad argument, as clap does for
-//! usage errors).
+//! Exit codes: 0 success; 1 an operational failure (I/O, network, an API
+//! that is not there or refuses); 2 bad input from the operator (a bad
+//! token, a bad argument, as clap does for usage errors, a value the API
+//! refused as malformed or too large).
+//!
+//! The operator commands (`status`, `peers`, `ledger`, `get-kubeconfig`)
+//! are clients of a running agent's or bridge's HTTP API; they share
+//! [`ApiArgs`] and [`crate::client`].
 
 mod agent;
 mod bridge;
 mod demo;
 mod generate_token;
+mod get_kubeconfig;
+mod ledger;
+mod peers;
+mod status;
 mod token;
 mod validate;
 
 use std::io;
+use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use kairos_core::token::TokenError;
+
+use crate::client::{self, ApiClient, ApiEndpoint, ApiError, TokenSources};
 
 /// The top-level command line of `kairos`.
 #[derive(Debug, Parser)]
@@ -41,8 +53,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands. Commands still to come (bridge, get-kubeconfig,
-/// status, ...) are added here as they are built.
+/// The subcommands. Commands still to come are added here as
+/// they are built.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print a new network token (share it with every node of the network).
@@ -62,6 +74,43 @@ pub enum Command {
     /// Join the network from this machine (no cluster role): interface, routes and API until Ctrl-C.
     #[command(long_about = bridge::LONG_ABOUT)]
     Bridge(bridge::BridgeArgs),
+    /// Show this node and the members it sees (asks the running agent or bridge).
+    #[command(long_about = status::LONG_ABOUT)]
+    Status(status::StatusArgs),
+    /// Show the encrypted sessions with the other members: path, RTT, traffic.
+    #[command(long_about = peers::LONG_ABOUT)]
+    Peers(peers::PeersArgs),
+    /// Read and write the shared ledger (key/value buckets replicated to every member).
+    #[command(long_about = ledger::LONG_ABOUT)]
+    Ledger(ledger::LedgerArgs),
+    /// Print the kubeconfig the cluster's master published, pointed at its overlay address.
+    #[command(long_about = get_kubeconfig::LONG_ABOUT)]
+    GetKubeconfig(get_kubeconfig::GetKubeconfigArgs),
+}
+
+/// How an operator command reaches the API: shared by `status`, `peers`,
+/// `ledger` and `get-kubeconfig`.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The kairos API to ask: HOST:PORT, http://HOST:PORT or unix:///PATH
+    /// (the agent's p2p.mesh.api, the bridge's --api).
+    #[arg(long, value_name = "URL", env = "KAIROS_API", default_value = client::DEFAULT_API)]
+    pub api: ApiEndpoint,
+
+    /// A file holding the API's bearer token, needed when the API has one
+    /// (it must when it listens on a non-loopback address). Without it, the
+    /// token is the environment variable KAIROS_API_TOKEN, else the content
+    /// of the file named by KAIROS_API_TOKEN_FILE (as the agent reads it).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// A client of the API these arguments name, with its token.
+    pub fn client(&self) -> Result<ApiClient, CliError> {
+        let token = TokenSources::from_process(self.api_token_file.clone()).load()?;
+        Ok(ApiClient::new(self.api.clone(), token)?)
+    }
 }
 
 /// Runs a parsed command line.
@@ -73,6 +122,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate(args) => validate::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Bridge(args) => bridge::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Peers(args) => peers::run(args),
+        Command::Ledger(args) => ledger::run(args),
+        Command::GetKubeconfig(args) => get_kubeconfig::run(args),
     }
 }
 
@@ -97,6 +150,9 @@ pub enum CliError {
     /// bootstrap endpoints, a host name that does not resolve).
     #[error("{0}")]
     Usage(String),
+    /// A call to the kairos API failed; the message says why.
+    #[error("{0}")]
+    Api(#[from] ApiError),
     /// Writing the result failed.
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
@@ -110,7 +166,8 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::BadToken(_) | CliError::NoToken | CliError::Usage(_) => 2,
-            CliError::ReadToken { .. } | CliError::Output(_) | CliError::Other(_) => 1,
+            CliError::Api(e) if e.is_bad_input() => 2,
+            CliError::ReadToken { .. } | CliError::Api(_) | CliError::Output(_) | CliError::Other(_) => 1,
         }
     }
 }
@@ -134,6 +191,15 @@ mod tests {
         assert!(Cli::try_parse_from(["kairos"]).is_err());
         assert!(Cli::try_parse_from(["kairos", "token"]).is_err());
         assert!(Cli::try_parse_from(["kairos", "no-such-command"]).is_err());
+        let cli = Cli::try_parse_from(["kairos", "status", "--api", "unix:///run/k.sock", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Status(_)));
+        assert!(Cli::try_parse_from(["kairos", "status", "--api", "https://x:1"]).is_err());
+        let cli = Cli::try_parse_from(["kairos", "ledger", "put", "b", "k", "--file", "/tmp/x"]).unwrap();
+        assert!(matches!(cli.command, Command::Ledger(_)));
+        assert!(Cli::try_parse_from(["kairos", "ledger", "put", "b", "k"]).is_err());
+        assert!(Cli::try_parse_from(["kairos", "ledger", "put", "b", "k", "v", "--file", "/tmp/x"]).is_err());
+        let cli = Cli::try_parse_from(["kairos", "get-kubeconfig", "--network-id", "kairos"]).unwrap();
+        assert!(matches!(cli.command, Command::GetKubeconfig(_)));
     }
 
     #[test]
@@ -151,6 +217,17 @@ mod tests {
             1
         );
         assert_eq!(CliError::Output(io()).exit_code(), 1);
+        let status = |status| {
+            CliError::Api(ApiError::Status {
+                status,
+                message: "x".into(),
+            })
+            .exit_code()
+        };
+        assert_eq!(
+            (status(400), status(413), status(404), status(403), status(500)),
+            (2, 2, 1, 1, 1)
+        );
         assert_eq!(CliError::Other(anyhow::anyhow!("x")).exit_code(), 1);
     }
 

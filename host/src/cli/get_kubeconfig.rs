@@ -1,0 +1,462 @@
+//! `kairos get-kubeconfig [--network-id ID]`: finds the kubeconfig a k3s
+//! master published in the ledger (`GET /api/ledger`: key
+//! `master-kubeconfig` of the bucket named after the cluster's network_id),
+//! points its servers at the master's overlay address (key `ip-master`) with
+//! [`rewrite_kubeconfig`], and prints it: stdout carries the kubeconfig and
+//! nothing else, so `kairos get-kubeconfig > kubeconfig` works. Read-only.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use clap::Args;
+use hyper::Method;
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+use super::status::{short_id, text};
+use super::{ApiArgs, CliError};
+use crate::client::ApiClient;
+
+/// The `--help` text of the command.
+pub const LONG_ABOUT: &str = "Print the kubeconfig of the k3s cluster running over the mesh, ready \
+for kubectl: `kairos get-kubeconfig > kubeconfig; KUBECONFIG=kubeconfig kubectl get nodes`.
+
+Once its API is up, the cluster's master publishes its kubeconfig in the shared ledger (key \
+`master-kubeconfig` of the bucket named after the cluster's network_id) with its overlay IPv4 \
+(key `ip-master`). This command reads the whole ledger from the running agent or bridge \
+(GET /api/ledger at --api), takes that kubeconfig, and rewrites the `server` of every cluster in \
+it to https://IP-MASTER:PORT (the port of the published server, 6443 if it has none), because \
+k3s writes it for 127.0.0.1. Everything else is kept as published. Only the kubeconfig goes to \
+stdout; notes go to stderr.
+
+The Kubernetes API is then reached over the encrypted overlay: run this on a node of the mesh, \
+or on an operator machine that runs `kairos bridge` (keep it running while you use kubectl).
+
+When several clusters share the network (several network_ids), pick one with --network-id; \
+without it the command fails with their names (exit 2). When no master has published a \
+kubeconfig yet, it fails (exit 1) and lists the members it sees with their network_id and role \
+(from GET /api/machines).";
+
+/// The ledger key holding the published kubeconfig.
+pub const KUBECONFIG_KEY: &str = "master-kubeconfig";
+/// The ledger key holding the master's overlay address.
+pub const IP_MASTER_KEY: &str = "ip-master";
+/// The Kubernetes API port when the published server has none.
+pub const DEFAULT_PORT: u16 = 6443;
+
+/// Arguments of `kairos get-kubeconfig`.
+#[derive(Debug, Args)]
+pub struct GetKubeconfigArgs {
+    /// The cluster to take the kubeconfig of, by its network_id; needed when
+    /// several clusters share the network.
+    #[arg(long, value_name = "ID")]
+    pub network_id: Option<String>,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Runs `kairos get-kubeconfig`.
+pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
+    let client = args.api.client()?;
+    let reply = client.request(Method::GET, "/api/ledger", None)?;
+    let Value::Object(ledger) = client.json(&reply)? else {
+        return Err(client.bad_reply(&reply, "a JSON object").into());
+    };
+    let mut published: Vec<&str> = ledger
+        .iter()
+        .filter(|(_, keys)| keys.get(KUBECONFIG_KEY).is_some_and(Value::is_string))
+        .map(|(bucket, _)| bucket.as_str())
+        .collect();
+    published.sort_unstable();
+    let bucket = match (args.network_id.as_deref(), published.as_slice()) {
+        (Some(id), _) if published.contains(&id) => id,
+        (Some(id), []) => {
+            return Err(failed(format!(
+                "no master has published a kubeconfig for network_id {id} yet{}",
+                members_seen(&client)
+            )))
+        }
+        (Some(id), others) => {
+            return Err(failed(format!(
+                "no master has published a kubeconfig for network_id {id}; clusters that have one: {}",
+                others.join(", ")
+            )))
+        }
+        (None, [one]) => one,
+        (None, []) => {
+            return Err(failed(format!(
+                "no master has published a kubeconfig yet{}",
+                members_seen(&client)
+            )))
+        }
+        (None, several) => {
+            return Err(CliError::Usage(format!(
+                "several clusters on this network: {}; pick one with --network-id",
+                several.join(", ")
+            )))
+        }
+    };
+    let keys = &ledger[bucket];
+    let published_yaml = decode_published(keys[KUBECONFIG_KEY].as_str().unwrap_or_default());
+    let ip_master = match keys.get(IP_MASTER_KEY).and_then(Value::as_str) {
+        Some(ip) => Some(parse_ip_master(ip).map_err(|e| failed(format!("{IP_MASTER_KEY} in bucket {bucket}: {e}")))?),
+        None => None,
+    };
+    let rewritten = rewrite_kubeconfig(&published_yaml, ip_master)
+        .map_err(|e| failed(format!("the kubeconfig of network_id {bucket}: {e}")))?;
+    if ip_master.is_none() {
+        eprintln!(
+            "warning: the master of network_id {bucket} has not published its overlay address ({IP_MASTER_KEY}); \
+             the servers are kept as published"
+        );
+    }
+    eprintln!(
+        "kubeconfig of network_id {bucket}, server {}",
+        rewritten.servers.join(", ")
+    );
+    std::io::stdout()
+        .write_all(rewritten.yaml.as_bytes())
+        .map_err(CliError::Output)
+}
+
+fn failed(message: String) -> CliError {
+    CliError::Other(anyhow::anyhow!(message))
+}
+
+/// `; members seen:` and one line per member with its network_id and role,
+/// for the operator to tell "no master yet" from "wrong network".
+fn members_seen(client: &ApiClient) -> String {
+    match client.get_json("/api/machines") {
+        Ok(Value::Array(machines)) => describe_members(&machines),
+        Ok(_) => String::from(" (cannot list the members: /api/machines is not a JSON array)"),
+        Err(e) => format!(" (cannot list the members: {e})"),
+    }
+}
+
+/// The members part of the "no kubeconfig" message.
+pub fn describe_members(machines: &[Value]) -> String {
+    if machines.is_empty() {
+        return "; no members seen (is this node connected to the mesh? see `kairos status`)".to_owned();
+    }
+    let mut out = String::from("; members seen:");
+    for m in machines {
+        let name = match text(m, "hostname").as_str() {
+            "-" => format!("node {}", short_id(&text(m, "node_id"))),
+            h => format!("{h} (node {})", short_id(&text(m, "node_id"))),
+        };
+        let role = match (m.get("role"), m.get("kind")) {
+            (Some(Value::String(r)), _) => r.clone(),
+            (_, Some(Value::String(k))) if k == "bridge" => "none (a bridge)".to_owned(),
+            _ => "not decided yet".to_owned(),
+        };
+        out.push_str(&format!(
+            "\n  {name}: network_id {}, role {role}",
+            text(m, "network_id")
+        ));
+    }
+    out
+}
+
+/// The kubeconfig text from the ledger value: the YAML itself, a
+/// non-UTF-8 value in the API's `base64:` form, or a kubeconfig published
+/// base64-encoded (upstream Kairos publishes it URL-safe without padding).
+pub fn decode_published(value: &str) -> String {
+    let engines = [
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let decode = |s: &str| {
+        engines
+            .iter()
+            .find_map(|e| e.decode(s.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    if let Some(b64) = value.strip_prefix("base64:") {
+        if let Some(text) = decode(b64) {
+            return text;
+        }
+    }
+    if matches!(serde_yaml_ng::from_str::<Yaml>(value), Ok(Yaml::Mapping(_))) {
+        return value.to_owned();
+    }
+    match decode(value) {
+        Some(text) if matches!(serde_yaml_ng::from_str::<Yaml>(&text), Ok(Yaml::Mapping(_))) => text,
+        _ => value.to_owned(),
+    }
+}
+
+/// `ip-master` as an address: `10.1.0.7`, also `10.1.0.7/24` or `[fd00::1]`.
+pub fn parse_ip_master(s: &str) -> Result<IpAddr, String> {
+    let t = s.trim();
+    let t = t.split_once('/').map_or(t, |(ip, _)| ip);
+    let t = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(t);
+    t.parse().map_err(|_| format!("`{s}` is not an IP address"))
+}
+
+/// A kubeconfig with its servers pointed at the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The kubeconfig YAML to print.
+    pub yaml: String,
+    /// The `server` of each cluster after the rewrite, in order.
+    pub servers: Vec<String>,
+}
+
+/// Why a published kubeconfig cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeconfigError {
+    /// Not YAML, or not a mapping.
+    #[error("not a valid kubeconfig (YAML): {0}")]
+    BadYaml(String),
+    /// No `clusters` list with a `cluster.server`.
+    #[error("it has no cluster with a server (`clusters[].cluster.server`)")]
+    NoClusters,
+    /// A `server` that is not a URL with a host.
+    #[error("cluster server `{0}` is not an https://HOST[:PORT] address")]
+    BadServer(String),
+    /// The server points at the master's loopback and there is no
+    /// `ip-master` to replace it with.
+    #[error(
+        "its server {0} is the master's own loopback address and the master has not published its \
+         overlay address (ip-master) yet: try again in a moment"
+    )]
+    LoopbackWithoutIp(String),
+}
+
+/// Points every `clusters[*].cluster.server` of `yaml` at
+/// `https://IP_MASTER:PORT`, keeping the port of the published server
+/// ([`DEFAULT_PORT`] if it has none) and everything else as published.
+/// Without `ip_master` the servers are kept, unless one is a loopback or
+/// unspecified address (127.0.0.1, localhost, ::1, 0.0.0.0), useless off the
+/// master.
+pub fn rewrite_kubeconfig(yaml: &str, ip_master: Option<IpAddr>) -> Result<Rewritten, KubeconfigError> {
+    let mut doc: Yaml = serde_yaml_ng::from_str(yaml).map_err(|e| KubeconfigError::BadYaml(e.to_string()))?;
+    if !doc.is_mapping() {
+        return Err(KubeconfigError::BadYaml("the document is not a mapping".into()));
+    }
+    let clusters = doc
+        .get_mut("clusters")
+        .and_then(Yaml::as_sequence_mut)
+        .ok_or(KubeconfigError::NoClusters)?;
+    let mut servers = Vec::new();
+    for entry in clusters.iter_mut() {
+        let Some(server) = entry.get_mut("cluster").and_then(|c| c.get_mut("server")) else {
+            continue;
+        };
+        let published = server.as_str().unwrap_or_default().to_owned();
+        let (host, port) = split_server(&published).ok_or_else(|| KubeconfigError::BadServer(published.clone()))?;
+        let new = match ip_master {
+            Some(IpAddr::V4(ip)) => format!("https://{ip}:{}", port.unwrap_or(DEFAULT_PORT)),
+            Some(IpAddr::V6(ip)) => format!("https://[{ip}]:{}", port.unwrap_or(DEFAULT_PORT)),
+            None if is_local(host) => return Err(KubeconfigError::LoopbackWithoutIp(published)),
+            None => published,
+        };
+        *server = Yaml::String(new.clone());
+        servers.push(new);
+    }
+    if servers.is_empty() {
+        return Err(KubeconfigError::NoClusters);
+    }
+    let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| KubeconfigError::BadYaml(e.to_string()))?;
+    Ok(Rewritten { yaml, servers })
+}
+
+/// The host (IPv6 without brackets) and port of `[scheme://]host[:port][/path]`.
+fn split_server(server: &str) -> Option<(&str, Option<u16>)> {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+        let (host, after) = r.split_once(']')?;
+        match after {
+            "" => (host, None),
+            p => (host, Some(p.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => return None,
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    match port {
+        Some(p) => Some((host, Some(p.parse().ok().filter(|&p: &u16| p != 0)?))),
+        None => Some((host, None)),
+    }
+}
+
+/// Whether `host` only means something on the master itself.
+fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A kubeconfig as k3s writes it (trimmed).
+    const K3S: &str = "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Y2VydA==
+    client-key-data: a2V5
+";
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn rewrites_the_k3s_loopback_server_and_keeps_the_rest() {
+        let out = rewrite_kubeconfig(K3S, ip("10.1.0.7")).unwrap();
+        assert_eq!(out.servers, ["https://10.1.0.7:6443"]);
+        assert_eq!(out.yaml, K3S.replace("https://127.0.0.1:6443", "https://10.1.0.7:6443"));
+    }
+
+    #[test]
+    fn keeps_the_published_port_and_defaults_to_6443() {
+        let yaml = "clusters:\n- cluster:\n    server: https://localhost:16443\n  name: a\n\
+                    - cluster:\n    server: https://localhost\n  name: b\n\
+                    - cluster:\n    server: https://[::1]:7443/prefix\n  name: c\n\
+                    - name: no-cluster-block\n";
+        let out = rewrite_kubeconfig(yaml, ip("10.1.0.7")).unwrap();
+        assert_eq!(
+            out.servers,
+            [
+                "https://10.1.0.7:16443",
+                "https://10.1.0.7:6443",
+                "https://10.1.0.7:7443"
+            ]
+        );
+        let doc: Yaml = serde_yaml_ng::from_str(&out.yaml).unwrap();
+        assert_eq!(doc["clusters"][1]["name"], Yaml::from("b"));
+        assert_eq!(doc["clusters"][3]["name"], Yaml::from("no-cluster-block"));
+        assert!(
+            !out.yaml.contains("localhost") && !out.yaml.contains("::1"),
+            "{}",
+            out.yaml
+        );
+    }
+
+    #[test]
+    fn an_ipv6_master_is_bracketed() {
+        let out = rewrite_kubeconfig(K3S, ip("fd12:3456::7")).unwrap();
+        assert_eq!(out.servers, ["https://[fd12:3456::7]:6443"]);
+    }
+
+    #[test]
+    fn without_ip_master_keeps_a_routable_server_and_refuses_loopback() {
+        let routable = K3S.replace("127.0.0.1", "10.1.0.9");
+        let out = rewrite_kubeconfig(&routable, None).unwrap();
+        assert_eq!(out.yaml, routable);
+        assert_eq!(out.servers, ["https://10.1.0.9:6443"]);
+        for local in ["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "127.0.1.1"] {
+            let yaml = K3S.replace("127.0.0.1", local);
+            assert_eq!(
+                rewrite_kubeconfig(&yaml, None),
+                Err(KubeconfigError::LoopbackWithoutIp(format!("https://{local}:6443"))),
+                "{local}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_kubeconfig() {
+        assert!(matches!(
+            rewrite_kubeconfig("clusters: [unclosed", ip("10.1.0.7")),
+            Err(KubeconfigError::BadYaml(_))
+        ));
+        assert!(matches!(
+            rewrite_kubeconfig("just text", ip("10.1.0.7")),
+            Err(KubeconfigError::BadYaml(_))
+        ));
+        assert_eq!(
+            rewrite_kubeconfig("kind: Config\n", ip("10.1.0.7")),
+            Err(KubeconfigError::NoClusters)
+        );
+        assert_eq!(
+            rewrite_kubeconfig("clusters:\n- name: a\n", ip("10.1.0.7")),
+            Err(KubeconfigError::NoClusters)
+        );
+        assert_eq!(
+            rewrite_kubeconfig("clusters:\n- cluster:\n    server: 'https://:99999'\n", ip("10.1.0.7")),
+            Err(KubeconfigError::BadServer("https://:99999".into()))
+        );
+    }
+
+    #[test]
+    fn splits_servers() {
+        assert_eq!(split_server("https://127.0.0.1:6443"), Some(("127.0.0.1", Some(6443))));
+        assert_eq!(
+            split_server("https://k3s.example:443/x"),
+            Some(("k3s.example", Some(443)))
+        );
+        assert_eq!(split_server("https://[fd00::1]"), Some(("fd00::1", None)));
+        assert_eq!(split_server("10.0.0.1:6443"), Some(("10.0.0.1", Some(6443))));
+        assert_eq!(split_server("https://fd00::1:6443"), None);
+        assert_eq!(split_server("https://host:x"), None);
+        assert_eq!(split_server(""), None);
+    }
+
+    #[test]
+    fn decodes_what_masters_publish() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        assert_eq!(decode_published(K3S), K3S);
+        assert_eq!(decode_published(&URL_SAFE_NO_PAD.encode(K3S)), K3S);
+        assert_eq!(decode_published(&format!("base64:{}", STANDARD.encode(K3S))), K3S);
+        // Neither YAML of a mapping nor base64 of one: passed on for the rewrite to refuse.
+        assert_eq!(decode_published("abcd"), "abcd");
+    }
+
+    #[test]
+    fn parses_ip_master() {
+        assert_eq!(parse_ip_master("10.1.0.7"), Ok("10.1.0.7".parse().unwrap()));
+        assert_eq!(parse_ip_master(" 10.1.0.7/24\n"), Ok("10.1.0.7".parse().unwrap()));
+        assert_eq!(parse_ip_master("[fd00::1]"), Ok("fd00::1".parse().unwrap()));
+        assert!(parse_ip_master("master.local").is_err());
+    }
+
+    #[test]
+    fn describes_members() {
+        let machines = [
+            json!({"node_id": "abcdefghijklmnopqrstuvwxyz", "hostname": "edge-1", "network_id": "kairos",
+                   "role": "worker", "kind": "agent"}),
+            json!({"node_id": "bcdefghijklmnopqrstuvwxyza", "hostname": null, "network_id": null,
+                   "role": null, "kind": "bridge"}),
+            json!({"node_id": "cdefghijklmnopqrstuvwxyzab", "hostname": "edge-3", "network_id": "other",
+                   "role": null, "kind": "agent"}),
+        ];
+        assert_eq!(
+            describe_members(&machines),
+            "; members seen:\n  edge-1 (node abcdefgh): network_id kairos, role worker\n  \
+             node bcdefghi: network_id -, role none (a bridge)\n  \
+             edge-3 (node cdefghij): network_id other, role not decided yet"
+        );
+        assert!(describe_members(&[]).starts_with("; no members seen"));
+    }
+}
