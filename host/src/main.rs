@@ -6,6 +6,7 @@ mod agent;
 mod cli;
 mod clock;
 mod config;
+mod k3s;
 mod state;
 
 use std::process::ExitCode;

@@ -1,0 +1,320 @@
+//! k3s as a supervised child of the agent (when systemd is not PID 1, and
+//! always under a test `KAIROS_ROOT`): started from a [`Launch`],
+//! restarted when it exits with an exponential backoff of 1 s up to 60 s
+//! (back to 1 s after a minute of running), its stdout and stderr forwarded
+//! to the log as lines prefixed `k3s:`.
+//!
+//! [`Supervisor`] owns the child. A new launch ([`Supervisor::start`]) stops
+//! the running child (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and starts
+//! the new one; [`Supervisor::update`] only changes what the next restart
+//! runs. Dropping the supervisor (or aborting the task that holds it) sends
+//! the child SIGTERM. The child's PID is kept in a file, so an agent that
+//! was killed with SIGKILL stops the k3s it left behind when it comes back
+//! ([`stop_leftover`]).
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::process::{kill_process, Pid, Signal};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, timeout, Instant};
+
+use super::files;
+use super::launch::Launch;
+
+/// The first restart delay.
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A child that ran this long restarts after [`MIN_BACKOFF`] again.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a child has to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// The next restart delay after `current`: doubled, at most [`MAX_BACKOFF`].
+pub fn next_backoff(current: Duration) -> Duration {
+    (current * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
+}
+
+/// What the supervising task is told to run: a generation (a new one
+/// replaces the child) and the launch.
+type Order = Option<(u64, Launch)>;
+
+/// The supervised k3s child. See the module docs.
+pub struct Supervisor {
+    order: watch::Sender<Order>,
+    generation: u64,
+    pid: Arc<AtomicU32>,
+    task: JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// A supervisor with nothing running. `pid_file` records the child's PID.
+    pub fn new(pid_file: PathBuf) -> Supervisor {
+        let (order, rx) = watch::channel(None);
+        let pid = Arc::new(AtomicU32::new(0));
+        let task = tokio::spawn(supervise(rx, pid.clone(), pid_file));
+        Supervisor {
+            order,
+            generation: 0,
+            pid,
+            task,
+        }
+    }
+
+    /// Stops what runs, if anything, and runs `launch`.
+    pub fn start(&mut self, launch: Launch) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.order.send_replace(Some((generation, launch)));
+    }
+
+    /// Runs `launch` from the next restart on, without restarting now.
+    pub fn update(&mut self, launch: Launch) {
+        let generation = self.generation;
+        self.order.send_modify(|o| {
+            if o.is_some() {
+                *o = Some((generation, launch));
+            }
+        });
+    }
+
+    /// Stops the child (SIGTERM, SIGKILL after [`STOP_GRACE`]) and waits
+    /// until it is gone.
+    pub async fn stop(&mut self) {
+        self.generation += 1;
+        self.order.send_replace(None);
+        let deadline = Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        while self.pid.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The running child's PID, if any.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|p| *p != 0)
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(pid) = self.pid() {
+            // Drop cannot wait: k3s shuts down on SIGTERM by itself.
+            terminate_pid(pid, Signal::TERM);
+        }
+    }
+}
+
+fn terminate_pid(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, signal);
+    }
+}
+
+/// The supervising task: runs the ordered launch, restarts it with backoff.
+async fn supervise(mut orders: watch::Receiver<Order>, pid: Arc<AtomicU32>, pid_file: PathBuf) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some((generation, launch)) = orders.borrow_and_update().clone() else {
+            if orders.changed().await.is_err() {
+                return;
+            }
+            backoff = MIN_BACKOFF;
+            continue;
+        };
+        let started = Instant::now();
+        match spawn(&launch) {
+            Err(e) => tracing::warn!(program = %launch.program.display(), "k3s could not start: {e}"),
+            Ok(mut child) => {
+                let id = child.id().unwrap_or(0);
+                pid.store(id, Ordering::SeqCst);
+                if let Err(e) = files::replace(&pid_file, format!("{id}\n").as_bytes(), 0o644) {
+                    tracing::debug!("{e}");
+                }
+                tracing::info!(pid = id, subcommand = launch.subcommand(), "k3s started");
+                let outcome = run_until_exit_or_replaced(&mut child, &mut orders, generation).await;
+                pid.store(0, Ordering::SeqCst);
+                let _ = std::fs::remove_file(&pid_file);
+                match outcome {
+                    Outcome::Exited(status) => tracing::warn!(%status, "k3s exited"),
+                    Outcome::Replaced => {
+                        backoff = MIN_BACKOFF;
+                        continue;
+                    }
+                    Outcome::Closed => return,
+                }
+            }
+        }
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff = MIN_BACKOFF;
+        }
+        tracing::info!(after_s = backoff.as_secs(), "k3s restarts");
+        // Wait out the backoff, unless a new launch comes first.
+        let deadline = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                r = orders.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if orders.borrow().as_ref().map(|(g, _)| *g) != Some(generation) {
+                        break;
+                    }
+                }
+            }
+        }
+        backoff = next_backoff(backoff);
+    }
+}
+
+enum Outcome {
+    Exited(ExitStatus),
+    Replaced,
+    Closed,
+}
+
+/// Waits for the child to exit, or for a new generation (then stops it).
+async fn run_until_exit_or_replaced(
+    child: &mut Child,
+    orders: &mut watch::Receiver<Order>,
+    generation: u64,
+) -> Outcome {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                return match status {
+                    Ok(s) => Outcome::Exited(s),
+                    Err(e) => {
+                        tracing::warn!("k3s: cannot wait for the child: {e}");
+                        stop_child(child).await;
+                        Outcome::Replaced
+                    }
+                };
+            }
+            r = orders.changed() => {
+                let replaced = r.is_err() || orders.borrow().as_ref().map(|(g, _)| *g) != Some(generation);
+                if replaced {
+                    stop_child(child).await;
+                    return if r.is_err() { Outcome::Closed } else { Outcome::Replaced };
+                }
+                // Same generation: only the next restart's launch changed.
+            }
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
+async fn stop_child(child: &mut Child) {
+    if let Some(id) = child.id() {
+        terminate_pid(id, Signal::TERM);
+        if let Ok(Ok(status)) = timeout(STOP_GRACE, child.wait()).await {
+            tracing::info!(%status, "k3s stopped");
+            return;
+        }
+        tracing::warn!(pid = id, "k3s did not stop after SIGTERM: killing it");
+    }
+    let _ = child.kill().await;
+}
+
+fn spawn(launch: &Launch) -> std::io::Result<Child> {
+    let mut child = Command::new(&launch.program)
+        .args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward(out));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward(err));
+    }
+    Ok(child)
+}
+
+/// Forwards each line of k3s's output to the log, prefixed `k3s:`.
+async fn forward(stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!("k3s: {line}");
+    }
+}
+
+/// Stops a k3s child left by an agent that was killed (its PID in
+/// `pid_file`, still running `program`), and removes the file.
+pub async fn stop_leftover(pid_file: &Path, program: &Path) {
+    let Ok(Some(text)) = files::read_optional(pid_file) else {
+        return;
+    };
+    let _ = std::fs::remove_file(pid_file);
+    let Some(pid) = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    if !runs(pid, program) {
+        return;
+    }
+    tracing::warn!(pid, "stopping the k3s a previous agent left running");
+    terminate_pid(pid, Signal::TERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while runs(pid, program) {
+        if Instant::now() >= deadline {
+            terminate_pid(pid, Signal::KILL);
+            return;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether process `pid` runs `program` (one of its arguments names it: a
+/// script's interpreter comes first). Zombies do not count.
+fn runs(pid: u32, program: &Path) -> bool {
+    let Some(name) = program.file_name() else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    if stat
+        .rsplit(')')
+        .next()
+        .map(str::trim_start)
+        .is_some_and(|s| s.starts_with('Z'))
+    {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)).file_name() == Some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let mut b = MIN_BACKOFF;
+        let mut seen = vec![b.as_secs()];
+        for _ in 0..8 {
+            b = next_backoff(b);
+            seen.push(b.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
