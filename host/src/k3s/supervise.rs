@@ -317,4 +317,103 @@ mod tests {
         }
         assert_eq!(seen, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
+
+    fn script(dir: &Path, body: &str) -> Launch {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("k3s");
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"start $*\" >> \"{}/starts\"\n{body}\n", dir.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Launch {
+            program: path,
+            args: vec!["agent".into()],
+            env: vec![],
+        }
+    }
+
+    async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<String> = std::fs::read_to_string(path)
+                .map(|s| s.lines().map(String::from).collect())
+                .unwrap_or_default();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} lines expected in {}, saw {lines:?}",
+                path.display()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_is_restarted_with_the_latest_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Supervisor::new(dir.path().join("k3s.pid"));
+        let mut l = script(dir.path(), "echo oops >&2; exit 1");
+        s.start(l.clone());
+        let starts = wait_lines(&dir.path().join("starts"), 1).await;
+        assert_eq!(starts, ["start agent"]);
+        // What the next restart runs may change without a restart now.
+        l.args.push("--second".into());
+        s.update(l);
+        let started = Instant::now();
+        let starts = wait_lines(&dir.path().join("starts"), 2).await;
+        assert_eq!(starts[1], "start agent --second");
+        assert!(started.elapsed() >= Duration::from_millis(500), "after the backoff");
+        s.stop().await;
+        assert_eq!(s.pid(), None);
+    }
+
+    #[tokio::test]
+    async fn a_new_launch_replaces_the_child_and_drop_terminates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("k3s.pid");
+        let mut s = Supervisor::new(pid_file.clone());
+        let l = script(dir.path(), "exec sleep 3600");
+        s.start(l.clone());
+        wait_lines(&dir.path().join("starts"), 1).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.pid().is_none() || !pid_file.exists() {
+            assert!(Instant::now() < deadline);
+            sleep(Duration::from_millis(20)).await;
+        }
+        let first = s.pid().unwrap();
+        s.start(l.clone());
+        wait_lines(&dir.path().join("starts"), 2).await;
+        assert!(!runs(first, Path::new("sleep")), "the first child was stopped");
+        while s.pid().is_none_or(|p| p == first) {
+            assert!(Instant::now() < deadline);
+            sleep(Duration::from_millis(20)).await;
+        }
+        let second = s.pid().unwrap();
+        assert!(runs(second, Path::new("sleep")));
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs(second, Path::new("sleep")) {
+            assert!(Instant::now() < deadline, "SIGTERM on drop");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leftover_child_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
+        let pid_file = dir.path().join("k3s.pid");
+        std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+        // Another program under that PID is left alone.
+        stop_leftover(&pid_file, Path::new("/usr/local/bin/k3s")).await;
+        assert!(child.try_wait().unwrap().is_none());
+        std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+        stop_leftover(&pid_file, Path::new("/bin/sleep")).await;
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        assert!(!pid_file.exists());
+    }
 }
