@@ -48,6 +48,19 @@ pub fn store(path: &Path, role: Role, ha: bool) -> Result<(), FileError> {
     files::replace(path, encode(role, ha).as_bytes(), 0o644)
 }
 
+/// Forgets the role deployed (k3s was stopped because the role changed).
+pub fn remove(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(FileError {
+            action: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +90,8 @@ mod tests {
         assert_eq!(load(&path).unwrap(), Some(Role::Master { cluster_init: true }));
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(load(&path).unwrap(), None);
+        remove(&path).unwrap();
+        remove(&path).unwrap();
+        assert!(!path.exists());
     }
 }

@@ -106,6 +106,12 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
                 tracing::info!(role = ?now_inputs.role, "k3s: stopping, its role is no longer this node's");
                 backend.stop().await;
                 running = None;
+                // Not deployed any more: after a reboot it must not come
+                // back in the old role before the election speaks.
+                if let Err(e) = marker::remove(&paths.deployed_marker()) {
+                    tracing::warn!("{e}");
+                }
+                deployed = None;
             }
         }
 

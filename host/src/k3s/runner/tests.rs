@@ -313,5 +313,17 @@ async fn a_master_that_steps_down_stops_k3s() {
         assert!(Instant::now() < deadline, "the server still runs");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let marker = dir.path().join("var/lib/kairos-mesh/k3s-deployed");
+    while marker.exists() {
+        assert!(Instant::now() < deadline, "no longer deployed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The new master publishes: the node joins it as a worker.
+    node.inputs.send_modify(|i| {
+        i.ip_master = Some("10.1.0.9".into());
+        i.node_token = Some("K10other::server:x".into());
+    });
+    assert_eq!(node.until_deployed().await, (Role::Worker, vec![]));
+    assert!(node.wait_starts(2).await[1].starts_with("argv=agent "));
     node.stop().await;
 }
