@@ -2,7 +2,7 @@
 //! ([`K3sInputs`]), the role deployed before a restart (the marker) and
 //! what runs now: which [`Deployment`] k3s should run ([`target`]), whether
 //! to start, restart or stop it ([`step`]), when to publish the master's
-//! entries ([`needs_publish`]) and when to report a deployment
+//! entries ([`publish`]) and when to report a deployment
 //! ([`to_report`]).
 //!
 //! Nothing here reads a clock, a file or a channel: the runner does, and
@@ -253,25 +253,41 @@ impl fmt::Debug for Entries {
     }
 }
 
-/// Whether a master running a cluster of its own puts `own` into the ledger
-/// now. `last` is what it last put, `since_last` how long ago.
+/// Whether a master running a cluster of its own puts its entries into the
+/// ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Now.
+    Now,
+    /// Not now; ask again after this long (the ledger shows other entries).
+    After(Duration),
+    /// Not until the inputs or the entries change.
+    No,
+}
+
+/// Whether a master running a cluster of its own puts `own` into the ledger.
+/// `last` is what it last put, `since_last` how long ago.
 ///
 /// It publishes when it has never published, when its entries changed
 /// (a new address, a new token), and, every [`REPUBLISH_AFTER`], when the
 /// ledger shows other entries: unless the election names another node as
 /// the primary, in which case the ledger is that node's to write.
-pub fn needs_publish(own: &Entries, inputs: &K3sInputs, last: Option<&Entries>, since_last: Duration) -> bool {
+pub fn publish(own: &Entries, inputs: &K3sInputs, last: Option<&Entries>, since_last: Duration) -> Publish {
     let own_ip = own.ip_master.parse::<Ipv4Addr>().ok();
     if inputs.primary_ipv4.is_some() && inputs.primary_ipv4 != own_ip {
-        return false;
+        return Publish::No;
     }
     match last {
-        None => true,
-        Some(l) if l != own => true,
+        None => Publish::Now,
+        Some(l) if l != own => Publish::Now,
         Some(_) => {
             let diverges = inputs.ip_master.as_deref().map(str::trim) != Some(own.ip_master.as_str())
                 || inputs.node_token.as_deref().map(str::trim) != Some(own.node_token.as_str());
-            diverges && since_last >= REPUBLISH_AFTER
+            match REPUBLISH_AFTER.checked_sub(since_last) {
+                _ if !diverges => Publish::No,
+                Some(left) if !left.is_zero() => Publish::After(left),
+                _ => Publish::Now,
+            }
         }
     }
 }
@@ -478,24 +494,40 @@ mod tests {
         i.primary_ipv4 = None;
         i.ip_master = None;
         i.node_token = None;
-        assert!(needs_publish(&own, &i, None, Duration::ZERO), "first time");
+        assert_eq!(publish(&own, &i, None, Duration::ZERO), Publish::Now, "first time");
         // Right after a put the ledger may not show it yet: no flood.
-        assert!(!needs_publish(&own, &i, Some(&own), Duration::from_secs(1)));
-        assert!(needs_publish(&own, &i, Some(&own), REPUBLISH_AFTER), "put it back");
+        assert_eq!(
+            publish(&own, &i, Some(&own), Duration::from_secs(1)),
+            Publish::After(Duration::from_secs(9))
+        );
+        assert_eq!(
+            publish(&own, &i, Some(&own), REPUBLISH_AFTER),
+            Publish::Now,
+            "put it back"
+        );
+        assert_eq!(publish(&own, &i, Some(&own), Duration::MAX), Publish::Now);
         i.ip_master = Some(own.ip_master.clone());
         i.node_token = Some(format!("{}\n", own.node_token));
-        assert!(
-            !needs_publish(&own, &i, Some(&own), Duration::from_secs(3600)),
+        assert_eq!(
+            publish(&own, &i, Some(&own), Duration::from_secs(3600)),
+            Publish::No,
             "the ledger agrees"
         );
+        assert_eq!(publish(&own, &i, Some(&own), Duration::ZERO), Publish::No);
         let mut changed = own.clone();
         changed.node_token = "K10new".into();
-        assert!(needs_publish(&changed, &i, Some(&own), Duration::ZERO), "a new token");
+        assert_eq!(
+            publish(&changed, &i, Some(&own), Duration::ZERO),
+            Publish::Now,
+            "a new token"
+        );
         // Another node is the election's primary: the ledger is its to write.
         i.primary_ipv4 = Some(PRIMARY);
-        assert!(!needs_publish(&own, &i, None, Duration::ZERO));
+        assert_eq!(publish(&own, &i, None, Duration::ZERO), Publish::No);
+        i.ip_master = Some(PRIMARY.to_string());
+        assert_eq!(publish(&own, &i, Some(&own), Duration::from_secs(3600)), Publish::No);
         i.primary_ipv4 = Some(ME);
-        assert!(needs_publish(&own, &i, None, Duration::ZERO));
+        assert_eq!(publish(&own, &i, None, Duration::ZERO), Publish::Now);
         assert!(!format!("{own:?}").contains("def"));
     }
 

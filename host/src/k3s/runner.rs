@@ -22,7 +22,7 @@ use super::kubeconfig;
 use super::launch::{self, Launch};
 use super::marker;
 use super::paths::Paths;
-use super::plan::{self, Cluster, Deployment, Entries, Step, Wait};
+use super::plan::{self, Cluster, Deployment, Entries, Publish, Step, Wait};
 use super::settings::K3sSettings;
 use super::supervise::{self, Supervisor};
 use super::systemd::{self, Systemd};
@@ -116,9 +116,7 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
         }
 
         if let Some(r) = running.as_mut() {
-            if r.check(&paths).await.is_err() {
-                break;
-            }
+            r.check(&paths);
             if r.ready && deployed != Some(r.deployment.role) {
                 match marker::store(&paths.deployed_marker(), r.deployment.role, settings.ha) {
                     Ok(()) => {
@@ -188,6 +186,8 @@ struct Running {
     entries: Option<(Entries, Instant)>,
     /// What was last published, and when.
     published: Option<(Entries, Instant)>,
+    /// When to ask again whether to publish (the ledger shows other entries).
+    republish_at: Option<Instant>,
 }
 
 impl Running {
@@ -202,14 +202,15 @@ impl Running {
             reported: None,
             entries: None,
             published: None,
+            republish_at: None,
         }
     }
 
     /// Looks for k3s's files while a server is not ready, and reads a
     /// master's entries again every [`REREAD_EVERY`].
-    async fn check(&mut self, paths: &Paths) -> Result<(), Closed> {
+    fn check(&mut self, paths: &Paths) {
         if !self.deployment.is_server() {
-            return Ok(());
+            return;
         }
         let now = Instant::now();
         let due = match &self.entries {
@@ -217,7 +218,7 @@ impl Running {
             Some((_, at)) => now.duration_since(*at) >= REREAD_EVERY,
         };
         if self.ready && !due {
-            return Ok(());
+            return;
         }
         match read_entries(paths, &self.deployment) {
             Ok(e) => {
@@ -246,11 +247,11 @@ impl Running {
             }
             Err(_) => {}
         }
-        Ok(())
     }
 
     /// Publishes the master's entries when the plan says so.
     async fn publish(&mut self, inputs: &K3sInputs, outputs: &mpsc::Sender<K3sOutput>) -> Result<(), Closed> {
+        self.republish_at = None;
         if !self.ready || !self.deployment.publishes() {
             return Ok(());
         }
@@ -262,8 +263,13 @@ impl Running {
             .published
             .as_ref()
             .map_or(Duration::MAX, |(_, at)| now.duration_since(*at));
-        if !plan::needs_publish(own, inputs, self.published.as_ref().map(|(e, _)| e), since) {
-            return Ok(());
+        match plan::publish(own, inputs, self.published.as_ref().map(|(e, _)| e), since) {
+            Publish::No => return Ok(()),
+            Publish::After(d) => {
+                self.republish_at = Some(now + d);
+                return Ok(());
+            }
+            Publish::Now => {}
         }
         tracing::info!(ip_master = %own.ip_master, "k3s: publishing the master's address, node token and kubeconfig");
         for (key, value) in [
@@ -277,10 +283,13 @@ impl Running {
                 .map_err(|_| Closed)?;
         }
         self.published = Some((own.clone(), now));
+        // Until the ledger shows them, look again after the republish delay.
+        self.republish_at = Some(now + plan::REPUBLISH_AFTER);
         Ok(())
     }
 
-    /// When the runner must look again without an input change.
+    /// When the runner must look again without an input change: always in
+    /// the future, so the loop never spins.
     fn next_wake(&self) -> Option<Instant> {
         if !self.ready {
             return Some(Instant::now() + FILE_POLL);
@@ -289,12 +298,7 @@ impl Running {
             return None;
         }
         let reread = self.entries.as_ref().map(|(_, at)| *at + REREAD_EVERY);
-        let republish = self
-            .deployment
-            .publishes()
-            .then(|| self.published.as_ref().map(|(_, at)| *at + plan::REPUBLISH_AFTER))
-            .flatten();
-        reread.into_iter().chain(republish).min()
+        reread.into_iter().chain(self.republish_at).min()
     }
 }
 
