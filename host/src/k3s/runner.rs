@@ -68,7 +68,7 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
         let now_inputs = inputs.borrow_and_update().clone();
         let target = plan::target(&now_inputs, cluster, deployed);
         match &target {
-            Err(w) if last_wait != Some(*w) => tracing::info!("k3s: {w}"),
+            Err(w) if last_wait != Some(*w) => tracing::info!("k3s bootstrap: {w}"),
             _ => {}
         }
         last_wait = target.as_ref().err().copied();
@@ -92,7 +92,7 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
                 }
             }
             Step::Start(d) | Step::Restart(d) => {
-                tracing::info!(role = %d.role, node_ip = %d.node_ip, "k3s: deploying");
+                tracing::info!(role = %d.role, node_ip = %d.node_ip, "k3s bootstrap: deploying");
                 write_config(&paths, &d, &settings.interface);
                 let l = launch::launch(&d, &settings);
                 if backend.start(&l).await {
@@ -103,7 +103,7 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
                 }
             }
             Step::Stop => {
-                tracing::info!(role = ?now_inputs.role, "k3s: stopping, its role is no longer this node's");
+                tracing::info!(role = ?now_inputs.role, "k3s bootstrap: stopping, its role is no longer this node's");
                 backend.stop().await;
                 running = None;
                 // Not deployed any more: after a reboot it must not come
@@ -131,7 +131,7 @@ pub async fn run(settings: K3sSettings, mut inputs: watch::Receiver<K3sInputs>, 
                 break;
             }
             if let Some(role) = plan::to_report(now_inputs.role, &r.deployment, r.ready, r.reported) {
-                tracing::info!(%role, "k3s: deployed");
+                tracing::info!(%role, "k3s bootstrap: deployed");
                 if outputs.send(K3sOutput::Deployed(role)).await.is_err() {
                     break;
                 }
@@ -225,7 +225,7 @@ impl Running {
                 if !self.ready {
                     tracing::info!(
                         after_ms = now.duration_since(self.started).as_millis() as u64,
-                        "k3s: server ready"
+                        "k3s bootstrap: server ready"
                     );
                 }
                 self.ready = true;
@@ -234,12 +234,12 @@ impl Running {
             Err(why) if !self.ready && now >= self.next_warn => {
                 tracing::warn!(
                     waited_s = now.duration_since(self.started).as_secs(),
-                    "k3s: server not ready yet: {why}; still waiting"
+                    "k3s bootstrap: server not ready yet: {why}; still waiting"
                 );
                 self.next_warn = now + READY_WARN_EVERY;
             }
             Err(why) if self.ready => {
-                tracing::debug!("k3s: cannot read the master's entries again: {why}");
+                tracing::debug!("k3s bootstrap: cannot read the master's entries again: {why}");
                 // Keep the last good ones; try again later.
                 if let Some((_, at)) = self.entries.as_mut() {
                     *at = now;
@@ -271,7 +271,7 @@ impl Running {
             }
             Publish::Now => {}
         }
-        tracing::info!(ip_master = %own.ip_master, "k3s: publishing the master's address, node token and kubeconfig");
+        tracing::info!(ip_master = %own.ip_master, "k3s bootstrap: publishing the master's address, node token and kubeconfig");
         for (key, value) in [
             (IP_MASTER, own.ip_master.as_bytes().to_vec()),
             (TOKEN_NODETOKEN, own.node_token.as_bytes().to_vec()),
@@ -367,7 +367,7 @@ impl Backend {
             Backend::Systemd(s) => match s.start(launch).await {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::error!("k3s: {e}; trying again in {} s", RETRY_AFTER.as_secs());
+                    tracing::error!("k3s bootstrap: {e}; trying again in {} s", RETRY_AFTER.as_secs());
                     false
                 }
             },
@@ -380,7 +380,7 @@ impl Backend {
             Backend::Child(s) => s.update(launch.clone()),
             Backend::Systemd(s) => {
                 if let Err(e) = s.update(launch).await {
-                    tracing::warn!("k3s: {e}");
+                    tracing::warn!("k3s bootstrap: {e}");
                 }
             }
         }
@@ -391,7 +391,7 @@ impl Backend {
             Backend::Child(s) => s.stop().await,
             Backend::Systemd(s) => {
                 if let Err(e) = s.stop().await {
-                    tracing::warn!("k3s: {e}");
+                    tracing::warn!("k3s bootstrap: {e}");
                 }
             }
         }

@@ -110,10 +110,16 @@ impl fmt::Debug for K3sSettings {
 
 impl K3sSettings {
     /// The settings for `c`, with the seams read from the process
-    /// environment; `None` when the bootstrap is off (see [`Self::check`]
-    /// for the reason).
+    /// environment; `None` when the bootstrap is off, with the reason
+    /// logged (see [`Self::check`]).
     pub fn from_config(c: &AgentConfig) -> Option<K3sSettings> {
-        Self::check(c, |k| std::env::var_os(k)).ok()
+        match Self::check(c, |k| std::env::var_os(k)) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                tracing::info!("k3s bootstrap off: {why}; mesh only");
+                None
+            }
+        }
     }
 
     /// The settings for `c`, or why the bootstrap is off. `env` reads the

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -194,7 +194,7 @@ async fn run_until_exit_or_replaced(
                 return match status {
                     Ok(s) => Outcome::Exited(s),
                     Err(e) => {
-                        tracing::warn!("k3s: cannot wait for the child: {e}");
+                        tracing::warn!("cannot wait for the k3s child: {e}");
                         stop_child(child).await;
                         Outcome::Replaced
                     }
@@ -242,11 +242,25 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Forwards each line of k3s's output to the log, prefixed `k3s:`.
+/// The longest piece of a line logged at once; longer lines are split.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// Forwards each line of k3s's output to the log, prefixed `k3s:`. It
+/// reads until the pipe closes whatever comes (bytes that are not UTF-8,
+/// endless lines): a pipe left unread would block k3s.
 async fn forward(stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!("k3s: {line}");
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                // Target `k3s`: `RUST_LOG=info,k3s=warn` quiets k3s but not the agent.
+                tracing::info!(target: "k3s", "k3s: {}", line.trim_end());
+            }
+        }
     }
 }
 
@@ -403,6 +417,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_is_read_to_the_end_whatever_it_is() {
+        let bytes: Vec<u8> = [&b"one\n"[..], &[0xff, 0xfe, b'\n'], &vec![b'x'; 100_000], b"\nlast"].concat();
+        let (mut w, r) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(forward(r));
+        tokio::io::AsyncWriteExt::write_all(&mut w, &bytes).await.unwrap();
+        drop(w);
+        timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_leftover_child_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
@@ -413,7 +437,22 @@ mod tests {
         assert!(child.try_wait().unwrap().is_none());
         std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
         stop_leftover(&pid_file, Path::new("/bin/sleep")).await;
-        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            status.is_some_and(|s| s.code().is_none()),
+            "killed by a signal: {status:?}"
+        );
         assert!(!pid_file.exists());
     }
 }
