@@ -15,6 +15,8 @@
 //! - A master without HA, or the HA primary, runs a cluster of its own
 //!   ([`Kind::Primary`]). `--cluster-init` is passed only to an HA primary
 //!   that never deployed, and never with an external datastore.
+//!   With HA, the node the election names as the primary runs its own
+//!   cluster whatever its role's flag says.
 //! - Other HA masters join the primary as servers ([`Kind::Server`]); workers
 //!   join it as agents ([`Kind::Agent`]). Both wait for the master's ledger
 //!   entries: `ip-master` and the node token. When the election names a
@@ -22,8 +24,8 @@
 //!   previous primary's, and its token would not work).
 //! - A running deployment is restarted when its target changes (a new
 //!   master address or token, a new own address, a new role), kept while
-//!   the target waits for something, and stopped only when the role it
-//!   runs is no longer this node's role.
+//!   the target waits for something, and stopped only when a master
+//!   became a worker or a worker a master (it cannot run the new role yet).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -167,7 +169,11 @@ pub fn target(inputs: &K3sInputs, cluster: Cluster, deployed: Option<Role>) -> R
         Role::Master { cluster_init: true } => Kind::Primary {
             cluster_init: !cluster.external_db && deployed != Some(role),
         },
-        Role::Master { cluster_init: false } if !cluster.ha => Kind::Primary { cluster_init: false },
+        // Without HA every master runs its own cluster; with HA, the one
+        // the election names as the primary does, even without the flag.
+        Role::Master { cluster_init: false } if !cluster.ha || inputs.primary_ipv4 == Some(node_ip) => {
+            Kind::Primary { cluster_init: false }
+        }
         Role::Master { cluster_init: false } => Kind::Server(join(inputs, node_ip)?),
         Role::Worker => Kind::Agent(join(inputs, node_ip)?),
     };
@@ -225,10 +231,14 @@ pub fn step(running: Option<&Deployment>, target: &Result<Deployment, Wait>, rol
         // Waiting for a new master or address: the old one serves meanwhile.
         // But a master that stepped down (or a worker promoted) leaves now.
         (Some(r), Err(_)) => match role {
-            Some(role) if role != r.role => Step::Stop,
+            Some(role) if is_master(role) != is_master(r.role) => Step::Stop,
             _ => Step::Keep,
         },
     }
+}
+
+fn is_master(role: Role) -> bool {
+    matches!(role, Role::Master { .. })
 }
 
 /// The master's entries, as this node would publish them.
@@ -374,6 +384,13 @@ mod tests {
         let s = target(&inputs(Some(MASTER)), HA, None).unwrap();
         assert_eq!(s.kind, Kind::Server(join_primary()));
         assert!(s.is_server() && !s.publishes());
+        // The election's primary runs its own cluster, flag or not.
+        let mut me_primary = inputs(Some(MASTER));
+        me_primary.primary_ipv4 = Some(ME);
+        assert_eq!(
+            target(&me_primary, HA, None).unwrap().kind,
+            Kind::Primary { cluster_init: false }
+        );
         let w = target(&inputs(Some(WORKER)), SOLO, None).unwrap();
         assert_eq!(w.kind, Kind::Agent(join_primary()));
         assert!(!w.is_server() && !w.publishes());
@@ -477,6 +494,8 @@ mod tests {
         // A master that stepped down leaves its cluster even before it can join the new one.
         assert_eq!(step(Some(&server), &Err(Wait::Token), Some(WORKER)), Step::Stop);
         assert_eq!(step(Some(&server), &Err(Wait::Address), None), Step::Keep);
+        // A master stays a master: no stop while it waits.
+        assert_eq!(step(Some(&server), &Err(Wait::Token), Some(INIT)), Step::Keep);
     }
 
     fn entries() -> Entries {
