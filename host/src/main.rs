@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod clock;
 mod config;
+mod k3s;
 mod state;
 
 use std::process::ExitCode;
