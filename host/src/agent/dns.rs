@@ -50,6 +50,18 @@ pub struct Host {
     pub ipv6: Ipv6Addr,
 }
 
+impl Host {
+    /// The resolver's view of a member; `None` without a host name.
+    pub fn of(m: &super::status::MemberName) -> Option<Host> {
+        Some(Host {
+            hostname: m.hostname.clone()?,
+            network_id: m.network_id.clone(),
+            ipv4: m.ipv4,
+            ipv6: m.ipv6,
+        })
+    }
+}
+
 /// Names to addresses. Built anew by the driver when the ledger changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
@@ -88,14 +100,9 @@ impl Names {
     }
 
     /// How many names the table holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.len()
-    }
-
-    /// Whether the table is empty.
-    #[allow(dead_code)] // clippy's len_without_is_empty
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 
     /// The response to the datagram `query`, written into `out`; `None`
@@ -141,7 +148,8 @@ fn label(s: &str) -> Option<String> {
     let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
     let ok = !s.is_empty()
         && s.len() <= 200
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !s.starts_with('.')
         && !s.contains("..");
     ok.then_some(s)
@@ -201,7 +209,9 @@ async fn answer(socket: UdpSocket, view: watch::Receiver<DnsView>) {
     loop {
         // An error here concerns one datagram (or an ICMP error for an
         // earlier reply): go on with the next.
-        let Ok((len, from)) = socket.recv_from(&mut buf).await else { continue };
+        let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
         let reply = view.borrow().names.respond(&buf[..len], &mut out);
         if let Some(n) = reply {
             let _ = socket.send_to(&out[..n], from).await;
@@ -281,8 +291,15 @@ mod tests {
         assert_eq!((rcode, v6.len()), (0, 1));
         assert!(v6[0].is_ipv6());
         assert_eq!(ask(&names, "edge-1", TYPE_ANY).1.len(), 2);
-        assert_eq!(ask(&names, "laptop.mesh", TYPE_A).1, vec![IpAddr::V4(Ipv4Addr::new(10, 1, 0, 9))]);
-        assert_eq!(ask(&names, "laptop.kairos.mesh", TYPE_A), (3, vec![]), "a bridge is in no cluster");
+        assert_eq!(
+            ask(&names, "laptop.mesh", TYPE_A).1,
+            vec![IpAddr::V4(Ipv4Addr::new(10, 1, 0, 9))]
+        );
+        assert_eq!(
+            ask(&names, "laptop.kairos.mesh", TYPE_A),
+            (3, vec![]),
+            "a bridge is in no cluster"
+        );
         assert_eq!(ask(&names, "edge-1", 16 /* TXT */), (0, vec![]), "no data of that type");
     }
 
@@ -322,7 +339,9 @@ mod tests {
 
     #[test]
     fn many_twins_are_cut_to_fit_512_bytes() {
-        let hosts: Vec<Host> = (0..60u8).map(|i| host("same", None, Some([10, 1, 0, i]), i.into())).collect();
+        let hosts: Vec<Host> = (0..60u8)
+            .map(|i| host("same", None, Some([10, 1, 0, i]), i.into()))
+            .collect();
         let names = Names::new(&hosts);
         let (rcode, answers) = ask(&names, "same", TYPE_ANY);
         assert_eq!(rcode, 0);
@@ -332,10 +351,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_server_answers_on_loopback_and_follows_the_view() {
         let names = Names::new(&[host("edge-1", Some("kairos"), Some([10, 1, 0, 5]), 5)]);
-        let (tx, rx) = watch::channel(DnsView {
-            names,
-            listen: vec![],
-        });
+        let (tx, rx) = watch::channel(DnsView { names, listen: vec![] });
         let server = tokio::spawn(serve(rx));
         // Port 53 needs root; an unprivileged run checks the table only.
         let probe = std::net::UdpSocket::bind("127.0.0.1:53");
@@ -358,7 +374,10 @@ mod tests {
             }
         }
         let n = answered.expect("the server answers within 5 s");
-        assert_eq!(read(&buf[..n], q.len()), (0, vec![IpAddr::V4(Ipv4Addr::new(10, 1, 0, 5))]));
+        assert_eq!(
+            read(&buf[..n], q.len()),
+            (0, vec![IpAddr::V4(Ipv4Addr::new(10, 1, 0, 5))])
+        );
         drop(tx);
         server.await.expect("the server stops when the view's sender is gone");
     }

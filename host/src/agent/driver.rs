@@ -16,27 +16,28 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use kairos_core::identity::NodeId;
-use kairos_core::ledger::buckets::{is_owner_only, owner_key};
+use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
 use kairos_core::ledger::LedgerError;
 use kairos_core::node::{Destination, Event, Input, Outbound, HEADROOM, TAILROOM};
 use kairos_core::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 
+use super::dns::{self, DnsView};
 use super::lan::LanBeacons;
 use super::mesh::MeshNode;
 use super::persist::StateWriter;
 use super::snapshot;
 use super::status::{
-    self, AgentInfo, Blockchain, LedgerView, Machine, MemberName, Metrics, NodeEntry, Path, Peer, PeerstoreEntry,
-    Summary,
+    self, AgentInfo, Blockchain, LedgerView, Machine, Metrics, NodeEntry, Path, Peer, PeerstoreEntry, Summary,
 };
 use super::tun::Interface;
 use super::udp::MeshSocket;
 use crate::clock::Clock;
+use crate::k3s::{K3sInputs, K3sOutput};
 use crate::state::blobs;
 
 /// What the rest of the agent asks the driver. Each read answers on its
@@ -58,10 +59,6 @@ pub enum Command {
     Blockchain(oneshot::Sender<Blockchain>),
     /// The counters, for `GET /metrics`.
     Metrics(oneshot::Sender<Metrics>),
-    /// Every member's names and addresses (this node first), for the DNS
-    /// resolver.
-    #[allow(dead_code)] // sent by the DNS resolver (issue 5), which the lead adds
-    MemberNames(oneshot::Sender<Vec<MemberName>>),
     /// The live entries of one bucket (`Some`) or of all, for `GET /api/ledger...`.
     Ledger {
         /// The bucket, or `None` for every bucket.
@@ -132,6 +129,7 @@ enum Wake {
     Command(Option<Command>),
     Timer,
     Snapshot,
+    K3s(Option<K3sOutput>),
 }
 
 /// See the module docs.
@@ -147,6 +145,13 @@ pub struct Driver {
     overlay_prefix: u8,
     /// The last path logged for each member that is up.
     paths: HashMap<NodeId, Path>,
+    /// The DNS resolver's view, when it runs.
+    dns: Option<watch::Sender<DnsView>>,
+    /// The k3s bootstrap, when it runs.
+    k3s: Option<K3sLink>,
+    /// Something the DNS view or the k3s inputs derive from may have
+    /// changed since they were last sent.
+    side_dirty: bool,
     snapshot_due: Option<TokioInstant>,
     /// After a timer run: no timer wake-up before this.
     not_before: Option<Instant>,
@@ -176,6 +181,20 @@ pub struct Parts {
     pub info: AgentInfo,
     /// The prefix length of the overlay range.
     pub overlay_prefix: u8,
+    /// The DNS resolver's view, when `p2p.dns` / `--dns` is on.
+    pub dns: Option<watch::Sender<DnsView>>,
+    /// The k3s bootstrap, when it runs.
+    pub k3s: Option<K3sLink>,
+}
+
+/// The driver's side of the k3s bootstrap ([`crate::k3s::run`]).
+pub struct K3sLink {
+    /// The bucket of this node's cluster (`network_id`).
+    pub network_id: String,
+    /// What the bootstrap is told.
+    pub inputs: watch::Sender<K3sInputs>,
+    /// What it asks of the node.
+    pub outputs: mpsc::Receiver<K3sOutput>,
 }
 
 impl Driver {
@@ -192,6 +211,9 @@ impl Driver {
             info: parts.info,
             overlay_prefix: parts.overlay_prefix,
             paths: HashMap::new(),
+            dns: parts.dns,
+            k3s: parts.k3s,
+            side_dirty: true,
             snapshot_due: None,
             not_before: None,
             rx: vec![0; MAX_DATAGRAM],
@@ -216,6 +238,7 @@ impl Driver {
                     lan_rx,
                     tun_rx,
                     snapshot_due,
+                    k3s,
                     ..
                 } = &mut self;
                 let snapshot_due = *snapshot_due;
@@ -226,6 +249,7 @@ impl Driver {
                     c = commands.recv() => Wake::Command(c),
                     () = sleep_until(timer) => Wake::Timer,
                     () = sleep_until(snapshot_due) => Wake::Snapshot,
+                    o = k3s_recv(k3s.as_mut()) => Wake::K3s(o),
                 }
             };
             match wake {
@@ -247,10 +271,21 @@ impl Driver {
                     self.node.handle_timeout(now);
                     self.not_before = Some(now + MIN_TIMER_GAP);
                     self.log_path_changes();
+                    // The election runs on timers: the role to deploy may change.
+                    self.side_dirty = true;
                 }
                 Wake::Snapshot => self.save_ledger(),
+                Wake::K3s(Some(output)) => self.on_k3s(output),
+                Wake::K3s(None) => {
+                    tracing::warn!("the k3s bootstrap stopped; the mesh goes on without it");
+                    self.k3s = None;
+                }
             }
             self.flush().await;
+            if self.side_dirty {
+                self.side_dirty = false;
+                self.update_side_tasks();
+            }
         }
         // Tell the peers first, so they report this node down at once.
         self.node.leave();
@@ -281,9 +316,6 @@ impl Driver {
             }
             Command::Blockchain(reply) => {
                 let _ = reply.send(status::blockchain(node));
-            }
-            Command::MemberNames(reply) => {
-                let _ = reply.send(status::member_names(node));
             }
             Command::Metrics(reply) => {
                 let _ = reply.send(status::metrics(node, now, &self.info));
@@ -380,6 +412,16 @@ impl Driver {
     }
 
     async fn on_event(&mut self, event: Event) {
+        if matches!(
+            event,
+            Event::LedgerChanged
+                | Event::AddressAssigned(_)
+                | Event::RoleChanged(_)
+                | Event::RoleRecordChanged
+                | Event::MemberDiscovered(_)
+        ) {
+            self.side_dirty = true;
+        }
         // The core may add events; the ones this agent does not know are
         // logged at debug.
         #[allow(unreachable_patterns)]
@@ -427,6 +469,60 @@ impl Driver {
             }
             other => tracing::debug!(event = ?other, "core event"),
         }
+    }
+
+    /// Sends the DNS resolver its view and the k3s bootstrap its inputs,
+    /// if they changed.
+    fn update_side_tasks(&mut self) {
+        if let Some(dns) = &self.dns {
+            let names = status::member_names(&self.node);
+            let hosts: Vec<dns::Host> = names.iter().filter_map(dns::Host::of).collect();
+            let mut listen = Vec::new();
+            if self.tun.is_some() {
+                listen.extend(self.node.ipv4().map(IpAddr::V4));
+                listen.push(IpAddr::V6(self.node.ipv6()));
+            }
+            let view = DnsView {
+                names: dns::Names::new(&hosts),
+                listen,
+            };
+            dns.send_if_modified(|cur| {
+                let changed = *cur != view;
+                if changed {
+                    *cur = view;
+                }
+                changed
+            });
+        }
+        if let Some(k3s) = &self.k3s {
+            let inputs = k3s_inputs(&self.node, &k3s.network_id);
+            k3s.inputs.send_if_modified(|cur| {
+                let changed = *cur != inputs;
+                if changed {
+                    *cur = inputs;
+                }
+                changed
+            });
+        }
+    }
+
+    /// Does what the k3s bootstrap asks.
+    fn on_k3s(&mut self, output: K3sOutput) {
+        let now = self.clock.now();
+        let Some(k3s) = &self.k3s else { return };
+        match output {
+            K3sOutput::Publish { key, value } => {
+                let bucket = k3s.network_id.clone();
+                if let Err(e) = self.node.ledger_put(now, bucket.as_bytes(), key.as_bytes(), &value, 0) {
+                    tracing::warn!(bucket = %bucket, key, error = %e, "cannot publish for k3s");
+                }
+            }
+            K3sOutput::Deployed(role) => {
+                tracing::info!(role = %role, "k3s runs in this role");
+                self.node.role_deployed(now);
+            }
+        }
+        self.side_dirty = true;
     }
 
     /// Logs members whose path (direct, relayed) changed while up.
@@ -509,6 +605,38 @@ async fn lan_recv(lan: Option<&LanBeacons>, buf: &mut [u8]) -> io::Result<(usize
 async fn tun_recv(tun: Option<&Interface>, buf: &mut [u8]) -> io::Result<usize> {
     match tun {
         Some(t) => t.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the k3s bootstrap needs to know from `node`, a member of
+/// `network_id`.
+fn k3s_inputs(node: &MeshNode, network_id: &str) -> K3sInputs {
+    let text = |key: &str| {
+        node.ledger()
+            .get(network_id.as_bytes(), key.as_bytes())
+            .and_then(|e| std::str::from_utf8(e.value()).ok().map(str::to_owned))
+    };
+    let primary_ipv4 = node.primary().and_then(|id| {
+        if id == node.node_id() {
+            node.ipv4()
+        } else {
+            node.member(&id).and_then(|m| m.ipv4())
+        }
+    });
+    K3sInputs {
+        role: node.role_to_deploy().or(node.role()),
+        ipv4: node.ipv4(),
+        primary_ipv4,
+        ip_master: text(buckets::IP_MASTER),
+        node_token: text(buckets::TOKEN_NODETOKEN),
+    }
+}
+
+/// The next output of the k3s bootstrap; never, without one.
+async fn k3s_recv(k3s: Option<&mut K3sLink>) -> Option<K3sOutput> {
+    match k3s {
+        Some(k) => k.outputs.recv().await,
         None => std::future::pending().await,
     }
 }

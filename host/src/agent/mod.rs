@@ -53,12 +53,14 @@ use tokio::sync::mpsc;
 pub use error::AgentError;
 
 use crate::clock::Clock;
-use crate::config::agent::{AgentConfig, Endpoint};
+use crate::config::agent::{AgentConfig, Endpoint, NodeKind};
 use crate::state::{blobs, StateDir, StateError};
 use driver::{Command, Driver, Parts};
 use mesh::{AgentLedger, Provider};
 use status::AgentInfo;
 
+/// How long the agent waits at shutdown for the k3s bootstrap to stop k3s.
+const K3S_STOP_TIMEOUT: StdDuration = StdDuration::from_secs(25);
 /// How long a bootstrap host name may take to resolve.
 const RESOLVE_TIMEOUT: StdDuration = StdDuration::from_secs(5);
 
@@ -66,8 +68,9 @@ const RESOLVE_TIMEOUT: StdDuration = StdDuration::from_secs(5);
 /// run the preflight checks.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let started = std::time::Instant::now();
-    if config.dns {
-        tracing::warn!("p2p.dns is set, but the embedded DNS is not built yet: ignored");
+    let bridge = config.kind == NodeKind::Bridge;
+    if config.dns && !config.vpn.create {
+        tracing::warn!("DNS is on but there is no interface (p2p.vpn.create: false): nothing to listen on");
     }
     let dir = Arc::new(StateDir::open(&config.mesh.state_dir)?);
     let loaded = dir.load_or_create_identity(&mut OsRng)?;
@@ -145,7 +148,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     );
     restore_role_record(&dir, &mut node)?;
     restore_claim(&dir, &mut node, &config, now)?;
-    let machine = info::MachineInfo::local(Some(&config.network_id), info::Kind::Agent);
+    let machine = if bridge {
+        info::MachineInfo::local(None, info::Kind::Bridge)
+    } else {
+        info::MachineInfo::local(Some(&config.network_id), info::Kind::Agent)
+    };
     write_machine_info(&mut node, &machine, now);
 
     let tun = if config.vpn.create {
@@ -179,13 +186,33 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         source,
     })?;
     let info = AgentInfo {
-        network_id: Some(config.network_id.clone()),
+        network_id: (!bridge).then(|| config.network_id.clone()),
         interface: tun.as_ref().map(|t| t.name().to_owned()),
         listen,
         overlay: config.mesh.address.to_string(),
         started,
         machine,
         ha: config.auto.ha.enable,
+    };
+    let (dns, dns_task) = if config.dns {
+        let (tx, rx) = tokio::sync::watch::channel(dns::DnsView::default());
+        (Some(tx), Some(tokio::spawn(dns::serve(rx))))
+    } else {
+        (None, None)
+    };
+    let (k3s, k3s_task) = match crate::k3s::K3sSettings::from_config(&config) {
+        Some(settings) => {
+            let (inputs, inputs_rx) = tokio::sync::watch::channel(crate::k3s::K3sInputs::default());
+            let (outputs_tx, outputs) = mpsc::channel(16);
+            let task = tokio::spawn(crate::k3s::run(settings, inputs_rx, outputs_tx));
+            let link = driver::K3sLink {
+                network_id: config.network_id.clone(),
+                inputs,
+                outputs,
+            };
+            (Some(link), Some(task))
+        }
+        None => (None, None),
     };
     let driver = Driver::new(Parts {
         node,
@@ -197,11 +224,23 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         writer,
         info,
         overlay_prefix: config.mesh.address.prefix_len(),
+        dns,
+        k3s,
     });
     notify::notify("READY=1");
     driver.run().await;
     api_task.abort();
     signals.abort();
+    if let Some(task) = dns_task {
+        task.abort();
+    }
+    if let Some(task) = k3s_task {
+        // The driver dropped the bootstrap's inputs: it stops k3s (a child
+        // gets SIGTERM, then SIGKILL after 20 s; a systemd unit runs on).
+        if tokio::time::timeout(K3S_STOP_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the k3s bootstrap did not stop in time");
+        }
+    }
     if let crate::config::agent::ApiAddress::Unix(path) = &config.mesh.api {
         let _ = std::fs::remove_file(path);
     }

@@ -260,6 +260,8 @@ pub struct MemberName {
     pub node_id: NodeId,
     /// Its host name, from its info record (`None` without one).
     pub hostname: Option<String>,
+    /// Its cluster, from its info record (`None` for a bridge or without one).
+    pub network_id: Option<String>,
     /// Its overlay IPv4 address.
     pub ipv4: Option<std::net::Ipv4Addr>,
     /// Its overlay IPv6 address.
@@ -562,26 +564,33 @@ pub fn ledger_get(node: &MeshNode, bucket: &[u8], key: &[u8]) -> Option<String> 
 /// Every member's names (this node first, then in node id order), for the
 /// DNS resolver: host names come from the members' info records.
 pub fn member_names(node: &MeshNode) -> Vec<MemberName> {
-    let hostname = |id: &NodeId| {
+    let info = |id: &NodeId| {
         node.ledger()
             .get(INFO.as_bytes(), &buckets::owner_key(id))
             .and_then(|e| MachineInfo::parse(e.value()))
-            .map(|i| i.hostname)
+            .map(|i| (i.hostname, i.network_id))
+            .unwrap_or_default()
     };
     let me = node.node_id();
     let mut others: Vec<MemberName> = node
         .members()
-        .map(|m| MemberName {
-            node_id: m.id(),
-            hostname: hostname(&m.id()),
-            ipv4: m.ipv4(),
-            ipv6: node.member_ipv6(&m.id()),
+        .map(|m| {
+            let (hostname, network_id) = info(&m.id());
+            MemberName {
+                node_id: m.id(),
+                hostname: (!hostname.is_empty()).then_some(hostname),
+                network_id,
+                ipv4: m.ipv4(),
+                ipv6: node.member_ipv6(&m.id()),
+            }
         })
         .collect();
     others.sort_by_key(|m| m.node_id.to_string());
+    let (hostname, network_id) = info(&me);
     let mut out = vec![MemberName {
         node_id: me,
-        hostname: hostname(&me),
+        hostname: (!hostname.is_empty()).then_some(hostname),
+        network_id,
         ipv4: node.ipv4(),
         ipv6: node.ipv6(),
     }];

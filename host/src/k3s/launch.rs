@@ -44,6 +44,7 @@ impl Launch {
     }
 
     /// The value of `name` in [`Self::env`].
+    #[cfg(test)]
     pub fn env_var(&self, name: &str) -> Option<&str> {
         self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

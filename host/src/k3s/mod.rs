@@ -27,9 +27,6 @@
 //!
 //! `docs/k3s.md` is the user's view of all this.
 
-// Wired into the agent's driver next; until then nothing calls it.
-#![allow(dead_code)]
-
 pub mod files;
 pub mod kubeconfig;
 pub mod launch;

@@ -194,9 +194,6 @@ fn answer(l: &mut FakeLedger, c: Command) {
             entries: l.len(),
             clock: 42,
         })),
-        Command::MemberNames(r) => {
-            let _ = r.send(Vec::new());
-        }
         Command::Metrics(r) => {
             let _ = r.send(fake_metrics());
         }
