@@ -457,10 +457,13 @@ impl Driver {
                     }
                 }
             }
-            Event::RoleChanged(role) => match role {
-                Some(r) => tracing::info!(role = %status::role_name(r), detail = ?r, "role changed"),
-                None => tracing::info!("role withdrawn (the election decides again)"),
-            },
+            Event::RoleChanged(role) => {
+                match role {
+                    Some(r) => tracing::info!(role = %status::role_name(r), detail = ?r, "role changed"),
+                    None => tracing::info!("role withdrawn (the election decides again)"),
+                }
+                self.mirror_role(role);
+            }
             Event::RoleRecordChanged => {
                 let mut record = [0u8; kairos_core::election::MAX_RECORD_LEN];
                 if let Some(n) = self.node.role_record(&mut record) {
@@ -503,6 +506,38 @@ impl Driver {
                 }
                 changed
             });
+        }
+    }
+
+    /// Mirrors this node's role into Kairos' key `<network_id>/<node
+    /// id>-role` (`master`, `master/clusterinit`, `master/ha`, `worker`), so
+    /// bridges and tools that read Kairos' keys see every node's role.
+    /// Removed when the role is withdrawn.
+    fn mirror_role(&mut self, role: Option<kairos_core::election::Role>) {
+        let Some(network_id) = self.node.network_id().map(str::to_owned) else {
+            return;
+        };
+        let now = self.clock.now();
+        let key = buckets::NodeKey::of_node(&self.node.node_id(), buckets::NodeKeyKind::Role);
+        let current = self
+            .node
+            .ledger()
+            .get(network_id.as_bytes(), key.as_bytes())
+            .map(|e| e.value().to_vec());
+        let result = match role {
+            Some(r) => {
+                let value = r.kairos_value(self.info.ha).as_bytes();
+                if current.as_deref() == Some(value) {
+                    return;
+                }
+                self.node
+                    .ledger_put(now, network_id.as_bytes(), key.as_bytes(), value, 0)
+            }
+            None if current.is_some() => self.node.ledger_delete(now, network_id.as_bytes(), key.as_bytes()),
+            None => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot mirror the role into Kairos' keys");
         }
     }
 
