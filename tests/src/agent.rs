@@ -112,6 +112,13 @@ pub struct NodeConfig {
     pub bootstrap_peers: Vec<String>,
     /// Extra lines appended under `p2p.mesh:` (indented by the caller's text).
     pub extra_mesh_yaml: String,
+    /// Extra lines under `p2p:` (indented by two spaces by the caller),
+    /// e.g. `  role: master`.
+    pub p2p_yaml: String,
+    /// Extra top-level lines, e.g. a `k3s:` block.
+    pub top_yaml: String,
+    /// Extra environment of the agent's process.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -126,6 +133,9 @@ impl NodeConfig {
             lan_beacons: true,
             bootstrap_peers: Vec::new(),
             extra_mesh_yaml: String::new(),
+            p2p_yaml: String::new(),
+            top_yaml: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -143,6 +153,7 @@ impl NodeConfig {
         if let Some(id) = &self.network_id {
             yaml += &format!("  network_id: {}\n", q(id));
         }
+        yaml += &self.p2p_yaml;
         yaml += "  mesh:\n";
         yaml += &format!("    listen_port: {}\n", self.listen_port);
         yaml += &format!("    interface: {}\n", q(&self.interface));
@@ -154,6 +165,7 @@ impl NodeConfig {
             yaml += &format!("    bootstrap_peers: [{}]\n", peers.join(", "));
         }
         yaml += &self.extra_mesh_yaml;
+        yaml += &self.top_yaml;
         yaml
     }
 }
@@ -201,7 +213,7 @@ impl Lab {
         std::fs::write(&config_path, config.to_yaml(&state_dir))
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
         let started = Instant::now();
-        let process = self.spawn_agent(kairos, ns, name, &config_path)?;
+        let process = self.spawn_agent(kairos, ns, name, &config_path, &config.env)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),
@@ -229,13 +241,22 @@ impl Lab {
             )));
         }
         agent.started = Instant::now();
-        agent.process = self.spawn_agent(kairos, &agent.ns.clone(), &agent.name, &agent.config_path.clone())?;
+        let env = agent.config.env.clone();
+        agent.process = self.spawn_agent(kairos, &agent.ns.clone(), &agent.name, &agent.config_path.clone(), &env)?;
         Ok(())
     }
 
-    fn spawn_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &Path) -> Result<ProcessId> {
+    fn spawn_agent(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        config: &Path,
+        env: &[(String, String)],
+    ) -> Result<ProcessId> {
         let config = config.to_string_lossy().into_owned();
-        self.spawn_named(kairos, ns, name, &["agent", "--config", &config], &[])
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.spawn_named(kairos, ns, name, &["agent", "--config", &config], &env)
     }
 
     /// Starts `kairos args...` inside `ns` with its own UTS namespace and

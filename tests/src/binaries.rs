@@ -14,6 +14,9 @@ use crate::error::{HarnessError, Result};
 /// The override variable for the `kairos` binary.
 pub const KAIROS_BIN_VAR: &str = "KAIROS_BIN";
 
+/// The override variable for the `k3s-standin` binary.
+pub const K3S_STANDIN_BIN_VAR: &str = "K3S_STANDIN_BIN";
+
 /// The override variable for the `e2e-net` helper.
 pub const E2E_NET_BIN_VAR: &str = "E2E_NET_BIN";
 
@@ -58,4 +61,9 @@ pub fn kairos() -> Result<PathBuf> {
 /// The `e2e-net` helper.
 pub fn e2e_net() -> Result<PathBuf> {
     locate("e2e-net", E2E_NET_BIN_VAR)
+}
+
+/// The `k3s-standin` binary (what the agent's k3s bootstrap runs in the tests).
+pub fn k3s_standin() -> Result<PathBuf> {
+    locate("k3s-standin", K3S_STANDIN_BIN_VAR)
 }

@@ -12,6 +12,7 @@
 //! - [`wait`]: polling a condition with a deadline (no fixed sleeps).
 //! - [`agent`]: agent configs, starting `kairos agent` in a namespace, and
 //!   its HTTP API ([`api`]).
+//! - [`k3s`]: node configs with the k3s bootstrap on the stand-in, and what it recorded.
 //! - [`scenario`]: whole set-ups shared by the tests and the `demo-mesh` binary.
 //!
 //! Nothing here sends traffic anywhere but loopback and addresses inside the
@@ -22,6 +23,7 @@ pub mod api;
 pub mod binaries;
 pub mod command;
 pub mod error;
+pub mod k3s;
 pub mod lab;
 pub mod preflight;
 pub mod probe;

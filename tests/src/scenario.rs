@@ -36,6 +36,18 @@ impl LanMesh {
     /// Builds the segment, a namespace per node at `10.99.0.(11+i)/24`, and
     /// starts every agent with `token` (a fresh one if `None`).
     pub fn start(lab: &mut Lab, kairos: &Kairos, n: usize, token: Option<&str>) -> Result<LanMesh> {
+        LanMesh::start_with(lab, kairos, n, token, |_, _| {})
+    }
+
+    /// [`LanMesh::start`], with `configure(i, config)` adjusting node `i`'s
+    /// config before it starts.
+    pub fn start_with(
+        lab: &mut Lab,
+        kairos: &Kairos,
+        n: usize,
+        token: Option<&str>,
+        configure: impl Fn(usize, &mut NodeConfig),
+    ) -> Result<LanMesh> {
         let token = match token {
             Some(token) => token.to_owned(),
             None => kairos.generate_token()?,
@@ -52,8 +64,10 @@ impl LanMesh {
         // reachable counts from the first agent's start.
         let started = Instant::now();
         let mut agents = Vec::new();
-        for (name, ns) in &hosts {
-            agents.push(lab.start_agent(kairos, ns, name, &NodeConfig::new(&token))?);
+        for (i, (name, ns)) in hosts.iter().enumerate() {
+            let mut config = NodeConfig::new(&token);
+            configure(i, &mut config);
+            agents.push(lab.start_agent(kairos, ns, name, &config)?);
         }
         Ok(LanMesh {
             lan,

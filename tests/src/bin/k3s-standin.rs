@@ -19,7 +19,8 @@
 //!   exists, as k3s keeps its token) and an admin kubeconfig with server
 //!   `https://127.0.0.1:6443` to `$KAIROS_ROOT/etc/rancher/k3s/k3s.yaml`,
 //!   each replaced atomically;
-//! - then it sleeps until SIGTERM (default action: exit), at most one hour.
+//! - then it sleeps until SIGTERM (default action: exit), at most one hour,
+//!   and gets SIGTERM when the agent that started it dies.
 //!
 //! Exit status 2: a usage error or no usable `KAIROS_ROOT`; 1: a file
 //! could not be written.
@@ -79,6 +80,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Die with the agent that started it, even a SIGKILLed one, so a test
+    // never leaves a stand-in behind (real k3s under the bootstrap's
+    // supervisor is found again through its PID file instead).
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)) {
+        eprintln!("k3s-standin: cannot ask to die with the agent: {e}");
+    }
     if let Err(e) = start(&root, &args) {
         eprintln!("k3s-standin: {e}");
         return ExitCode::FAILURE;

@@ -1,0 +1,336 @@
+//! End-to-end tests of the k3s bootstrap (issue 6): agents in network
+//! namespaces with the k3s bootstrap on, `tests/src/bin/k3s-standin.rs` in
+//! place of k3s (`KAIROS_K3S_BIN`) and a root of their own per node
+//! (`KAIROS_ROOT`). The stand-in records every start (arguments and
+//! `K3S_*` environment) and writes the node token and kubeconfig where k3s
+//! does; the tests read that record.
+//!
+//! Needs root and `KAIROS_E2E=1` like the agent tests.
+
+use std::time::Duration;
+
+use kairos_tests::agent::{lab_with_agent, Agent, Kairos};
+use kairos_tests::k3s::{self, Start};
+use kairos_tests::lab::Lab;
+use kairos_tests::preflight::note;
+use kairos_tests::scenario::{LanMesh, LAN_PREFIX};
+use kairos_tests::wait::{wait_for, Poll};
+use kairos_tests::{HarnessError, Result};
+
+/// The deadline of every wait (generous: timing goals are benchmarks).
+const DEADLINE: Duration = Duration::from_secs(40);
+
+fn check(what: impl Into<String>) -> HarnessError {
+    HarnessError::Check(what.into())
+}
+
+/// The overlay IPv4 of `agent`.
+fn ipv4(lab: &Lab, agent: &Agent) -> Result<String> {
+    lab.summary(agent)?
+        .ipv4
+        .ok_or_else(|| check(format!("{} has no IPv4", agent.name)))
+}
+
+/// The latest start of k3s on each agent (`None` where it has not started).
+fn latest(lab: &Lab, agents: &[Agent]) -> Result<Vec<Option<Start>>> {
+    agents
+        .iter()
+        .map(|a| k3s::starts(lab, a).map(|s| s.last().cloned()))
+        .collect()
+}
+
+/// Checks the master's command line: its own overlay address everywhere
+/// and the mesh interface.
+fn assert_server_args(start: &Start, ip: &str) {
+    for arg in [
+        format!("--node-ip={ip}"),
+        format!("--advertise-address={ip}"),
+        format!("--tls-san={ip}"),
+        "--flannel-iface=kairos0".to_owned(),
+    ] {
+        assert!(start.has(&arg), "server without {arg}: {:?}", start.argv);
+    }
+}
+
+/// Checks a worker's start: joins `master_ip` with `token` over the overlay.
+fn assert_worker_args(start: &Start, ip: &str, master_ip: &str, token: &str) {
+    assert_eq!(start.command(), "agent", "{:?}", start.argv);
+    for arg in [
+        format!("--node-ip={ip}"),
+        "--flannel-iface=kairos0".to_owned(),
+        "--with-node-id".to_owned(),
+    ] {
+        assert!(start.has(&arg), "agent without {arg}: {:?}", start.argv);
+    }
+    assert_eq!(start.env("K3S_URL"), Some(format!("https://{master_ip}:6443").as_str()));
+    assert_eq!(
+        start.env("K3S_TOKEN"),
+        Some(token),
+        "the worker got the master's node token"
+    );
+    assert!(
+        !start.argv.iter().any(|a| a.contains(token)),
+        "the token is never on the command line"
+    );
+}
+
+/// Waits until every agent runs k3s, `servers` of them as servers.
+fn wait_roles(lab: &mut Lab, agents: &[Agent], servers: usize) -> Result<Vec<Start>> {
+    wait_for(&format!("k3s on every node, {servers} server(s)"), DEADLINE, || {
+        let starts = latest(lab, agents)?;
+        let all: Vec<Start> = starts.iter().flatten().cloned().collect();
+        let n_servers = all.iter().filter(|s| s.command() == "server").count();
+        Ok::<_, HarnessError>(if all.len() == agents.len() && n_servers == servers {
+            Poll::Ready(all)
+        } else {
+            Poll::Pending(format!(
+                "{:?}",
+                starts
+                    .iter()
+                    .map(|s| s.as_ref().map(|s| s.argv.clone()))
+                    .collect::<Vec<_>>()
+            ))
+        })
+    })
+    .map(|w| w.value)
+}
+
+/// Starts a mesh of `n` nodes with the bootstrap on; `configure` adjusts node i.
+fn k3s_mesh(
+    lab: &mut Lab,
+    kairos: &Kairos,
+    n: usize,
+    configure: impl Fn(usize, &mut kairos_tests::agent::NodeConfig),
+) -> Result<LanMesh> {
+    // Stand-in paths are per node name; compute them before the closure borrows nothing of the lab.
+    let names: Vec<String> = (0..n).map(kairos_tests::scenario::node_name).collect();
+    let mut enabled = Vec::new();
+    for name in &names {
+        let mut c = kairos_tests::agent::NodeConfig::new("");
+        k3s::enable(lab, name, &mut c)?;
+        enabled.push(c);
+    }
+    LanMesh::start_with(lab, kairos, n, None, |i, config| {
+        config.top_yaml += &enabled[i].top_yaml;
+        config.env.extend(enabled[i].env.iter().cloned());
+        configure(i, config);
+    })
+}
+
+#[test]
+fn three_nodes_elect_one_master_and_two_workers_join_it_over_the_overlay() -> Result<()> {
+    let test = "k3s_one_master_two_workers";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    let mesh = k3s_mesh(&mut lab, &kairos, 3, |_, _| {})?;
+    mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let started = std::time::Instant::now();
+    let starts = wait_roles(&mut lab, &mesh.agents, 1)?;
+    let master_i = starts.iter().position(|s| s.command() == "server").expect("one server");
+    let master = &mesh.agents[master_i];
+    let master_ip = ipv4(&lab, master)?;
+    assert_server_args(&starts[master_i], &master_ip);
+    assert!(!starts[master_i].has("--cluster-init"), "no HA: no --cluster-init");
+    let token = k3s::node_token(&lab, master).ok_or_else(|| check("the master wrote no node token"))?;
+    for (i, agent) in mesh.agents.iter().enumerate() {
+        if i != master_i {
+            assert_worker_args(&starts[i], &ipv4(&lab, agent)?, &master_ip, &token);
+        }
+    }
+    note(&format!(
+        "[bench] {test}: one server and two agents running {:.2} s after the mesh was addressed",
+        started.elapsed().as_secs_f64()
+    ));
+
+    // An operator's bridge gets the master's kubeconfig, on the overlay.
+    let op = lab.host("op")?;
+    lab.plug(&op, &mesh.lan, "eth0", &format!("{LAN_PREFIX}.50/24"))?;
+    let bridge = lab.start_bridge(&kairos, &op, "op", &mesh.token, &[])?;
+    lab.wait_address(&bridge, DEADLINE)?;
+    let api = bridge.api();
+    let kubeconfig = wait_for("get-kubeconfig through the bridge", DEADLINE, || {
+        let out = lab.exec(
+            &op,
+            kairos.path().to_str().unwrap_or_default(),
+            &["get-kubeconfig", "--api", &api],
+            Duration::from_secs(20),
+        )?;
+        Ok::<_, HarnessError>(if out.success() {
+            Poll::Ready(out.stdout)
+        } else {
+            Poll::Pending(out.stderr)
+        })
+    })?
+    .value;
+    assert!(
+        kubeconfig.contains(&format!("server: https://{master_ip}:6443")),
+        "the kubeconfig points at the master's overlay address: {kubeconfig}"
+    );
+    lab.finish();
+    Ok(())
+}
+
+#[test]
+fn forced_roles_are_respected() -> Result<()> {
+    let test = "k3s_forced_roles";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    // c is forced master; a and b are forced workers.
+    let mesh = k3s_mesh(&mut lab, &kairos, 3, |i, c| {
+        c.p2p_yaml += if i == 2 { "  role: master\n" } else { "  role: worker\n" };
+    })?;
+    mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let starts = wait_roles(&mut lab, &mesh.agents, 1)?;
+    assert_eq!(starts[2].command(), "server", "the forced master runs the server");
+    let master_ip = ipv4(&lab, &mesh.agents[2])?;
+    assert_server_args(&starts[2], &master_ip);
+    let token = k3s::node_token(&lab, &mesh.agents[2]).ok_or_else(|| check("no node token"))?;
+    for (start, agent) in starts.iter().zip(&mesh.agents).take(2) {
+        assert_worker_args(start, &ipv4(&lab, agent)?, &master_ip, &token);
+    }
+    lab.finish();
+    Ok(())
+}
+
+#[test]
+fn two_network_ids_on_one_token_get_a_master_each_and_get_kubeconfig_picks_one() -> Result<()> {
+    let test = "k3s_two_network_ids";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    // a, b in "east"; c, d in "west".
+    let mesh = k3s_mesh(&mut lab, &kairos, 4, |i, c| {
+        c.network_id = Some(if i < 2 { "east" } else { "west" }.to_owned());
+    })?;
+    mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let starts = wait_roles(&mut lab, &mesh.agents, 2)?;
+    let mut masters = Vec::new();
+    for (net, range) in [("east", 0..2), ("west", 2..4)] {
+        let servers: Vec<usize> = range.clone().filter(|&i| starts[i].command() == "server").collect();
+        assert_eq!(servers.len(), 1, "{net} has one master: {starts:?}");
+        let m = servers[0];
+        let ip = ipv4(&lab, &mesh.agents[m])?;
+        let token = k3s::node_token(&lab, &mesh.agents[m]).ok_or_else(|| check("no node token"))?;
+        for w in range.filter(|&i| i != m) {
+            assert_worker_args(&starts[w], &ipv4(&lab, &mesh.agents[w])?, &ip, &token);
+        }
+        masters.push((net, ip, token));
+    }
+    assert_ne!(masters[0].2, masters[1].2, "separate clusters, separate tokens");
+
+    let a = &mesh.agents[0];
+    let api = a.api();
+    let cli = |args: &[&str]| {
+        let mut full = vec!["get-kubeconfig", "--api", api.as_str()];
+        full.extend_from_slice(args);
+        lab.exec(
+            &a.ns,
+            kairos.path().to_str().unwrap_or_default(),
+            &full,
+            Duration::from_secs(20),
+        )
+    };
+    let several = wait_for("both clusters' kubeconfigs to be published", DEADLINE, || {
+        let out = cli(&[])?;
+        Ok::<_, HarnessError>(
+            if !out.success() && out.stderr.contains("east") && out.stderr.contains("west") {
+                Poll::Ready(out)
+            } else {
+                Poll::Pending(format!("{}: {}", out.status, out.stderr))
+            },
+        )
+    })?
+    .value;
+    assert_eq!(
+        several.status.code(),
+        Some(2),
+        "several clusters and none picked: exit 2"
+    );
+    for (net, ip, _) in &masters {
+        let out = cli(&["--network-id", net])?;
+        assert!(out.success(), "{net}: {}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!("server: https://{ip}:6443")),
+            "{net}: {}",
+            out.stdout
+        );
+    }
+    lab.finish();
+    Ok(())
+}
+
+#[test]
+fn ha_has_one_cluster_init_two_joining_servers_and_a_restart_never_inits_again() -> Result<()> {
+    let test = "k3s_ha_three_masters";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    // master_nodes: 2 -> the cluster-init master plus two.
+    let mut mesh = k3s_mesh(&mut lab, &kairos, 3, |_, c| {
+        c.p2p_yaml += "  minimum_nodes: 3\n  auto:\n    ha:\n      enable: true\n      master_nodes: 2\n";
+    })?;
+    mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let starts = wait_for(
+        "three servers, one of them cluster-init, two joining it",
+        DEADLINE,
+        || {
+            let starts = latest(&lab, &mesh.agents)?;
+            let all: Vec<Start> = starts.iter().flatten().cloned().collect();
+            let init = all.iter().filter(|s| s.has("--cluster-init")).count();
+            let joining = all
+                .iter()
+                .filter(|s| s.argv.iter().any(|a| a.starts_with("--server=")))
+                .count();
+            Ok::<_, HarnessError>(if all.len() == 3 && init == 1 && joining == 2 {
+                Poll::Ready(all)
+            } else {
+                Poll::Pending(format!("{:?}", all.iter().map(|s| s.argv.clone()).collect::<Vec<_>>()))
+            })
+        },
+    )?
+    .value;
+    let primary_i = starts
+        .iter()
+        .position(|s| s.has("--cluster-init"))
+        .expect("one cluster-init");
+    let primary = mesh.agents[primary_i].clone();
+    let primary_ip = ipv4(&lab, &primary)?;
+    assert_server_args(&starts[primary_i], &primary_ip);
+    let token = k3s::node_token(&lab, &primary).ok_or_else(|| check("no node token"))?;
+    for (i, s) in starts.iter().enumerate() {
+        if i == primary_i {
+            continue;
+        }
+        assert_eq!(s.command(), "server");
+        assert!(s.has(&format!("--server=https://{primary_ip}:6443")), "{:?}", s.argv);
+        assert_eq!(s.env("K3S_TOKEN"), Some(token.as_str()));
+        assert_server_args(s, &ipv4(&lab, &mesh.agents[i])?);
+    }
+
+    // The primary restarts: same role, no second --cluster-init.
+    let before = k3s::starts(&lab, &primary)?.len();
+    let (status, graceful) = lab.stop(primary.process, Duration::from_secs(30))?;
+    assert!(graceful, "the agent stops on SIGTERM ({status})");
+    let mut restarted = primary.clone();
+    lab.restart_agent(&kairos, &mut restarted)?;
+    mesh.agents[primary_i] = restarted.clone();
+    let again = wait_for("the restarted primary to start k3s again", DEADLINE, || {
+        let s = k3s::starts(&lab, &restarted)?;
+        Ok::<_, HarnessError>(if s.len() > before {
+            Poll::Ready(s.last().cloned().expect("a start"))
+        } else {
+            Poll::Pending(format!("{} starts", s.len()))
+        })
+    })?
+    .value;
+    assert_eq!(again.command(), "server", "a deployed master stays master");
+    assert!(
+        !again.has("--cluster-init"),
+        "cluster-init runs once ever: {:?}",
+        again.argv
+    );
+    lab.finish();
+    Ok(())
+}
