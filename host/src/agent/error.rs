@@ -32,6 +32,10 @@ pub enum AgentError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The API's access settings are refused (an exposed API without a
+    /// token, an unreadable token file); the text says what to do.
+    #[error("{0}")]
+    ApiAccess(String),
     /// The interface could not be made or configured.
     #[error(transparent)]
     Tun(#[from] TunError),

@@ -107,14 +107,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         tracing::warn!("{w}");
     }
 
-    let api_token = api::token_from_env().map_err(|e| AgentError::Io {
-        what: "read the API token",
-        source: std::io::Error::other(e),
-    })?;
-    api::check_exposure(&config.mesh.api, api_token.as_deref()).map_err(|e| AgentError::Io {
-        what: "start the API",
-        source: std::io::Error::other(e),
-    })?;
+    let api_token = api::token_from_env().map_err(AgentError::ApiAccess)?;
+    api::check_exposure(&config.mesh.api, api_token.as_deref()).map_err(AgentError::ApiAccess)?;
     let api_listener = api::bind(&config.mesh.api).await.map_err(|source| AgentError::Api {
         addr: config.mesh.api.to_string(),
         source,

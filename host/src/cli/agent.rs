@@ -30,7 +30,13 @@ node's keys (first start: generated), the ledger snapshot, its address claim and
   5. Creates the TUN interface (default kairos0, MTU 1368), gives it the node's IPv6 ULA at once \
 and its IPv4 address from the overlay range once the mesh agrees on one (the same after a \
 restart), with the route for the range.
-  6. Serves GET /api/summary and /api/machines on p2p.mesh.api (default 127.0.0.1:8080).
+  6. Serves the HTTP API and the dashboard on p2p.mesh.api (default 127.0.0.1:8080; see \
+docs/api.md); any other than a loopback address or a unix socket needs a bearer token \
+(KAIROS_API_TOKEN or KAIROS_API_TOKEN_FILE).
+  7. With p2p.dns: true, answers the members' names (<hostname>.<network_id>.mesh) on port 53 \
+of its overlay addresses.
+  8. With a k3s: or k3s-agent: block, runs k3s in the role the election gives it, over the \
+overlay (see docs/k3s.md).
 
 SIGTERM or SIGINT stops it within 2 seconds: state saved, interface removed. Logs go to stderr \
 (one line per event: start, address, members, peers up/down with their path, roles); RUST_LOG \

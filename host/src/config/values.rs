@@ -194,12 +194,13 @@ pub fn lint_mtu(mtu: u16) -> Option<String> {
     })
 }
 
-/// A warning for an API reachable from other machines: it has no authentication.
+/// A warning for an API reachable from other machines: it needs a token there.
 pub fn lint_api(api: &ApiAddress) -> Option<String> {
     match api {
         ApiAddress::Tcp(a) if !a.ip().is_loopback() => Some(format!(
-            "the API has no authentication and {a} is reachable from other machines; \
-             prefer 127.0.0.1:{} or a unix socket",
+            "{a} is reachable from other machines, so the API needs a bearer token there (the agent \
+             refuses to start without KAIROS_API_TOKEN or KAIROS_API_TOKEN_FILE); prefer 127.0.0.1:{} or a \
+             unix socket",
             a.port()
         )),
         _ => None,

@@ -430,6 +430,11 @@ mod tests {
     async fn a_leftover_child_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
+        // Until the child has exec'd, its command line is this test's.
+        let exec_deadline = Instant::now() + Duration::from_secs(10);
+        while !runs(child.id(), Path::new("/bin/sleep")) && Instant::now() < exec_deadline {
+            sleep(Duration::from_millis(10)).await;
+        }
         let pid_file = dir.path().join("k3s.pid");
         std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
         // Another program under that PID is left alone.
