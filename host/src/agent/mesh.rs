@@ -44,8 +44,6 @@ const MIN_MEMBERS: usize = 64;
 /// Most member slots: each costs a few KiB once used, and a member without
 /// an overlay address cannot be routed to anyway.
 const MAX_MEMBERS: usize = 4096;
-/// How long a master may be gone before `dynamic_roles` replaces it.
-pub const DYNAMIC_ROLES_TIMEOUT: Duration = Duration::from_secs(300);
 /// Extra masters with HA when `master_nodes` is not set (Kairos' example value).
 pub const DEFAULT_HA_EXTRA_MASTERS: u32 = 2;
 
@@ -112,7 +110,9 @@ fn role_config(config: &AgentConfig) -> Result<RoleConfig, kairos_core::election
     let election = ElectionConfig {
         minimum_nodes: config.minimum_nodes,
         ha_masters: masters.min(MAX_MASTERS as u32) as u8,
-        dynamic_roles: config.dynamic_roles.then_some(DYNAMIC_ROLES_TIMEOUT),
+        dynamic_roles: config
+            .dynamic_roles
+            .then_some(Duration::from_secs(config.mesh.master_timeout_secs.into())),
     };
     RoleConfig::new(&config.network_id, forced, election)
 }
@@ -237,7 +237,10 @@ mod tests {
         let e = nc.roles.unwrap().election();
         assert_eq!(e.ha_masters, 3, "the cluster-init master plus two");
         assert_eq!(e.minimum_nodes, 3);
-        assert_eq!(e.dynamic_roles, Some(DYNAMIC_ROLES_TIMEOUT));
+        assert_eq!(e.dynamic_roles, Some(Duration::from_secs(300)), "the default master_timeout");
+        let c = config("  dynamic_roles: true\n  mesh:\n    master_timeout: 20\n");
+        let (nc, _) = node_config(&c, 1, &[], &[]);
+        assert_eq!(nc.roles.unwrap().election().dynamic_roles, Some(Duration::from_secs(20)));
         assert_eq!(member_capacity(&c), 254);
     }
 

@@ -45,6 +45,9 @@ const _: () = assert!(DEFAULT_MTU + 8 + RELAYED_OVERHEAD > 1500 && RELAYED_OVERH
 pub const MIN_MTU: u16 = 1280;
 /// Largest MTU: a jumbo-frame link.
 pub const MAX_MTU: u16 = 9000;
+/// `p2p.mesh.master_timeout` when none is set: with `dynamic_roles`, a
+/// master gone five minutes is replaced.
+pub const DEFAULT_MASTER_TIMEOUT_SECS: u32 = 300;
 /// `p2p.mesh.state_dir` when none is set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kairos-mesh";
 /// `p2p.mesh.api` when none is set: loopback, where `kairos get-kubeconfig`
@@ -206,6 +209,9 @@ pub struct MeshConfig {
     pub api: ApiAddress,
     /// Whether to send and hear LAN multicast beacons (`lan_beacons`); default `true`.
     pub lan_beacons: bool,
+    /// With `dynamic_roles`: seconds a master may be gone before it is
+    /// replaced (`master_timeout`); default [`DEFAULT_MASTER_TIMEOUT_SECS`].
+    pub master_timeout_secs: u32,
 }
 
 /// What kind of member runs: a cluster node or an operator's bridge.

@@ -43,7 +43,7 @@ const LEGACY_KEYS: [&str; 4] = ["hybrid", "hybrid_vpn", "skip_auto", "ha"];
 /// Keys of the `p2p:` block only.
 const P2P_KEYS: [&str; 5] = ["vpn", "auto", "dynamic_roles", "distribution", "mesh"];
 /// Keys of `p2p.mesh`.
-pub const MESH_KEYS: [&str; 8] = [
+pub const MESH_KEYS: [&str; 9] = [
     "listen_port",
     "bootstrap_peers",
     "address",
@@ -52,11 +52,14 @@ pub const MESH_KEYS: [&str; 8] = [
     "state_dir",
     "api",
     "lan_beacons",
+    "master_timeout",
 ];
 const VPN_KEYS: [&str; 3] = ["create", "use", "env"];
 const AUTO_KEYS: [&str; 2] = ["enable", "ha"];
 const HA_KEYS: [&str; 3] = ["enable", "external_db", "master_nodes"];
 
+/// The largest `p2p.mesh.master_timeout` accepted (a day).
+const MAX_MASTER_TIMEOUT: u32 = 86_400;
 /// The largest `minimum_nodes` and `master_nodes` accepted.
 const MAX_NODES_SETTING: u64 = 10_000;
 
@@ -265,6 +268,11 @@ fn read_mesh(r: &mut Reader, path: &str, v: &Value, s: &mut Settings) {
                 }
             }
             "lan_beacons" => s.lan_beacons = r.bool(&p, v),
+            "master_timeout" => {
+                s.master_timeout = r
+                    .uint(&p, v, 1, MAX_MASTER_TIMEOUT.into(), "expected seconds, 1 to 86400")
+                    .map(|n| n as u32)
+            }
             _ => r.unknown_key(&p, key, &MESH_KEYS, None),
         }
     }

@@ -13,7 +13,7 @@ use kairos_core::token::{NetworkToken, OverlayRange};
 
 use super::agent::{
     AgentConfig, ApiAddress, AutoConfig, Endpoint, HaConfig, LegacyOptions, LogLevel, MeshConfig, NodeKind, OpaqueYaml,
-    Role, VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MINIMUM_NODES, DEFAULT_MTU,
+    Role, VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MASTER_TIMEOUT_SECS, DEFAULT_MINIMUM_NODES, DEFAULT_MTU,
     DEFAULT_NETWORK_ID, DEFAULT_OVERLAY, DEFAULT_STATE_DIR,
 };
 
@@ -49,6 +49,7 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     pub api: Option<ApiAddress>,
     pub lan_beacons: Option<bool>,
+    pub master_timeout: Option<u32>,
 }
 
 /// `over` layered on `under`, key by key, and the keys (named as in the
@@ -94,6 +95,7 @@ pub fn merge(over: Settings, under: Settings) -> (Settings, Vec<&'static str>) {
         state_dir => "mesh.state_dir",
         api => "mesh.api",
         lan_beacons => "mesh.lan_beacons",
+        master_timeout => "mesh.master_timeout",
     );
     (merged, both)
 }
@@ -139,6 +141,7 @@ impl Settings {
                 state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
                 api: self.api.unwrap_or(ApiAddress::Tcp(DEFAULT_API)),
                 lan_beacons: self.lan_beacons.unwrap_or(true),
+                master_timeout_secs: self.master_timeout.unwrap_or(DEFAULT_MASTER_TIMEOUT_SECS),
             },
             network_token,
             kind: NodeKind::Agent,
