@@ -334,3 +334,64 @@ fn ha_has_one_cluster_init_two_joining_servers_and_a_restart_never_inits_again()
     lab.finish();
     Ok(())
 }
+
+#[test]
+fn with_dynamic_roles_a_dead_master_is_replaced_and_the_workers_follow() -> Result<()> {
+    let test = "k3s_dynamic_roles_failover";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    let mut mesh = k3s_mesh(&mut lab, &kairos, 3, |_, c| {
+        c.p2p_yaml += "  dynamic_roles: true\n";
+        c.extra_mesh_yaml += "    master_timeout: 5\n";
+    })?;
+    mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let starts = wait_roles(&mut lab, &mesh.agents, 1)?;
+    let old_i = starts.iter().position(|s| s.command() == "server").expect("one server");
+    let old = mesh.agents.remove(old_i);
+    // SIGKILL: no goodbye; its k3s (the stand-in) dies with it. The others
+    // notice when its liveness advertisement expires (120 s in a small
+    // network), then wait master_timeout.
+    lab.kill(old.process)?;
+    let killed = std::time::Instant::now();
+    let survivors = mesh.agents.clone();
+    let replaced = wait_for(
+        "a surviving node to become master and the other to follow it",
+        Duration::from_secs(240),
+        || {
+            let latest = latest(&lab, &survivors)?;
+            let servers: Vec<usize> = (0..2)
+                .filter(|&i| latest[i].as_ref().is_some_and(|s| s.command() == "server"))
+                .collect();
+            let Some(&new_i) = servers.first() else {
+                return Ok::<_, HarnessError>(Poll::Pending(format!("no new server: {latest:?}")));
+            };
+            let new_ip = ipv4(&lab, &survivors[new_i])?;
+            let worker = &latest[1 - new_i];
+            let follows = worker
+                .as_ref()
+                .is_some_and(|s| s.env("K3S_URL") == Some(format!("https://{new_ip}:6443").as_str()));
+            Ok(if servers.len() == 1 && follows {
+                Poll::Ready((new_i, new_ip))
+            } else {
+                Poll::Pending(format!("servers {servers:?}, worker {worker:?}"))
+            })
+        },
+    )?
+    .value;
+    let (new_i, _) = replaced;
+    let token = k3s::node_token(&lab, &survivors[new_i]).ok_or_else(|| check("the new master wrote no token"))?;
+    let worker_start = latest(&lab, &survivors)?[1 - new_i].clone().expect("a start");
+    assert_eq!(
+        worker_start.env("K3S_TOKEN"),
+        Some(token.as_str()),
+        "the worker uses the new master's token"
+    );
+    note(&format!(
+        "[bench] {test}: master replaced and the worker following it {:.1} s after the old master was killed \
+         (liveness ttl 120 s + master_timeout 5 s)",
+        killed.elapsed().as_secs_f64()
+    ));
+    lab.finish();
+    Ok(())
+}
