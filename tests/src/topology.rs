@@ -146,4 +146,42 @@ impl Lab {
         )?;
         Ok(ns)
     }
+
+    /// Cuts `ns` off from the underlay addresses `peers` (both directions,
+    /// beacons included): an nftables table `partition` that drops their
+    /// packets. [`Lab::heal`] removes it.
+    pub fn cut_off(&self, ns: &Namespace, peers: &[&str]) -> Result<()> {
+        let set = peers.join(", ");
+        let ruleset = format!(
+            "table ip partition {{\n\
+             \tchain input {{ type filter hook input priority filter; policy accept;\n\
+             \t\tip saddr {{ {set} }} drop\n\
+             \t}}\n\
+             \tchain output {{ type filter hook output priority filter; policy accept;\n\
+             \t\tip daddr {{ {set} }} drop\n\
+             \t}}\n\
+             }}\n"
+        );
+        let file = self.dir().join(format!("{}-partition.nft", ns.short()));
+        std::fs::write(&file, ruleset)
+            .map_err(|e| crate::error::HarnessError::io(format!("writing {}", file.display()), e))?;
+        self.exec_ok(
+            ns,
+            "nft",
+            &["-f", file.to_str().unwrap_or_default()],
+            crate::command::DEFAULT_LIMIT,
+        )?;
+        Ok(())
+    }
+
+    /// Removes what [`Lab::cut_off`] added to `ns`.
+    pub fn heal(&self, ns: &Namespace) -> Result<()> {
+        self.exec_ok(
+            ns,
+            "nft",
+            &["delete", "table", "ip", "partition"],
+            crate::command::DEFAULT_LIMIT,
+        )?;
+        Ok(())
+    }
 }

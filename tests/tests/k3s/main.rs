@@ -395,3 +395,103 @@ fn with_dynamic_roles_a_dead_master_is_replaced_and_the_workers_follow() -> Resu
     lab.finish();
     Ok(())
 }
+
+/// Every start of k3s as a server across `agents`.
+fn server_starts(lab: &Lab, agents: &[Agent]) -> Result<usize> {
+    let mut n = 0;
+    for a in agents {
+        n += k3s::starts(lab, a)?.iter().filter(|s| s.command() == "server").count();
+    }
+    Ok(n)
+}
+
+#[test]
+fn a_partition_after_a_master_exists_never_makes_a_second_master() -> Result<()> {
+    let test = "k3s_partition_after_master";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    let mesh = k3s_mesh(&mut lab, &kairos, 5, |_, _| {})?;
+    let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let starts = wait_roles(&mut lab, &mesh.agents, 1)?;
+    let m = starts.iter().position(|s| s.command() == "server").expect("one server");
+    let master_id = summaries[m].node_id.clone();
+    // The master and one worker on one side, the three others (a majority
+    // of the five) on the other.
+    let w = (m + 1) % 5;
+    let (small, big): (Vec<usize>, Vec<usize>) = (0..5).partition(|&i| i == m || i == w);
+    let lan_ip = |i: usize| format!("{LAN_PREFIX}.{}", 11 + i);
+    let big_ips: Vec<String> = big.iter().map(|&i| lan_ip(i)).collect();
+    let small_ips: Vec<String> = small.iter().map(|&i| lan_ip(i)).collect();
+    for &i in &small {
+        lab.cut_off(
+            &mesh.agents[i].ns,
+            &big_ips.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+    }
+    for &i in &big {
+        lab.cut_off(
+            &mesh.agents[i].ns,
+            &small_ips.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+    }
+    let cut = std::time::Instant::now();
+    // The majority side stops counting the master as live once its
+    // liveness advertisement expires (120 s in a small network).
+    let observer = mesh.agents[big[0]].clone();
+    wait_for(
+        "the majority side to see the master's liveness expire",
+        Duration::from_secs(200),
+        || {
+            let body = lab.http_get(&observer.ns, &observer.api(), "/api/ledger/owner%2Falive")?;
+            let alive: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            Ok::<_, HarnessError>(if alive.is_object() && alive.get(master_id.as_str()).is_none() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("alive: {body:.300}"))
+            })
+        },
+    )?;
+    note(&format!(
+        "{test}: the majority side saw the master's liveness expire {:.1} s after the cut",
+        cut.elapsed().as_secs_f64()
+    ));
+    // For the next 10 s (40 election gaps) no node starts a second server.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(
+            server_starts(&lab, &mesh.agents)?,
+            1,
+            "a second master appeared during the partition"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for &i in &big {
+        let role = lab.summary(&mesh.agents[i])?.raw["role"].clone();
+        assert_eq!(role, "worker", "the majority side keeps its role: {role}");
+    }
+    // Heal: the mesh is whole again with the same single master.
+    for &i in small.iter().chain(&big) {
+        lab.heal(&mesh.agents[i].ns)?;
+    }
+    for &i in &big {
+        let agent = mesh.agents[i].clone();
+        let id = master_id.clone();
+        wait_for("the majority side to see the master again", DEADLINE, || {
+            let machines = lab.machines(&agent)?;
+            Ok::<_, HarnessError>(if machines.iter().any(|x| x.node_id == id && x.up) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{machines:?}"))
+            })
+        })?;
+    }
+    assert_eq!(server_starts(&lab, &mesh.agents)?, 1, "still one master after the heal");
+    assert_eq!(
+        k3s::starts(&lab, &mesh.agents[m])?.len(),
+        1,
+        "the master's k3s never restarted"
+    );
+    lab.finish();
+    Ok(())
+}
