@@ -495,3 +495,114 @@ fn a_partition_after_a_master_exists_never_makes_a_second_master() -> Result<()>
     lab.finish();
     Ok(())
 }
+
+#[test]
+fn a_partition_during_the_first_election_lets_only_a_majority_elect() -> Result<()> {
+    let test = "k3s_partition_first_election";
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    // Four nodes meet while minimum_nodes (5) holds the election back.
+    let mut mesh = k3s_mesh(&mut lab, &kairos, 4, |_, c| c.p2p_yaml += "  minimum_nodes: 5\n")?;
+    let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
+    for agent in &mesh.agents {
+        let agent = agent.clone();
+        wait_for(
+            &format!("{} to hold all four role records", agent.name),
+            DEADLINE,
+            || {
+                let body = lab.http_get(&agent.ns, &agent.api(), "/api/ledger/owner%2Froles")?;
+                let roles: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let n = roles.as_object().map_or(0, |o| o.len());
+                Ok::<_, HarnessError>(if n == 4 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{n} records"))
+                })
+            },
+        )?;
+    }
+    assert_eq!(server_starts(&lab, &mesh.agents)?, 0, "no election below minimum_nodes");
+
+    // Split {a, b} | {c, d} (and the node e to come, on c and d's side).
+    let lan_ip = |i: usize| format!("{LAN_PREFIX}.{}", 11 + i);
+    let (left, right) = (vec![0, 1], vec![2, 3, 4]);
+    let right_ips: Vec<String> = right.iter().map(|&i| lan_ip(i)).collect();
+    let left_ips: Vec<String> = left.iter().map(|&i| lan_ip(i)).collect();
+    let right_refs: Vec<&str> = right_ips.iter().map(String::as_str).collect();
+    let left_refs: Vec<&str> = left_ips.iter().map(String::as_str).collect();
+    for &i in &left {
+        lab.cut_off(&mesh.agents[i].ns, &right_refs)?;
+    }
+    for &i in &right[..2] {
+        lab.cut_off(&mesh.agents[i].ns, &left_refs)?;
+    }
+    // The operator lowers minimum_nodes to 2 everywhere: each side now has
+    // enough live nodes, but a quorum is a strict majority of the members
+    // a node knows (4), so neither pair may elect.
+    for i in 0..4 {
+        let mut agent = mesh.agents[i].clone();
+        lab.stop(agent.process, Duration::from_secs(30))?;
+        agent.config.p2p_yaml = agent.config.p2p_yaml.replace("minimum_nodes: 5", "minimum_nodes: 2");
+        std::fs::write(&agent.config_path, agent.config.to_yaml(&agent.state_dir))
+            .map_err(|e| HarnessError::io("rewriting a config", e))?;
+        lab.restart_agent(&kairos, &mut agent)?;
+        mesh.agents[i] = agent;
+    }
+    for agent in mesh.agents.clone() {
+        lab.wait_address(&agent, DEADLINE)?;
+    }
+    // A fifth node joins the right side only: {c, d, e} are three of the
+    // five members they know, a majority; {a, b} still two of four.
+    let e_ns = lab.host("e")?;
+    lab.plug(&e_ns, &mesh.lan, "eth0", &format!("{}/24", lan_ip(4)))?;
+    lab.cut_off(&e_ns, &left_refs)?;
+    let mut e_config = kairos_tests::agent::NodeConfig::new(&mesh.token);
+    k3s::enable(&lab, "e", &mut e_config)?;
+    e_config.p2p_yaml += "  minimum_nodes: 2\n";
+    let e = lab.start_agent(&kairos, &e_ns, "e", &e_config)?;
+    let right_agents: Vec<Agent> = vec![mesh.agents[2].clone(), mesh.agents[3].clone(), e.clone()];
+    let started = wait_roles(&mut lab, &right_agents, 1)?;
+    let master_i = started
+        .iter()
+        .position(|s| s.command() == "server")
+        .expect("one server");
+    let master_id = lab.summary(&right_agents[master_i])?.node_id;
+    // The minority never ran a server.
+    let left_agents: Vec<Agent> = left.iter().map(|&i| mesh.agents[i].clone()).collect();
+    assert_eq!(
+        server_starts(&lab, &left_agents)?,
+        0,
+        "a minority side elected a master"
+    );
+
+    // Heal: a and b join the majority's master as workers.
+    for &i in &left {
+        lab.heal(&mesh.agents[i].ns)?;
+    }
+    for &i in &right[..2] {
+        lab.heal(&mesh.agents[i].ns)?;
+    }
+    lab.heal(&e_ns)?;
+    let master_ip = ipv4(&lab, &right_agents[master_i])?;
+    for agent in &left_agents {
+        let want = format!("https://{master_ip}:6443");
+        wait_for(
+            &format!("{} to join the master as a worker", agent.name),
+            DEADLINE,
+            || {
+                let last = k3s::starts(&lab, agent)?.last().cloned();
+                Ok::<_, HarnessError>(match last {
+                    Some(s) if s.command() == "agent" && s.env("K3S_URL") == Some(want.as_str()) => Poll::Ready(()),
+                    other => Poll::Pending(format!("{other:?}")),
+                })
+            },
+        )?;
+    }
+    let mut all = mesh.agents.clone();
+    all.push(e);
+    assert_eq!(server_starts(&lab, &all)?, 1, "one master in the healed mesh");
+    let _ = (summaries, master_id);
+    lab.finish();
+    Ok(())
+}
