@@ -237,10 +237,17 @@ mod tests {
         let e = nc.roles.unwrap().election();
         assert_eq!(e.ha_masters, 3, "the cluster-init master plus two");
         assert_eq!(e.minimum_nodes, 3);
-        assert_eq!(e.dynamic_roles, Some(Duration::from_secs(300)), "the default master_timeout");
+        assert_eq!(
+            e.dynamic_roles,
+            Some(Duration::from_secs(300)),
+            "the default master_timeout"
+        );
         let c = config("  dynamic_roles: true\n  mesh:\n    master_timeout: 20\n");
         let (nc, _) = node_config(&c, 1, &[], &[]);
-        assert_eq!(nc.roles.unwrap().election().dynamic_roles, Some(Duration::from_secs(20)));
+        assert_eq!(
+            nc.roles.unwrap().election().dynamic_roles,
+            Some(Duration::from_secs(20))
+        );
         assert_eq!(member_capacity(&c), 254);
     }
 

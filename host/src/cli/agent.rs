@@ -69,6 +69,12 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
     let need_tun = config.vpn.create;
     preflight::check(&preflight::Facts::gather(need_tun), need_tun)
         .map_err(|e| CliError::Other(AgentError::from(e).into()))?;
+    run_config(config)
+}
+
+/// Runs the agent with a resolved `config` on a single-threaded tokio
+/// runtime until SIGTERM or SIGINT (`kairos agent` and `kairos bridge`).
+pub(super) fn run_config(config: crate::config::AgentConfig) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

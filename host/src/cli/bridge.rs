@@ -13,7 +13,7 @@ use clap::Args;
 
 use super::token::{read_token, TOKEN_ENV};
 use super::CliError;
-use crate::agent::{self, preflight, AgentError};
+use crate::agent::{preflight, AgentError};
 use crate::config::agent::{ApiAddress, Endpoint, LogLevel, NodeKind, DEFAULT_INTERFACE};
 use crate::config::settings::Settings;
 use crate::config::values;
@@ -171,13 +171,7 @@ pub fn run(args: BridgeArgs) -> Result<(), CliError> {
         )),
         other => CliError::Other(AgentError::from(other).into()),
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(anyhow::Error::new(e).context("cannot start the async runtime")))?;
-    runtime
-        .block_on(agent::run(config))
-        .map_err(|e| CliError::Other(e.into()))
+    super::agent::run_config(config)
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use kairos_core::token::{NetworkToken, OverlayRange};
 
 use super::agent::{
     AgentConfig, ApiAddress, AutoConfig, Endpoint, HaConfig, LegacyOptions, LogLevel, MeshConfig, NodeKind, OpaqueYaml,
-    Role, VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MASTER_TIMEOUT_SECS, DEFAULT_MINIMUM_NODES, DEFAULT_MTU,
-    DEFAULT_NETWORK_ID, DEFAULT_OVERLAY, DEFAULT_STATE_DIR,
+    Role, VpnConfig, DEFAULT_API, DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MASTER_TIMEOUT_SECS,
+    DEFAULT_MINIMUM_NODES, DEFAULT_MTU, DEFAULT_NETWORK_ID, DEFAULT_OVERLAY, DEFAULT_STATE_DIR,
 };
 
 /// Settings from one source; `None` means "not set here". Fields are named

@@ -75,43 +75,13 @@ fn seconds(text: &str) -> Result<Duration> {
 /// GET `path` from `addr` with HTTP/1.0 (the server closes after the
 /// answer); prints the body (chunked encoding decoded).
 fn http_get(addr: &str, path: &str) -> Result<()> {
-    let addr: SocketAddr = parse("address", addr)?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut answer = Vec::new();
-    stream
-        .take(16 << 20)
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers in the answer")?;
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let mut body = answer[split + 4..].to_vec();
-    let status_line = head.lines().next().unwrap_or_default();
+    let (status_line, body) = request("GET", addr, path, &[])?;
+    std::io::stdout().write_all(&body).map_err(|e| e.to_string())?;
     let code: u16 = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked")
-    {
-        body = dechunk(&body)?;
-    }
-    std::io::stdout().write_all(&body).map_err(|e| e.to_string())?;
     if (200..300).contains(&code) {
         Ok(())
     } else {
@@ -123,11 +93,20 @@ fn http_get(addr: &str, path: &str) -> Result<()> {
 /// the body) and prints the status line, then the body. Exit 0 whenever an
 /// answer came, whatever its status: the tests check error statuses too.
 fn http(method: &str, addr: &str, path: &str, file: Option<&str>) -> Result<()> {
-    let addr: SocketAddr = parse("address", addr)?;
     let body = match file {
         Some(f) => std::fs::read(f).map_err(|e| format!("read {f}: {e}"))?,
         None => Vec::new(),
     };
+    let (status_line, answer) = request(method, addr, path, &body)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{status_line}").map_err(|e| e.to_string())?;
+    out.write_all(&answer).map_err(|e| e.to_string())
+}
+
+/// One HTTP/1.0 request (the server closes after the answer): the status
+/// line and the body (chunked encoding decoded).
+fn request(method: &str, addr: &str, path: &str, body: &[u8]) -> Result<(String, Vec<u8>)> {
+    let addr: SocketAddr = parse("address", addr)?;
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -137,13 +116,14 @@ fn http(method: &str, addr: &str, path: &str, file: Option<&str>) -> Result<()> 
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
         body.len()
     )
     .map_err(|e| format!("send: {e}"))?;
     // A server may answer (413) before reading a large body and close:
     // a failed body write still leaves its answer to read.
-    let _ = stream.write_all(&body);
+    let _ = stream.write_all(body);
     let mut answer = Vec::new();
     stream
         .take(16 << 20)
@@ -161,9 +141,7 @@ fn http(method: &str, addr: &str, path: &str, file: Option<&str>) -> Result<()> 
     {
         body = dechunk(&body)?;
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", head.lines().next().unwrap_or_default()).map_err(|e| e.to_string())?;
-    out.write_all(&body).map_err(|e| e.to_string())
+    Ok((head.lines().next().unwrap_or_default().to_owned(), body))
 }
 
 /// Sends one DNS query for `name` to `server` (port 53 unless given) and
