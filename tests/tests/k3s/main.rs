@@ -76,7 +76,12 @@ fn assert_worker_args(start: &Start, ip: &str, master_ip: &str, token: &str) {
 
 /// Waits until every agent runs k3s, `servers` of them as servers.
 fn wait_roles(lab: &mut Lab, agents: &[Agent], servers: usize) -> Result<Vec<Start>> {
-    wait_for(&format!("k3s on every node, {servers} server(s)"), DEADLINE, || {
+    wait_roles_within(lab, agents, servers, DEADLINE)
+}
+
+/// [`wait_roles`] with its own deadline.
+fn wait_roles_within(lab: &mut Lab, agents: &[Agent], servers: usize, deadline: Duration) -> Result<Vec<Start>> {
+    wait_for(&format!("k3s on every node, {servers} server(s)"), deadline, || {
         let starts = latest(lab, agents)?;
         let all: Vec<Start> = starts.iter().flatten().cloned().collect();
         let n_servers = all.iter().filter(|s| s.command() == "server").count();
@@ -562,7 +567,10 @@ fn a_partition_during_the_first_election_lets_only_a_majority_elect() -> Result<
     e_config.p2p_yaml += "  minimum_nodes: 2\n";
     let e = lab.start_agent(&kairos, &e_ns, "e", &e_config)?;
     let right_agents: Vec<Agent> = vec![mesh.agents[2].clone(), mesh.agents[3].clone(), e.clone()];
-    let started = wait_roles(&mut lab, &right_agents, 1)?;
+    // If a member of the other side holds the highest ballot, the majority
+    // waits for its liveness advertisement to expire first (120 s in a
+    // small network; docs/roles.md, "Liveness").
+    let started = wait_roles_within(&mut lab, &right_agents, 1, Duration::from_secs(200))?;
     let master_i = started
         .iter()
         .position(|s| s.command() == "server")
