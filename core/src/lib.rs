@@ -31,6 +31,7 @@ pub mod identity;
 pub mod ledger;
 pub mod node;
 pub mod noise;
+pub mod offload;
 pub mod session;
 pub mod time;
 pub mod token;
