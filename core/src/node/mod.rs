@@ -300,6 +300,10 @@ where
     /// The earliest member timer, recomputed lazily when `timers_dirty`.
     timer_cache: core::cell::Cell<Option<Instant>>,
     timers_dirty: core::cell::Cell<bool>,
+    /// The last IPv4 destination routed and its slot: a hit is checked
+    /// against the slot (one read), so it never needs invalidating, and a
+    /// stream of packets to one member skips the walk of the table.
+    route_v4: core::cell::Cell<Option<(Ipv4Addr, u16)>>,
     outbox: Outbox<Route>,
     staged: Deque<Staged, STAGED>,
     events: Deque<Event, EVENT_QUEUE>,
@@ -379,6 +383,7 @@ where
             transmit_pending: false,
             timer_cache: core::cell::Cell::new(None),
             timers_dirty: core::cell::Cell::new(false),
+            route_v4: core::cell::Cell::new(None),
             outbox: Outbox::default(),
             staged: Deque::new(),
             events: Deque::new(),
@@ -935,11 +940,22 @@ where
                 let iid = interface_id(&self.ula_prefix, &v6)?;
                 return self.probe(iid, |m| m.iid == iid);
             }
-            IpAddr::V4(v4) => slots
-                .iter()
-                .position(|m| m.as_ref().is_some_and(|m| m.ipv4 == Some(v4))),
+            IpAddr::V4(v4) => {
+                if let Some((addr, slot)) = self.route_v4.get() {
+                    if addr == v4 && slots[slot as usize].as_ref().is_some_and(|m| m.ipv4 == Some(v4)) {
+                        return Some(slot);
+                    }
+                }
+                slots
+                    .iter()
+                    .position(|m| m.as_ref().is_some_and(|m| m.ipv4 == Some(v4)))
+            }
         };
-        found.map(|i| i as u16)
+        let slot = found? as u16;
+        if let IpAddr::V4(v4) = dst {
+            self.route_v4.set(Some((v4, slot)));
+        }
+        Some(slot)
     }
 
     // ---- timers and output ----------------------------------------------

@@ -111,6 +111,11 @@ impl Coalescer {
         self.len == 0
     }
 
+    /// Segments in the pending run (0 when empty).
+    pub fn segments(&self) -> usize {
+        self.segments
+    }
+
     /// Offers `packet` (an IP packet from the mesh) to the run in `buf`.
     ///
     /// The merge rule (Linux `tcp_gro_receive` / wireguard-go): same IP

@@ -21,11 +21,12 @@ use std::net::{IpAddr, SocketAddr};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
 use kairos_core::ledger::LedgerError;
-use kairos_core::node::{Destination, Event, Input, Outbound, HEADROOM, TAILROOM};
+use kairos_core::node::{Destination, Event, Input};
 use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 
+use super::datapath::{DatapathStats, RxPath, TxPath};
 use super::dns::{self, DnsView};
 use super::lan::LanBeacons;
 use super::mesh::MeshNode;
@@ -107,9 +108,7 @@ pub enum Command {
     Shutdown,
 }
 
-/// The largest IP packet read from the TUN device.
-const MAX_PACKET: usize = 65535;
-/// The largest datagram received.
+/// The largest datagram received on the beacon socket.
 const MAX_DATAGRAM: usize = 65535;
 /// Room for any datagram the node writes with `poll_transmit` (a held
 /// packet of up to 1500 bytes plus the relay headroom and tags).
@@ -123,7 +122,7 @@ const MIN_TIMER_GAP: Duration = Duration::from_millis(1);
 
 /// What woke the driver.
 enum Wake {
-    Udp(io::Result<(usize, SocketAddr)>),
+    Udp(io::Result<usize>),
     Lan(io::Result<(usize, SocketAddr)>),
     Tun(io::Result<usize>),
     Command(Option<Command>),
@@ -155,9 +154,12 @@ pub struct Driver {
     snapshot_due: Option<TokioInstant>,
     /// After a timer run: no timer wake-up before this.
     not_before: Option<Instant>,
-    rx: Vec<u8>,
+    /// Interface -> socket.
+    tx_path: TxPath,
+    /// Socket -> interface.
+    rx_path: RxPath,
+    datapath: DatapathStats,
     lan_rx: Vec<u8>,
-    tun_rx: Vec<u8>,
     tx: Vec<u8>,
 }
 
@@ -200,6 +202,10 @@ pub struct K3sLink {
 impl Driver {
     /// A driver for `parts`.
     pub fn new(parts: Parts) -> Driver {
+        let offload = parts
+            .tun
+            .as_ref()
+            .is_some_and(|t| *t.offload() == super::tun::Offload::On);
         Driver {
             node: parts.node,
             clock: parts.clock,
@@ -216,9 +222,10 @@ impl Driver {
             side_dirty: true,
             snapshot_due: None,
             not_before: None,
-            rx: vec![0; MAX_DATAGRAM],
+            tx_path: TxPath::new(offload),
+            rx_path: RxPath::new(offload),
+            datapath: DatapathStats::default(),
             lan_rx: vec![0; MAX_DATAGRAM],
-            tun_rx: vec![0; HEADROOM + MAX_PACKET + TAILROOM],
             tx: vec![0; TRANSMIT_BUF],
         }
     }
@@ -234,18 +241,18 @@ impl Driver {
                     lan,
                     tun,
                     commands,
-                    rx,
+                    rx_path,
+                    tx_path,
                     lan_rx,
-                    tun_rx,
                     snapshot_due,
                     k3s,
                     ..
                 } = &mut self;
                 let snapshot_due = *snapshot_due;
                 tokio::select! {
-                    r = socket.recv_from(rx) => Wake::Udp(r),
+                    r = rx_path.recv(socket) => Wake::Udp(r),
                     r = lan_recv(lan.as_ref(), lan_rx) => Wake::Lan(r),
-                    r = tun_recv(tun.as_ref(), &mut tun_rx[HEADROOM..HEADROOM + MAX_PACKET]) => Wake::Tun(r),
+                    r = tx_path.recv(tun.as_ref()) => Wake::Tun(r),
                     c = commands.recv() => Wake::Command(c),
                     () = sleep_until(timer) => Wake::Timer,
                     () = sleep_until(snapshot_due) => Wake::Snapshot,
@@ -253,13 +260,36 @@ impl Driver {
                 }
             };
             match wake {
-                Wake::Udp(Ok((n, from))) => self.on_datagram(from, n, false).await,
-                Wake::Lan(Ok((n, from))) => self.on_datagram(from, n, true).await,
+                Wake::Udp(Ok(msgs)) => {
+                    let now = self.clock.now();
+                    self.not_before = None;
+                    let Driver {
+                        node,
+                        socket,
+                        tun,
+                        rx_path,
+                        datapath,
+                        ..
+                    } = &mut self;
+                    rx_path.handle(node, now, socket, tun.as_ref(), datapath, msgs).await;
+                }
+                Wake::Lan(Ok((n, from))) => self.on_beacon(from, n),
                 Wake::Udp(Err(e)) | Wake::Lan(Err(e)) => {
                     // ICMP errors of earlier sends surface here; not fatal.
                     tracing::debug!(error = %e, "receive error");
                 }
-                Wake::Tun(Ok(n)) => self.on_ip_packet(n).await,
+                Wake::Tun(Ok(n)) => {
+                    let now = self.clock.now();
+                    self.not_before = None;
+                    let Driver {
+                        node,
+                        socket,
+                        tx_path,
+                        datapath,
+                        ..
+                    } = &mut self;
+                    tx_path.handle(node, now, socket, datapath, n).await;
+                }
                 Wake::Tun(Err(e)) => {
                     tracing::error!(error = %e, "cannot read from the interface; stopping");
                     break;
@@ -318,7 +348,7 @@ impl Driver {
                 let _ = reply.send(status::blockchain(node));
             }
             Command::Metrics(reply) => {
-                let _ = reply.send(status::metrics(node, now, &self.info));
+                let _ = reply.send(status::metrics(node, now, &self.info, self.datapath));
             }
             Command::Ledger { bucket, reply } => {
                 let _ = reply.send(status::ledger_view(node, bucket.as_deref()));
@@ -360,33 +390,15 @@ impl Driver {
         Some(TokioInstant::now() + at.saturating_since(now))
     }
 
-    /// Hands the datagram at the start of the mesh (or, `lan`, the beacon)
-    /// socket's buffer to the node.
-    async fn on_datagram(&mut self, from: SocketAddr, n: usize, lan: bool) {
+    /// Hands a datagram from the LAN beacon socket to the node (beacons;
+    /// members' traffic comes to the mesh socket).
+    fn on_beacon(&mut self, from: SocketAddr, n: usize) {
         let now = self.clock.now();
         self.not_before = None;
-        let buf = if lan { &mut self.lan_rx } else { &mut self.rx };
-        match self.node.handle_datagram(now, from, &mut buf[..n]) {
-            Ok(Input::Deliver(packet)) => {
-                if let Some(tun) = &self.tun {
-                    if let Err(e) = tun.send(packet).await {
-                        tracing::debug!(error = %e, "cannot write to the interface");
-                    }
-                }
-            }
-            Ok(Input::Send { to, datagram }) => send(&self.socket, datagram, to).await,
+        match self.node.handle_datagram(now, from, &mut self.lan_rx[..n]) {
             Ok(Input::Consumed) => {}
-            Err(reason) => tracing::trace!(%from, lan, ?reason, "datagram dropped"),
-        }
-    }
-
-    async fn on_ip_packet(&mut self, n: usize) {
-        let now = self.clock.now();
-        self.not_before = None;
-        match self.node.handle_ip_packet(now, &mut self.tun_rx, n) {
-            Ok(Outbound::Datagram { to, datagram }) => send(&self.socket, datagram, to).await,
-            Ok(Outbound::Queued) => {}
-            Err(reason) => tracing::trace!(?reason, "overlay packet dropped"),
+            Ok(_) => tracing::debug!(%from, "mesh traffic on the beacon socket ignored"),
+            Err(reason) => tracing::trace!(%from, ?reason, "beacon dropped"),
         }
     }
 
@@ -633,13 +645,6 @@ async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
 async fn lan_recv(lan: Option<&LanBeacons>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
     match lan {
         Some(l) => l.recv_from(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn tun_recv(tun: Option<&Interface>, buf: &mut [u8]) -> io::Result<usize> {
-    match tun {
-        Some(t) => t.recv(buf).await,
         None => std::future::pending().await,
     }
 }

@@ -39,6 +39,16 @@ pub enum AgentError {
     /// The interface could not be made or configured.
     #[error(transparent)]
     Tun(#[from] TunError),
+    /// An environment setting has a value the agent does not know.
+    #[error("{name}={value:?} is not understood: expected {expected}")]
+    Setting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
     /// Anything else the OS refused.
     #[error("cannot {what}: {source}")]
     Io {

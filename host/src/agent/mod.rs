@@ -25,6 +25,7 @@
 //! up too). The documentation for operators is `docs/agent.md`.
 
 pub mod api;
+pub mod datapath;
 pub mod dns;
 pub mod driver;
 mod error;
@@ -151,10 +152,20 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 
     let tun = if config.vpn.create {
         let netlink = netlink::Netlink::open().map_err(tun::TunError::from)?;
-        Some(tun::Interface::create(&config.mesh.interface, config.mesh.mtu, node.ipv6(), netlink).await?)
+        let offload = offload_wanted()?;
+        Some(tun::Interface::create(&config.mesh.interface, config.mesh.mtu, node.ipv6(), netlink, offload).await?)
     } else {
         None
     };
+    let offload = status::OffloadInfo::new(tun.as_ref().map(|t| t.offload()), socket.offload());
+    match tun.as_ref().map(|t| t.offload()) {
+        Some(tun::Offload::Off(why)) => tracing::warn!(
+            reason = %why,
+            "interface offloads are off: one packet per read and write (slower bulk transfers)"
+        ),
+        Some(tun::Offload::On) => tracing::debug!("interface offloads on (TSO, checksums)"),
+        None => {}
+    }
 
     tracing::info!(
         node_id = %node.node_id(),
@@ -168,6 +179,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         bootstrap = bootstrap.len(),
         lan_beacons = lan.is_some(),
         api = %config.mesh.api,
+        offload = %offload,
         "started"
     );
 
@@ -187,6 +199,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         started,
         machine,
         ha: config.auto.ha.enable,
+        offload,
     };
     let (dns, dns_task) = if config.dns {
         let (tx, rx) = tokio::sync::watch::channel(dns::DnsView::default());
@@ -240,6 +253,24 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     }
     tracing::info!(uptime_s = started.elapsed().as_secs(), "stopped");
     Ok(())
+}
+
+/// `KAIROS_OFFLOAD`: `on` (the default) or `off`, which makes the
+/// interface without offloads (for comparison, or a kernel that misbehaves
+/// with them).
+fn offload_wanted() -> Result<bool, AgentError> {
+    match std::env::var("KAIROS_OFFLOAD") {
+        Err(_) => Ok(true),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "on" | "1" | "true" | "yes" => Ok(true),
+            "off" | "0" | "false" | "no" => Ok(false),
+            _ => Err(AgentError::Setting {
+                name: "KAIROS_OFFLOAD",
+                value: v,
+                expected: "on or off",
+            }),
+        },
+    }
 }
 
 /// Writes this machine's info record (`owner/info/<node id>`), so the

@@ -91,6 +91,8 @@ pub struct Summary {
     pub hostname: String,
     /// `agent` or `bridge`.
     pub kind: Kind,
+    /// What the data path batches (interface offloads, UDP GSO and GRO).
+    pub offload: OffloadInfo,
     /// EdgeVPN: `node_id`.
     #[serde(rename = "NodeID")]
     pub edge_node_id: String,
@@ -287,6 +289,8 @@ pub struct Metrics {
     pub ledger_clock: u64,
     /// The node's counters.
     pub stats: NodeStats,
+    /// The data path's counters.
+    pub datapath: super::datapath::DatapathStats,
 }
 
 /// What the driver knows besides the node.
@@ -306,6 +310,46 @@ pub struct AgentInfo {
     pub machine: MachineInfo,
     /// Whether the election runs with HA (`master/ha` vs `master`).
     pub ha: bool,
+    /// What the data path batches.
+    pub offload: OffloadInfo,
+}
+
+/// The data path's offloads, as `GET /api/summary` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffloadInfo {
+    /// Interface TSO and checksum offloads: `on`, `off: <reason>`, or
+    /// `none` without an interface.
+    pub interface: String,
+    /// Datagrams per send (UDP GSO; 1 without it).
+    pub udp_gso_segments: usize,
+    /// Datagrams per receive (UDP GRO; 1 without it).
+    pub udp_gro_segments: usize,
+}
+
+impl OffloadInfo {
+    /// From the interface (if any) and the mesh socket.
+    pub fn new(tun: Option<&super::tun::Offload>, udp: super::udp::UdpOffload) -> OffloadInfo {
+        let interface = match tun {
+            None => "none".to_owned(),
+            Some(super::tun::Offload::On) => "on".to_owned(),
+            Some(super::tun::Offload::Off(why)) => format!("off: {why}"),
+        };
+        OffloadInfo {
+            interface,
+            udp_gso_segments: udp.gso_segments,
+            udp_gro_segments: udp.gro_segments,
+        }
+    }
+}
+
+impl std::fmt::Display for OffloadInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interface {}, UDP GSO x{}, GRO x{}",
+            self.interface, self.udp_gso_segments, self.udp_gro_segments
+        )
+    }
 }
 
 /// The summary of `node`.
@@ -349,6 +393,7 @@ pub fn summary(node: &MeshNode, info: &AgentInfo) -> Summary {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         hostname: info.machine.hostname.clone(),
         kind: info.machine.kind,
+        offload: info.offload.clone(),
         edge_node_id: node_id,
         edge_machines: members + 1,
         edge_peers: up,
@@ -599,7 +644,7 @@ pub fn member_names(node: &MeshNode) -> Vec<MemberName> {
 }
 
 /// The metrics snapshot.
-pub fn metrics(node: &MeshNode, now: Instant, info: &AgentInfo) -> Metrics {
+pub fn metrics(node: &MeshNode, now: Instant, info: &AgentInfo, datapath: super::datapath::DatapathStats) -> Metrics {
     let ledger = node.ledger();
     Metrics {
         summary: summary(node, info),
@@ -610,6 +655,7 @@ pub fn metrics(node: &MeshNode, now: Instant, info: &AgentInfo) -> Metrics {
         ledger_arena_bytes: ledger.arena_usage().0,
         ledger_clock: ledger.clock(),
         stats: node.stats(),
+        datapath,
     }
 }
 
@@ -746,6 +792,13 @@ pub(crate) mod tests {
                 kind: Kind::Agent,
             },
             ha: false,
+            offload: OffloadInfo::new(
+                None,
+                crate::agent::udp::UdpOffload {
+                    gso_segments: 1,
+                    gro_segments: 1,
+                },
+            ),
         }
     }
 
@@ -795,7 +848,7 @@ pub(crate) mod tests {
             assert_eq!(names[0].node_id, node.node_id());
             assert_eq!(names[0].hostname.as_deref(), Some("edge-1"));
             assert_eq!(names[0].ipv6, node.ipv6());
-            let m = metrics(node, now, &info);
+            let m = metrics(node, now, &info, Default::default());
             assert_eq!(m.ledger_entries, node.ledger().len());
         });
     }

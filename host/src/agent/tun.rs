@@ -10,9 +10,18 @@
 //!
 //! The `tun` crate makes the device (the `TUNSETIFF` ioctl, MTU, up) and
 //! gives an async handle; addresses go through [`super::netlink`].
+//!
+//! Offloads: unless turned off, the device is made with `IFF_VNET_HDR` and
+//! `TUNSETOFFLOAD` (checksum, TSO for IPv4 and IPv6), so the kernel hands
+//! over TCP super-packets of up to 64 KiB with their checksums left to do,
+//! and takes coalesced ones back; every read and write then starts with a
+//! `virtio_net_hdr` ([`kairos_core::offload`] parses, segments and
+//! coalesces). Where the kernel refuses, the device is made again without,
+//! and [`Offload::Off`] says why.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
 
 use tun::AbstractDevice;
 
@@ -48,9 +57,24 @@ pub enum TunError {
     Netlink(#[from] NetlinkError),
 }
 
+/// Whether the device carries a `virtio_net_hdr` on every packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offload {
+    /// Checksum and TSO offloads are on.
+    On,
+    /// One packet per read and write, checksums complete; the reason.
+    Off(String),
+}
+
+/// The `TUNSETOFFLOAD` flags asked for: checksums, TSO over IPv4 and IPv6.
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
+nix::ioctl_write_int!(tun_set_offload, b'T', 208);
+
 /// See the module docs.
 pub struct Interface {
     device: tun::AsyncDevice,
+    offload: Offload,
     name: String,
     index: u32,
     netlink: Netlink,
@@ -67,20 +91,56 @@ impl std::fmt::Debug for Interface {
 }
 
 impl Interface {
-    /// Creates `name` with `mtu`, up, with the overlay IPv6 address `ipv6`.
-    pub async fn create(name: &str, mtu: u16, ipv6: Ipv6Addr, netlink: Netlink) -> Result<Interface, TunError> {
-        let mut config = tun::Configuration::default();
-        config.tun_name(name).mtu(mtu).up();
-        let device = tun::create_as_async(&config).map_err(|source| TunError::Create {
-            name: name.to_owned(),
-            source,
-        })?;
+    /// Creates `name` with `mtu`, up, with the overlay IPv6 address `ipv6`;
+    /// with offloads when `offload` and the kernel allows them.
+    pub async fn create(
+        name: &str,
+        mtu: u16,
+        ipv6: Ipv6Addr,
+        netlink: Netlink,
+        offload: bool,
+    ) -> Result<Interface, TunError> {
+        let open = |vnet: bool| {
+            let mut config = tun::Configuration::default();
+            config.tun_name(name).mtu(mtu).up();
+            config.platform_config(|c| {
+                c.vnet_hdr(vnet);
+            });
+            tun::create_as_async(&config).map_err(|source| TunError::Create {
+                name: name.to_owned(),
+                source,
+            })
+        };
+        let (device, offload) = if !offload {
+            (open(false)?, Offload::Off("turned off (KAIROS_OFFLOAD=off)".to_owned()))
+        } else if !cfg!(target_endian = "little") {
+            (
+                open(false)?,
+                Offload::Off("virtio headers are read as little-endian only".to_owned()),
+            )
+        } else {
+            let device = open(true)?;
+            // SAFETY: TUNSETOFFLOAD takes an unsigned int by value on the
+            // TUN file descriptor, which `device` keeps open.
+            match unsafe { tun_set_offload(device.as_raw_fd(), OFFLOADS as _) } {
+                Ok(_) => (device, Offload::On),
+                Err(e) => {
+                    // Not persistent: closing it deletes it, and the name is free again.
+                    drop(device);
+                    (
+                        open(false)?,
+                        Offload::Off(format!("the kernel refused TUNSETOFFLOAD: {e}")),
+                    )
+                }
+            }
+        };
         let index = device.tun_index().map_err(|source| TunError::Index {
             name: name.to_owned(),
             source,
         })? as u32;
         let interface = Interface {
             device,
+            offload,
             name: name.to_owned(),
             index,
             netlink,
@@ -93,6 +153,11 @@ impl Interface {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether reads and writes carry a `virtio_net_hdr`.
+    pub fn offload(&self) -> &Offload {
+        &self.offload
     }
 
     /// Gives the interface `addr/prefix` in place of its previous IPv4 address.
@@ -110,12 +175,13 @@ impl Interface {
         Ok(())
     }
 
-    /// Reads one IP packet into `buf`.
+    /// Reads one IP packet (after its `virtio_net_hdr` with offloads on)
+    /// into `buf`.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.device.recv(buf).await
     }
 
-    /// Writes one IP packet.
+    /// Writes one IP packet (after its `virtio_net_hdr` with offloads on).
     pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         self.device.send(packet).await
     }

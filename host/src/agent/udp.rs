@@ -5,11 +5,21 @@
 //! peers share one port; where the kernel has no IPv6 it falls back to
 //! `0.0.0.0:port`. Addresses crossing this module are canonical: the core
 //! sees `1.2.3.4:5`, never `[::ffff:1.2.3.4]:5`.
+//!
+//! Bulk traffic goes through quinn-udp: [`MeshSocket::recv_batch`] takes
+//! several messages per `recvmmsg`, each of which may carry many datagrams
+//! of one sender (UDP GRO: `stride` bytes apart), and
+//! [`MeshSocket::send_segments`] sends a run of equal-size datagrams to one
+//! endpoint with one `sendmsg` (UDP GSO). Where the kernel or the device
+//! lacks either, quinn-udp reports one segment and the same calls carry one
+//! datagram at a time.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Kernel socket buffers asked for: room for bursts of full-size datagrams.
@@ -19,7 +29,17 @@ const SOCKET_BUFFER: usize = 4 << 20;
 #[derive(Debug)]
 pub struct MeshSocket {
     socket: UdpSocket,
+    state: UdpSocketState,
     dual_stack: bool,
+}
+
+/// What the socket can batch (reported in the API's summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct UdpOffload {
+    /// Datagrams per send (UDP GSO); 1 without it.
+    pub gso_segments: usize,
+    /// Datagrams per receive (UDP GRO); 1 without it.
+    pub gro_segments: usize,
 }
 
 impl MeshSocket {
@@ -30,8 +50,79 @@ impl MeshSocket {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(e),
             Err(_) => (bind_v4(port)?, false),
         };
+        let state = UdpSocketState::new((&socket).into())?;
         let socket = UdpSocket::from_std(socket)?;
-        Ok(MeshSocket { socket, dual_stack })
+        Ok(MeshSocket {
+            socket,
+            state,
+            dual_stack,
+        })
+    }
+
+    /// What the socket can batch.
+    pub fn offload(&self) -> UdpOffload {
+        UdpOffload {
+            gso_segments: self.state.max_gso_segments(),
+            gro_segments: self.state.gro_segments(),
+        }
+    }
+
+    /// Receives at least one message: `bufs[i]` gets message `i`, whose
+    /// datagrams start every `meta[i].stride` bytes up to `meta[i].len`
+    /// (the last may be shorter), all from `meta[i].addr` (canonical).
+    /// Returns how many messages were filled.
+    pub async fn recv_batch(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let n = self
+            .socket
+            .async_io(Interest::READABLE, || {
+                self.state.recv((&self.socket).into(), bufs, meta)
+            })
+            .await?;
+        canonical_meta(&mut meta[..n]);
+        Ok(n)
+    }
+
+    /// [`MeshSocket::recv_batch`] without waiting: `WouldBlock` when
+    /// nothing is queued.
+    pub fn try_recv_batch(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let n = self.socket.try_io(Interest::READABLE, || {
+            self.state.recv((&self.socket).into(), bufs, meta)
+        })?;
+        canonical_meta(&mut meta[..n]);
+        Ok(n)
+    }
+
+    /// Sends `buf` to `to` as datagrams of `segment` bytes each (the last
+    /// may be shorter): one `sendmsg` with UDP GSO, or one per datagram
+    /// where GSO fails (quinn-udp then turns it off for later sends).
+    pub async fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+        if buf.len() <= segment {
+            return self.send_to(buf, to).await.map(|_| ());
+        }
+        let destination = self.destination(to)?;
+        let transmit = Transmit {
+            destination,
+            ecn: None,
+            contents: buf,
+            segment_size: Some(segment),
+            src_ip: None,
+        };
+        let sent = self
+            .socket
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.socket).into(), &transmit)
+            })
+            .await;
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, segment, len = buf.len(), "GSO send failed; sending one datagram at a time");
+                for chunk in buf.chunks(segment) {
+                    self.send_to(chunk, to).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The bound address (with the port the kernel chose for port 0).
@@ -40,6 +131,7 @@ impl MeshSocket {
     }
 
     /// Receives one datagram; its source in canonical form.
+    #[cfg(test)]
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.socket.recv_from(buf).await?;
         Ok((n, canonical(from)))
@@ -47,17 +139,26 @@ impl MeshSocket {
 
     /// Sends one datagram to `to`.
     pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        let to = match (to, self.dual_stack) {
-            (SocketAddr::V4(v4), true) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
-            (SocketAddr::V6(_), false) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "this host has no IPv6: cannot reach an IPv6 endpoint",
-                ))
-            }
-            (to, _) => to,
-        };
+        let to = self.destination(to)?;
         self.socket.send_to(buf, to).await
+    }
+
+    /// `to` as this socket's family spells it.
+    fn destination(&self, to: SocketAddr) -> io::Result<SocketAddr> {
+        match (to, self.dual_stack) {
+            (SocketAddr::V4(v4), true) => Ok(SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())),
+            (SocketAddr::V6(_), false) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this host has no IPv6: cannot reach an IPv6 endpoint",
+            )),
+            (to, _) => Ok(to),
+        }
+    }
+}
+
+fn canonical_meta(meta: &mut [RecvMeta]) {
+    for m in meta {
+        m.addr = canonical(m.addr);
     }
 }
 
@@ -119,5 +220,37 @@ mod tests {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "canonical source");
         assert_eq!(from.port(), a.local_addr().unwrap().port());
+    }
+
+    /// A GSO send of five datagrams arrives as five datagrams of the
+    /// segment size (the last shorter), in order, whether the kernel
+    /// coalesces them again (GRO) or not.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_segmented_send_arrives_as_its_datagrams() {
+        let a = MeshSocket::bind(0).unwrap();
+        let b = MeshSocket::bind(0).unwrap();
+        let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), b.local_addr().unwrap().port());
+        let segment = 1200;
+        let payload: std::vec::Vec<u8> = (0..segment * 4 + 300).map(|i| (i % 251) as u8).collect();
+        a.send_segments(&payload, segment, to).await.unwrap();
+        let mut got: std::vec::Vec<std::vec::Vec<u8>> = std::vec::Vec::new();
+        let mut storage = vec![vec![0u8; 65536]; 4];
+        while got.len() < 5 {
+            let mut meta = [RecvMeta::default(); 4];
+            let mut bufs: std::vec::Vec<IoSliceMut<'_>> = storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let n = b.recv_batch(&mut bufs, &mut meta).await.unwrap();
+            for (m, buf) in meta[..n].iter().zip(&bufs) {
+                assert_eq!(m.addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+                for d in buf[..m.len].chunks(m.stride) {
+                    got.push(d.to_vec());
+                }
+            }
+        }
+        let want: std::vec::Vec<&[u8]> = payload.chunks(segment).collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g.as_slice(), w);
+        }
+        assert!(a.offload().gso_segments >= 1 && b.offload().gro_segments >= 1);
     }
 }

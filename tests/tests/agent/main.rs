@@ -9,12 +9,15 @@
 //!   bootstrap node, direct or relayed as the API says.
 //! - `foreign_token`: a node with another token joins nothing.
 //! - `bad_config`: a config with an error is refused before anything is touched.
+//! - `datapath`: offloads on one node and off on the other: TCP both ways
+//!   over IPv4 and IPv6 intact, and the batching counters move.
 //!
 //! Each test needs root, `KAIROS_E2E=1` and a `kairos` binary with the
 //! `agent` command; otherwise it prints a loud SKIPPED line (see
 //! `docs/testing.md`). Times are printed as `[bench]` lines, never asserted.
 
 mod bad_config;
+mod datapath;
 mod foreign_token;
 mod lan;
 mod nat;

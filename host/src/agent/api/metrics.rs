@@ -164,6 +164,65 @@ pub fn render(m: &Metrics) -> String {
         f.single(name, "counter", help, v);
     }
 
+    let d = &m.datapath;
+    let datapath: [(&str, &str, u64); 8] = [
+        (
+            "kairos_tso_packets_total",
+            "Super-packets read from the interface (TSO).",
+            d.tso_packets,
+        ),
+        ("kairos_tso_segments_total", "Segments cut from them.", d.tso_segments),
+        (
+            "kairos_gso_sends_total",
+            "Sends of several datagrams at once (UDP GSO).",
+            d.gso_sends,
+        ),
+        (
+            "kairos_udp_receives_total",
+            "Receive calls on the mesh socket.",
+            d.receives,
+        ),
+        (
+            "kairos_udp_datagrams_total",
+            "Datagrams received on the mesh socket.",
+            d.datagrams,
+        ),
+        (
+            "kairos_gro_writes_total",
+            "Interface writes of merged TCP segments.",
+            d.gro_writes,
+        ),
+        (
+            "kairos_gro_segments_total",
+            "Segments written inside merged writes.",
+            d.gro_segments,
+        ),
+        (
+            "kairos_offload_errors_total",
+            "Packets from the interface dropped for a malformed offload header.",
+            d.offload_errors,
+        ),
+    ];
+    for (name, help, v) in datapath {
+        f.single(name, "counter", help, v);
+    }
+    let o = &s.offload;
+    f.head(
+        "kairos_offload_info",
+        "gauge",
+        "The data path's offloads: labels say which are on; the value is 1.",
+    );
+    let (gso, gro) = (o.udp_gso_segments.to_string(), o.udp_gro_segments.to_string());
+    f.sample(
+        "kairos_offload_info",
+        &[
+            ("interface", &o.interface),
+            ("udp_gso_segments", &gso),
+            ("udp_gro_segments", &gro),
+        ],
+        1,
+    );
+
     type PeerValue = fn(&crate::agent::status::Peer) -> Option<String>;
     let per_peer: [(&str, &str, &str, PeerValue); 5] = [
         (

@@ -41,6 +41,11 @@ pub(crate) fn fake_summary() -> Summary {
         version: "0.1.0".into(),
         hostname: "edge-1".into(),
         kind: Kind::Agent,
+        offload: crate::agent::status::OffloadInfo {
+            interface: "on".to_owned(),
+            udp_gso_segments: 64,
+            udp_gro_segments: 64,
+        },
         edge_node_id: ME.into(),
         edge_machines: 3,
         edge_peers: 1,
@@ -139,6 +144,11 @@ pub(crate) fn fake_metrics() -> Metrics {
             rx_datagrams: 10,
             tx_datagrams: 11,
             ..NodeStats::default()
+        },
+        datapath: crate::agent::datapath::DatapathStats {
+            tso_packets: 3,
+            tso_segments: 90,
+            ..Default::default()
         },
     }
 }
