@@ -86,6 +86,13 @@ impl Netlink {
         })
     }
 
+    /// Sets the transmit queue length of interface `index`: a longer
+    /// queue lets bursts of super-packets wait instead of being dropped.
+    pub async fn set_txqueuelen(&self, index: u32, len: u32) -> Result<(), rtnetlink::Error> {
+        let message = rtnetlink::LinkUnspec::new_with_index(index).txqueuelen(len).build();
+        self.handle.link().set(message).execute().await
+    }
+
     /// Removes an address added with [`Self::add`].
     pub async fn remove(&self, added: &Added) -> Result<(), NetlinkError> {
         self.handle

@@ -54,6 +54,14 @@ fn offloaded_and_plain_nodes_carry_tcp_both_ways_intact_and_batch_where_they_can
         offload(1)
     );
 
+    // Offloads come with a longer transmit queue for bursts of super-packets.
+    let name = summaries[0]
+        .interface
+        .clone()
+        .ok_or_else(|| HarnessError::Check("no interface in the summary".into()))?;
+    let link = lab.ip(&fast.ns, &["link", "show", &name])?;
+    assert!(link.contains("qlen 5000"), "transmit queue of {name}: {link}");
+
     let addr = |i: usize, v6: bool| -> Result<String> {
         let s = &summaries[i];
         let a = if v6 { s.ipv6.clone() } else { s.ipv4.clone() };
