@@ -17,6 +17,7 @@ pub mod input;
 pub mod handshake_responder;
 pub mod ledger_messages;
 pub mod node_datagrams;
+pub mod offload;
 pub mod role_record;
 pub mod token_decode;
 pub mod transport_decrypt;
@@ -106,5 +107,10 @@ mod replay {
     #[test]
     fn node_datagrams() {
         replay("node_datagrams", crate::node_datagrams::run);
+    }
+
+    #[test]
+    fn offload() {
+        replay("offload", crate::offload::run);
     }
 }

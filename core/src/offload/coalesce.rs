@@ -125,8 +125,12 @@ impl Coalescer {
     /// (PSH allowed: it closes the run), sequence number = the run's next,
     /// payload no longer than the run's MSS (the first packet's payload; a
     /// shorter one closes the run); the merged IP packet stays within 65535
-    /// bytes and fits `buf`; at most 64 segments. IPv4 ids are not compared
-    /// (the segmenter on the far side numbers them `id + i` again).
+    /// bytes and fits `buf`; at most 64 segments. Stricter than Linux in
+    /// two fields that a well-behaved sender leaves alone, so that a merged
+    /// run segments back into exactly the pushed packets: the whole IPv4
+    /// flags byte (the reserved bit too) and the urgent pointer must match.
+    /// IPv4 ids are not compared (the segmenter on the far side numbers
+    /// them `id + i` again).
     pub fn push(&mut self, buf: &mut [u8], packet: &[u8]) -> Push {
         let Some(c) = Candidate::parse(packet) else {
             return Push::Unsuitable;
@@ -182,8 +186,10 @@ impl Coalescer {
             // Version, traffic class, flow label; hop limit; addresses.
             head[..4] == p[..4] && head[7] == p[7] && head[8..40] == p[8..40]
         } else {
-            // TOS; DF; TTL; addresses.
-            head[1] == p[1] && (head[6] ^ p[6]) & 0x40 == 0 && head[8] == p[8] && head[12..20] == p[12..20]
+            // TOS; flags (DF, and the reserved bit, so that nothing the
+            // segments differ in is lost; fragments were refused); TTL;
+            // addresses.
+            head[1] == p[1] && head[6] == p[6] && head[8] == p[8] && head[12..20] == p[12..20]
         };
         let t = self.ip_len;
         same_ip
@@ -193,6 +199,8 @@ impl Coalescer {
             && head[t + 8..t + 12] == p[t + 8..t + 12]
             // Window.
             && head[t + 14..t + 16] == p[t + 14..t + 16]
+            // Urgent pointer (meaningless without URG, but kept).
+            && head[t + 18..t + 20] == p[t + 18..t + 20]
             // Options (timestamps must be equal too, as in Linux).
             && head[t + TCP_HEADER_LEN..t + self.tcp_len] == p[t + TCP_HEADER_LEN..t + self.tcp_len]
     }
@@ -459,7 +467,7 @@ mod tests {
         };
         let ok = packet(&next);
         type Edit = fn(&mut Vec<u8>);
-        let edits: [(&str, Edit); 10] = [
+        let edits: [(&str, Edit); 12] = [
             ("tos", |p| p[1] = 0x03),
             ("ttl", |p| p[8] = 63),
             ("df", |p| p[6] ^= 0x40),
@@ -468,6 +476,8 @@ mod tests {
             ("port", |p| p[21] ^= 1),
             ("ack", |p| p[31] ^= 1),
             ("window", |p| p[35] ^= 1),
+            ("urgent pointer", |p| p[39] ^= 1),
+            ("reserved ip flag", |p| p[6] ^= 0x80),
             ("seq", |p| p[27] ^= 1),
             ("timestamp", |p| p[20 + 31] ^= 1),
         ];
