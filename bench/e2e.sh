@@ -389,7 +389,9 @@ setup_wg() {
       in_ns "$ns" wg setconf "$dev" "$work/$tunnel-b.conf"
       in_ns "$ns" ip addr add "$net.2/24" dev "$dev"
     fi
-    in_ns "$ns" ip link set "$dev" up
+    # wg-quick's MTU for a 1500-byte IPv4 underlay (boringtun-cli would
+    # leave 1500, and its datagrams would then be fragmented on the veth).
+    in_ns "$ns" ip link set "$dev" mtu 1420 up
   done
   daemons[$tunnel]="${pids_t# }"
   peer_addr[$tunnel]="$net.2"
@@ -537,7 +539,11 @@ report() {
   echo
   echo "- command: \`sudo ROUNDS=$ROUNDS DURATION=$DURATION bench/e2e.sh\`$( [ "$ONLY" = "$ALL_TUNNELS" ] || printf ' (ONLY="%s")' "$ONLY")"
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), nproc $(nproc), kernel $(uname -r)"
-  echo "- kairos: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && git diff --quiet HEAD -- core host 2>/dev/null || echo ' (core/host modified)'), release build"
+  if want kairos; then
+    local how="release build of this checkout"
+    [ -z "${KAIROS_BIN:-}" ] || how="binary $KAIROS_BIN (KAIROS_BIN)"
+    echo "- kairos: commit $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && git diff --quiet HEAD -- core host 2>/dev/null || echo ' (core/host modified)'), $("$kairos" --version 2>/dev/null), $how"
+  fi
   echo "- peers: $(iperf3 --version 2>/dev/null | head -n 1 | awk '{print $1, $2}')$(want wireguard-go && printf ', wireguard-go %s' "$(wireguard-go --version 2>/dev/null | head -n 1 | awk '{print $NF}')")$(want nebula && printf ', nebula %s' "$(nebula -version 2>/dev/null | awk '{print $NF}')")$(want boringtun && printf ', %s' "$("$boringtun" --version 2>/dev/null)")"
   echo "- $bbr_note"
   echo "- single-stream TCP, iperf3 -t $DURATION, a -> b; RTT: $PINGS pings at 0.05 s per round; medians over $ROUNDS rounds (RTT: over all pings)"
