@@ -499,6 +499,7 @@ median() { # median of the numbers in FILE (one a line); empty if none
 }
 
 n=${#tunnels[@]}
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$ROUNDS"); do
   log "round $r of $ROUNDS"
   for k in $(seq 0 $((n - 1))); do
@@ -546,6 +547,7 @@ report() {
   fi
   echo "- peers: $(iperf3 --version 2>/dev/null | head -n 1 | awk '{print $1, $2}')$(want wireguard-go && printf ', wireguard-go %s' "$(wireguard-go --version 2>/dev/null | head -n 1 | awk '{print $NF}')")$(want nebula && printf ', nebula %s' "$(nebula -version 2>/dev/null | awk '{print $NF}')")$(want boringtun && printf ', %s' "$("$boringtun" --version 2>/dev/null)")"
   echo "- $bbr_note"
+  echo "- load average (1, 5, 15 min) before the rounds: $load_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- single-stream TCP, iperf3 -t $DURATION, a -> b; RTT: $PINGS pings at 0.05 s per round; medians over $ROUNDS rounds (RTT: over all pings)"
   echo
   echo "| tunnel | MTU | TCP Gbit/s BBR | TCP Gbit/s CUBIC | RTT ms | RTT over veth ms | kairos / this, BBR | kairos / this, CUBIC | daemon CPU s/GB (a, b) |"
