@@ -479,6 +479,7 @@ run_iperf() { # run_iperf TUNNEL CC ROUND
   gbps=$(jq -r '.end.sum_received.bits_per_second / 1e9' "$json")
   bytes=$(jq -r '.end.sum_received.bytes' "$json")
   echo "$gbps" >>"$res/$t.$cc"
+  jq -r '.end.sum_sent.retransmits // empty' "$json" >>"$res/$t.$cc.retr"
   if [ ${#before[@]} -gt 0 ]; then
     for i in "${!before[@]}"; do
       echo "$bytes $((after[i] - before[i]))" >>"$res/$t.cpu$i"
@@ -524,11 +525,12 @@ cpu_per_gb() { # cpu_per_gb TUNNEL INDEX -> CPU seconds per GB carried
   awk -v hz="$clk_tck" '{ b += $1; c += $2 } END { if (b > 0) printf "%.2f", (c / hz) / (b / 1e9); else printf "n/a" }' "$f"
 }
 
-declare -A med_bbr med_cubic med_rtt
+declare -A med_bbr med_cubic med_rtt med_retr
 for t in "${tunnels[@]}"; do
   med_bbr[$t]=$(median "$res/$t.bbr")
   med_cubic[$t]=$(median "$res/$t.cubic")
   med_rtt[$t]=$(median "$res/$t.rtt")
+  med_retr[$t]="$(fmt "$(median "$res/$t.bbr.retr")" 0) / $(fmt "$(median "$res/$t.cubic.retr")" 0)"
 done
 veth_rtt=${med_rtt[veth]:-}
 
@@ -550,17 +552,17 @@ report() {
   echo "- load average (1, 5, 15 min) before the rounds: $load_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- single-stream TCP, iperf3 -t $DURATION, a -> b; RTT: $PINGS pings at 0.05 s per round; medians over $ROUNDS rounds (RTT: over all pings)"
   echo
-  echo "| tunnel | MTU | TCP Gbit/s BBR | TCP Gbit/s CUBIC | RTT ms | RTT over veth ms | kairos / this, BBR | kairos / this, CUBIC | daemon CPU s/GB (a, b) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| tunnel | MTU | TCP Gbit/s BBR | TCP Gbit/s CUBIC | RTT ms | RTT over veth ms | kairos / this, BBR | kairos / this, CUBIC | daemon CPU s/GB (a, b) | TCP retransmits per run (BBR / CUBIC) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for t in "${tunnels[@]}"; do
     local over="n/a" cpu="-"
     if [ -n "${med_rtt[$t]}" ] && [ -n "$veth_rtt" ]; then
       over=$(awk -v a="${med_rtt[$t]}" -v b="$veth_rtt" 'BEGIN { printf "%+.3f", a - b }')
     fi
     if [ -n "${daemons[$t]:-}" ]; then cpu="$(cpu_per_gb "$t" 0), $(cpu_per_gb "$t" 1)"; fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${mtu[$t]:-?}" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${mtu[$t]:-?}" \
       "$(fmt "${med_bbr[$t]}")" "$(fmt "${med_cubic[$t]}")" "$(fmt "${med_rtt[$t]}" 3)" "$over" \
-      "$(ratio "$kb" "${med_bbr[$t]}")" "$(ratio "$kc" "${med_cubic[$t]}")" "$cpu"
+      "$(ratio "$kb" "${med_bbr[$t]}")" "$(ratio "$kc" "${med_cubic[$t]}")" "$cpu" "${med_retr[$t]}"
   done
   echo
   if [ -n "${daemons[kairos]:-}" ] && [ -s "$res/kairos.cpu0" ]; then
