@@ -65,10 +65,7 @@ struct Settings {
 }
 
 fn env_secs(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn parse_args() -> std::result::Result<Settings, String> {
@@ -322,7 +319,12 @@ fn report(s: &Settings, agents: &[Agent], samples: &[Vec<Usage>], hz: u64, befor
             u.threads
         )
     };
-    row(&format!("{} (measured)", agents[0].name), &whole[0], &last[0], rss_max[0]);
+    row(
+        &format!("{} (measured)", agents[0].name),
+        &whole[0],
+        &last[0],
+        rss_max[0],
+    );
     let col = |f: &dyn Fn(&Rates) -> f64| whole.iter().map(f).collect::<Vec<f64>>();
     let cpu = col(&|r| r.cpu_percent);
     let tx = col(&|r| r.tx_bytes_s / peers);
