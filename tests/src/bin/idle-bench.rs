@@ -4,16 +4,18 @@
 //!
 //! ```text
 //! idle-bench [--nodes N] [--window SECONDS] [--settle SECONDS] [--interval SECONDS]
-//!            [--deadline SECONDS] [--no-sessions]          (root; KAIROS_BIN picks the binary)
+//!            [--deadline SECONDS] [--sessions measured|none]   (root; KAIROS_BIN picks the binary)
 //! ```
 //!
 //! Starts `N` agents (default 51: one measured agent, `a`, and 50 peers),
 //! each in its own network namespace on one virtual LAN (a Linux bridge),
 //! sharing a fresh token, with the lab harness of the end-to-end tests.
 //! Waits, polling the API, until `a` knows all `N-1` members, every agent
-//! has an overlay address, and (unless `--no-sessions`) `a` has a session
-//! up with every member (it pings each member's overlay address once:
-//! sessions beyond the 8 neighbours are made on demand). Then it lets the
+//! has an overlay address, and `a` has a session up with every member (it
+//! pings each member's overlay address once: sessions beyond the 8
+//! neighbours are made on demand, and a node lets them go about 3 minutes
+//! after the traffic stops, so settle time plus window must stay under
+//! that); `--sessions none` pings nothing. Then it lets the
 //! mesh idle for `--settle` seconds (default 60: the join's anti-entropy
 //! and beacon back-offs reach their idle pace), and measures every agent
 //! over `--window` seconds (default 60; `IDLE_BENCH_WINDOW` and
@@ -30,8 +32,10 @@
 //! It prints the measured agent's row, its per-interval rates, and the
 //! median and max over all agents. Everything it creates (namespaces,
 //! veths, the bridge, TUN devices, processes) is removed at the end, also
-//! after an error or Ctrl-C's unwinding (the lab's guard); it signals only
-//! the PIDs it started.
+//! after an error (the lab's guard); it signals only the PIDs it started.
+//! Killed by a signal (Ctrl-C, `timeout`), it leaves its namespaces: the
+//! agents, in its process group, get the signal too, and the next lab run
+//! sweeps the namespaces of a run whose process is gone.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -54,6 +58,16 @@ const GOAL_CPU_PERCENT: f64 = 1.0;
 const GOAL_BYTES_PER_PEER: f64 = 100.0;
 const GOAL_RSS_MIB: f64 = 20.0;
 
+/// Which agents ping every member before the measurement, so that their
+/// sessions with all of them are up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sessions {
+    /// The measured agent only.
+    Measured,
+    /// None: sessions are the ones discovery made (about 8 per node).
+    None,
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     nodes: usize,
@@ -61,7 +75,7 @@ struct Settings {
     settle: Duration,
     interval: Duration,
     deadline: Duration,
-    sessions: bool,
+    sessions: Sessions,
 }
 
 fn env_secs(name: &str, default: u64) -> u64 {
@@ -75,13 +89,17 @@ fn parse_args() -> std::result::Result<Settings, String> {
         settle: Duration::from_secs(env_secs("IDLE_BENCH_SETTLE", 60).min(MAX_SECONDS)),
         interval: Duration::from_secs(10),
         deadline: Duration::from_secs(180),
-        sessions: true,
+        sessions: Sessions::Measured,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        if arg == "--no-sessions" {
-            s.sessions = false;
+        if arg == "--sessions" {
+            s.sessions = match it.next().map(String::as_str) {
+                Some("measured") => Sessions::Measured,
+                Some("none") => Sessions::None,
+                _ => return Err("--sessions takes measured or none".into()),
+            };
             continue;
         }
         let value = it.next().and_then(|v| v.parse::<u64>().ok());
@@ -96,7 +114,7 @@ fn parse_args() -> std::result::Result<Settings, String> {
             _ => {
                 return Err(format!(
                     "usage: idle-bench [--nodes 2..{}] [--window SECONDS] [--settle SECONDS] \
-                     [--interval SECONDS] [--deadline SECONDS] [--no-sessions]",
+                     [--interval SECONDS] [--deadline SECONDS] [--sessions measured|none]",
                     kairos_tests::scenario::MAX_LAN_NODES
                 ))
             }
@@ -186,16 +204,25 @@ fn run(lab: &mut Lab, kairos: &Kairos, s: &Settings) -> Result<()> {
         "==> every agent has an overlay address after {:.1} s",
         mesh.started.elapsed().as_secs_f64()
     );
-    if s.sessions {
-        for (agent, summary) in mesh.agents.iter().zip(&summaries).skip(1) {
+    let pinging = match s.sessions {
+        Sessions::None => 0,
+        Sessions::Measured => 1,
+    };
+    for (i, from) in mesh.agents.iter().enumerate().take(pinging) {
+        for (j, (agent, summary)) in mesh.agents.iter().zip(&summaries).enumerate() {
+            if i == j {
+                continue;
+            }
             let addr = summary.ipv4.clone().unwrap_or_default();
-            lab.wait_ping(&measured, &addr, Duration::from_secs(30))
-                .map_err(|e| HarnessError::Check(format!("{} pinging {} ({addr}): {e}", measured.name, agent.name)))?;
+            lab.wait_ping(from, &addr, Duration::from_secs(30))
+                .map_err(|e| HarnessError::Check(format!("{} pinging {} ({addr}): {e}", from.name, agent.name)))?;
         }
-        wait_peers_up(lab, &measured, peers, s.deadline)?;
+        wait_peers_up(lab, from, peers, s.deadline)?;
+    }
+    if pinging > 0 {
         eprintln!(
-            "==> {} has a session up with all {peers} peers after {:.1} s",
-            measured.name,
+            "==> {} agent(s) have a session up with all {peers} peers after {:.1} s",
+            pinging,
             mesh.started.elapsed().as_secs_f64()
         );
     }
@@ -224,7 +251,18 @@ fn run(lab: &mut Lab, kairos: &Kairos, s: &Settings) -> Result<()> {
         k += 1;
     }
     let after = lab.summary(&measured)?;
+    // After the window: sessions up at every agent (API calls wake them).
+    let mut ups = Vec::new();
+    for agent in &mesh.agents {
+        ups.push(lab.summary(agent)?.peers_up.unwrap_or(0) as f64);
+    }
     report(s, &mesh.agents, &samples, hz, &before, &after);
+    println!(
+        "sessions up per agent after the window: min {}, median {}, max {}",
+        ups.iter().copied().fold(f64::INFINITY, f64::min),
+        median(&ups),
+        ups.iter().copied().fold(0.0, f64::max)
+    );
     Ok(())
 }
 
@@ -291,12 +329,12 @@ fn report(s: &Settings, agents: &[Agent], samples: &[Vec<Usage>], hz: u64, befor
         .collect();
 
     println!(
-        "idle-bench: {} agents on one LAN, window {:.1} s after {} s idle, sessions to all peers at {}: {}",
+        "idle-bench: {} agents on one LAN, window {:.1} s after {} s idle, sessions made by pings: {:?} (measured agent: {})",
         s.nodes,
         whole[0].elapsed.as_secs_f64(),
         s.settle.as_secs(),
-        agents[0].name,
-        s.sessions
+        s.sessions,
+        agents[0].name
     );
     println!(
         "{}: members {:?}, peers up {:?} before the settle time; members {:?}, peers up {:?} after the window",
