@@ -243,8 +243,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 }
 
 /// How much stack the thread that builds the ledger may use: the empty
-/// ledger is built on it before it moves into its box.
-const LEDGER_BUILD_STACK: usize = 2 * std::mem::size_of::<AgentLedger>() + (256 << 10);
+/// ledger is built on it before it moves into its box, and a debug build
+/// makes several copies on the way (twice the ledger overflowed). Only the
+/// pages touched are ever resident, and only until the thread exits.
+const LEDGER_BUILD_STACK: usize = 16 * std::mem::size_of::<AgentLedger>();
 
 /// An empty ledger replica on the heap. `Ledger::new()` is a value of about
 /// 1.5 MB that Rust builds on the stack and then moves into the box; built on
