@@ -34,6 +34,9 @@
 //! buffer when opening. Both use ring's ChaCha20-Poly1305 underneath when
 //! kairos has the ring provider.
 
+mod common;
+
+use common::{bench_args, median, print_cpu};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -423,17 +426,6 @@ impl Contender {
     }
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut r = xs.to_vec();
-    r.sort_by(f64::total_cmp);
-    let n = r.len();
-    if n % 2 == 1 {
-        r[n / 2]
-    } else {
-        (r[n / 2 - 1] + r[n / 2]) / 2.0
-    }
-}
-
 const BORINGTUN: &str = "boringtun 0.7";
 const KAIROS_RING: &str = "kairos ring";
 
@@ -453,18 +445,6 @@ fn contenders(payload: &[u8], filters: &[String]) -> Vec<Contender> {
         .collect()
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Without `--bench`: a few packets through each implementation, no timing.
 fn smoke() {
     for len in SIZES {
@@ -477,13 +457,10 @@ fn smoke() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
+    let Some((quick, filters)) = bench_args() else {
         smoke();
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick") || std::env::var_os("KAIROS_BENCH_QUICK").is_some_and(|v| v != "0");
-    let filters: Vec<String> = args.iter().filter(|a| !a.starts_with("--")).cloned().collect();
+    };
     let s = if quick { QUICK } else { FULL };
     let started = StdInstant::now();
 
@@ -493,11 +470,7 @@ fn main() {
         s.round.as_millis(),
         if quick { " (quick)" } else { "" }
     );
-    println!(
-        "cpu: {} ({} logical cpus)",
-        cpu_model(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    print_cpu();
     println!();
     let mut table = String::new();
     table.push_str("| IP packet | implementation | M packets/s | Gbit/s | vs boringtun | rounds min–max (M/s) |\n");

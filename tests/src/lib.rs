@@ -14,6 +14,8 @@
 //!   its HTTP API ([`api`]).
 //! - [`k3s`]: node configs with the k3s bootstrap on the stand-in, and what it recorded.
 //! - [`scenario`]: whole set-ups shared by the tests and the `demo-mesh` binary.
+//! - [`usage`]: CPU time, resident memory and wire bytes of a running
+//!   process, read from `/proc` (the idle benchmark, `idle-bench`).
 //!
 //! Nothing here sends traffic anywhere but loopback and addresses inside the
 //! namespaces a lab creates. See `docs/testing.md`.
@@ -29,6 +31,7 @@ pub mod preflight;
 pub mod probe;
 pub mod scenario;
 pub mod topology;
+pub mod usage;
 pub mod wait;
 
 pub use error::{HarnessError, Result};

@@ -27,10 +27,19 @@ pub struct LanMesh {
     pub started: Instant,
 }
 
-/// A name for node `i`: `a`, `b`, ...
+/// A name for node `i`: `a`, `b`, ... `z`, then `a1` ... `z1`, `a2` ...
+/// (unique for any `i`).
 pub fn node_name(i: usize) -> String {
-    ((b'a' + (i % 26) as u8) as char).to_string()
+    let letter = (b'a' + (i % 26) as u8) as char;
+    match i / 26 {
+        0 => letter.to_string(),
+        round => format!("{letter}{round}"),
+    }
 }
+
+/// The most nodes [`LanMesh`] puts on its segment (`10.99.0.11` up to
+/// `10.99.0.254`).
+pub const MAX_LAN_NODES: usize = 244;
 
 impl LanMesh {
     /// Builds the segment, a namespace per node at `10.99.0.(11+i)/24`, and
@@ -48,6 +57,11 @@ impl LanMesh {
         token: Option<&str>,
         configure: impl Fn(usize, &mut NodeConfig),
     ) -> Result<LanMesh> {
+        if n > MAX_LAN_NODES {
+            return Err(HarnessError::Check(format!(
+                "{n} nodes do not fit one segment (at most {MAX_LAN_NODES})"
+            )));
+        }
         let token = match token {
             Some(token) => token.to_owned(),
             None => kairos.generate_token()?,
@@ -202,4 +216,19 @@ pub fn demo(
             status,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_stay_unique_past_26() {
+        assert_eq!(node_name(0), "a");
+        assert_eq!(node_name(25), "z");
+        assert_eq!(node_name(26), "a1");
+        assert_eq!(node_name(53), "b2");
+        let names: std::collections::HashSet<String> = (0..MAX_LAN_NODES).map(node_name).collect();
+        assert_eq!(names.len(), MAX_LAN_NODES);
+    }
 }

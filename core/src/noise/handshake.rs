@@ -18,10 +18,10 @@
 //! the caller's RNG.
 
 use rand_core::{CryptoRng, RngCore};
-use x25519_dalek::{PublicKey, StaticSecret};
+use x25519_dalek::StaticSecret;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::keys::dh;
+use super::keys::{dh, public_key};
 use super::{HandshakeError, LocalKeys, RemoteKeys, Tai64N};
 use crate::crypto::{aead_open, aead_seal, hash, kdf1, kdf2, kdf3, mac};
 use crate::wire::{InitiationPacket, InitiationRepr, ResponsePacket, ResponseRepr};
@@ -82,7 +82,7 @@ pub fn create_initiation(
 
     let eph_bytes = random_secret(rng);
     let eph = StaticSecret::from(eph_bytes);
-    let eph_pub = PublicKey::from(&eph).to_bytes();
+    let eph_pub = public_key(&eph);
     c = kdf1(&c, &eph_pub);
     h = hash(&[&h, &eph_pub]);
 
@@ -237,7 +237,7 @@ impl ResponderState {
         let mut c = self.chaining_key;
         let mut h = self.hash;
         let eph = StaticSecret::from(random_secret(rng));
-        let eph_pub = PublicKey::from(&eph).to_bytes();
+        let eph_pub = public_key(&eph);
         c = kdf1(&c, &eph_pub);
         h = hash(&[&h, &eph_pub]);
         c = kdf1(&c, &dh(&eph, &self.initiator_ephemeral)?);

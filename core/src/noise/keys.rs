@@ -107,9 +107,47 @@ fn initial_state(responder: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
 
 /// X25519, refusing results that a low-order point forces to zero.
 pub(crate) fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], HandshakeError> {
+    #[cfg(feature = "x25519-count")]
+    x25519_count::VARIABLE_BASE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     if !shared.was_contributory() {
         return Err(HandshakeError::LowOrderKey);
     }
     Ok(shared.to_bytes())
+}
+
+/// The public key of `secret`: X25519 of the base point (with
+/// x25519-dalek's precomputed tables, a fraction of a [`dh`]).
+pub(crate) fn public_key(secret: &StaticSecret) -> [u8; 32] {
+    #[cfg(feature = "x25519-count")]
+    x25519_count::FIXED_BASE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    PublicKey::from(secret).to_bytes()
+}
+
+/// Counters of the X25519 operations the handshake code did, for the
+/// handshake benchmark (feature `x25519-count`, off in every build but the
+/// core's own tests and benchmarks: process-wide atomics).
+#[cfg(feature = "x25519-count")]
+pub mod x25519_count {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    pub(crate) static VARIABLE_BASE: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static FIXED_BASE: AtomicU64 = AtomicU64::new(0);
+
+    /// X25519 operations done so far in this process.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct X25519Ops {
+        /// Diffie-Hellman with a peer's point (static or ephemeral).
+        pub variable_base: u64,
+        /// Public keys of fresh ephemeral secrets (the base point).
+        pub fixed_base: u64,
+    }
+
+    /// The counts so far.
+    pub fn read() -> X25519Ops {
+        X25519Ops {
+            variable_base: VARIABLE_BASE.load(Ordering::Relaxed),
+            fixed_base: FIXED_BASE.load(Ordering::Relaxed),
+        }
+    }
 }

@@ -16,6 +16,8 @@ pub use cookie::{Admission, CookieJar, Refusal, COOKIE_LIFETIME, DEFAULT_LOAD_TH
 pub use handshake::{
     consume_initiation, create_initiation, HalfInitiation, InitiatorState, Opened, ResponderState, TransportKeys,
 };
+#[cfg(feature = "x25519-count")]
+pub use keys::x25519_count;
 pub use keys::{LocalKeys, RemoteKeys};
 pub use timestamp::Tai64N;
 

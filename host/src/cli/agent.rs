@@ -79,8 +79,10 @@ pub(super) fn run_config(config: crate::config::AgentConfig) -> Result<(), CliEr
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(anyhow::Error::new(e).context("cannot start the async runtime")))?;
+    // Boxed: the agent's future holds the node (about 280 KB); on the main
+    // thread's stack, each move of it would leave that many pages resident.
     runtime
-        .block_on(agent::run(config))
+        .block_on(Box::pin(agent::run(config)))
         .map_err(|e| CliError::Other(e.into()))
 }
 
