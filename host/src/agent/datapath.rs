@@ -317,7 +317,8 @@ impl RxPath {
     }
 
     /// Hands the `msgs` messages just received to the node, then whatever
-    /// else is queued on the socket (up to [`DRAIN`] more calls), and
+    /// else is queued on the socket (up to [`DRAIN`] more calls while each
+    /// call fills all [`BATCH`] messages), and
     /// writes what they carry to the interface.
     pub async fn handle<T: PacketSink>(
         &mut self,
@@ -343,7 +344,9 @@ impl RxPath {
                     at += len;
                 }
             }
-            if round == DRAIN {
+            // Fewer messages than asked for: the socket's queue was empty
+            // when the call returned, so another call would only say so.
+            if round == DRAIN || msgs < BATCH {
                 break;
             }
             let mut bufs = slices(&mut self.buf);
