@@ -51,6 +51,10 @@ impl MeshSocket {
             Err(_) => (bind_v4(port)?, false),
         };
         let state = UdpSocketState::new((&socket).into())?;
+        // quinn-udp asks for receive timestamps, which nothing here reads:
+        // off, so the kernel does not stamp every packet for them.
+        #[cfg(target_os = "linux")]
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimestampns, &false);
         let socket = UdpSocket::from_std(socket)?;
         Ok(MeshSocket {
             socket,
