@@ -71,6 +71,67 @@ pub enum DropReason {
     IdentityMismatch,
 }
 
+impl DropReason {
+    /// How many kinds [`DropReason::index`] tells apart.
+    pub const KINDS: usize = 20;
+
+    /// Every kind's label, in [`DropReason::index`] order.
+    pub const LABELS: [&'static str; DropReason::KINDS] = [
+        "malformed",
+        "bad_mac1",
+        "handshake",
+        "replayed_initiation",
+        "initiation_flood",
+        "unknown_index",
+        "expired",
+        "replayed",
+        "too_old",
+        "decrypt",
+        "counter_exhausted",
+        "unknown_payload",
+        "no_session",
+        "buffer_too_small",
+        "no_route",
+        "announce",
+        "replayed_announcement",
+        "table_full",
+        "source_mismatch",
+        "identity_mismatch",
+    ];
+
+    /// A small stable number for the kind (details such as which field was
+    /// malformed are left out), for counting drops in an array.
+    pub fn index(&self) -> usize {
+        match self {
+            DropReason::Malformed(_) => 0,
+            DropReason::BadMac1 => 1,
+            DropReason::Handshake(_) => 2,
+            DropReason::ReplayedInitiation => 3,
+            DropReason::InitiationFlood => 4,
+            DropReason::UnknownIndex => 5,
+            DropReason::Expired => 6,
+            DropReason::Replayed => 7,
+            DropReason::TooOld => 8,
+            DropReason::Decrypt => 9,
+            DropReason::CounterExhausted => 10,
+            DropReason::UnknownPayload(_) => 11,
+            DropReason::NoSession => 12,
+            DropReason::BufferTooSmall => 13,
+            DropReason::NoRoute => 14,
+            DropReason::Announce(_) => 15,
+            DropReason::ReplayedAnnouncement => 16,
+            DropReason::TableFull => 17,
+            DropReason::SourceMismatch => 18,
+            DropReason::IdentityMismatch => 19,
+        }
+    }
+
+    /// The kind's label for metrics (`replayed`, `decrypt`, ...).
+    pub fn label(&self) -> &'static str {
+        DropReason::LABELS[self.index()]
+    }
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -109,5 +170,45 @@ impl From<HandshakeError> for DropReason {
 impl From<wire::Error> for DropReason {
     fn from(e: wire::Error) -> Self {
         DropReason::Malformed(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_own_index_and_label() {
+        let all = [
+            DropReason::Malformed(wire::Error::Truncated),
+            DropReason::BadMac1,
+            DropReason::Handshake(HandshakeError::Decrypt),
+            DropReason::ReplayedInitiation,
+            DropReason::InitiationFlood,
+            DropReason::UnknownIndex,
+            DropReason::Expired,
+            DropReason::Replayed,
+            DropReason::TooOld,
+            DropReason::Decrypt,
+            DropReason::CounterExhausted,
+            DropReason::UnknownPayload(7),
+            DropReason::NoSession,
+            DropReason::BufferTooSmall,
+            DropReason::NoRoute,
+            DropReason::Announce(AnnounceError::Decrypt),
+            DropReason::ReplayedAnnouncement,
+            DropReason::TableFull,
+            DropReason::SourceMismatch,
+            DropReason::IdentityMismatch,
+        ];
+        assert_eq!(all.len(), DropReason::KINDS);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let mut labels = DropReason::LABELS.to_vec();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), DropReason::KINDS, "labels are distinct");
+        assert_eq!(DropReason::Replayed.label(), "replayed");
     }
 }

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 
 use kairos_core::node::{Input, Outbound, HEADROOM, RELAY_HEADROOM, TAILROOM};
 use kairos_core::offload::{complete_checksum, Coalescer, GsoKind, Push, Segmenter, VnetHdr, VNET_HDR_LEN};
+use kairos_core::session::DropReason;
 use kairos_core::time::Instant;
 use quinn_udp::RecvMeta;
 
@@ -80,6 +81,10 @@ pub struct DatapathStats {
     pub gro_segments: u64,
     /// Packets from the interface dropped for a malformed offload header.
     pub offload_errors: u64,
+    /// Datagrams the node refused, by [`DropReason::index`].
+    pub rx_drops: [u64; DropReason::KINDS],
+    /// Packets from the interface the node did not send, by reason.
+    pub tx_drops: [u64; DropReason::KINDS],
 }
 
 /// One run of datagrams to one endpoint, back to back in the send buffer.
@@ -151,7 +156,7 @@ impl TxPath {
         n: usize,
     ) {
         if !self.offload {
-            return self.single(node, now, socket, n).await;
+            return self.single(node, now, socket, stats, n).await;
         }
         let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
             stats.offload_errors += 1;
@@ -171,7 +176,7 @@ impl TxPath {
                 tracing::debug!(error = %e, "packet from the interface with a bad checksum request");
                 return;
             }
-            return self.single(node, now, socket, len).await;
+            return self.single(node, now, socket, stats, len).await;
         }
         let TxPath { buf, seg, .. } = self;
         let mut segments = match Segmenter::new(&hdr, &buf[HEADROOM..HEADROOM + len]) {
@@ -212,6 +217,7 @@ impl TxPath {
                 }
                 Ok(Outbound::Queued) => None,
                 Err(reason) => {
+                    stats.tx_drops[reason.index()] += 1;
                     tracing::trace!(?reason, "overlay packet dropped");
                     None
                 }
@@ -256,11 +262,21 @@ impl TxPath {
     }
 
     /// The packet at `buf[HEADROOM..][..len]`, checksums complete: sealed and sent.
-    async fn single(&mut self, node: &mut MeshNode, now: Instant, socket: &MeshSocket, len: usize) {
+    async fn single(
+        &mut self,
+        node: &mut MeshNode,
+        now: Instant,
+        socket: &MeshSocket,
+        stats: &mut DatapathStats,
+        len: usize,
+    ) {
         match node.handle_ip_packet(now, &mut self.buf, len) {
             Ok(Outbound::Datagram { to, datagram }) => send(socket, datagram, to).await,
             Ok(Outbound::Queued) => {}
-            Err(reason) => tracing::trace!(?reason, "overlay packet dropped"),
+            Err(reason) => {
+                stats.tx_drops[reason.index()] += 1;
+                tracing::trace!(?reason, "overlay packet dropped");
+            }
         }
     }
 }
@@ -380,6 +396,7 @@ impl RxPath {
             }
             Ok(Input::Consumed) => None,
             Err(reason) => {
+                stats.rx_drops[reason.index()] += 1;
                 tracing::trace!(%from, ?reason, "datagram dropped");
                 None
             }
@@ -540,6 +557,22 @@ mod tests {
         out: Vec<u8>,
     }
 
+    impl Side {
+        /// `bytes` (a virtio header and a packet) as if read from the
+        /// interface, handled by the send path.
+        async fn send_super(&mut self, bytes: &[u8], now: Instant) {
+            let n = self.tx.load(bytes);
+            let Side {
+                node,
+                socket,
+                tx,
+                stats,
+                ..
+            } = self;
+            tx.handle(node, now, socket, stats, n).await;
+        }
+    }
+
     const MSS: usize = 1280;
     const PAYLOAD: usize = 50 * MSS + 700;
 
@@ -634,31 +667,21 @@ mod tests {
 
     #[test]
     fn a_steady_stream_is_segmented_sent_in_runs_merged_and_allocates_nothing() {
-        std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(stream());
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        on_big_stack(stream);
     }
 
-    async fn stream() {
-        let clock = Clock::start();
+    #[test]
+    fn replayed_forged_and_truncated_datagrams_are_dropped_and_counted_by_reason() {
+        on_big_stack(forgeries);
+    }
+
+    /// Two nodes on loopback sockets with a direct session up.
+    async fn met(clock: &Clock, sink: &Sink) -> (Side, Side) {
         let keys = NetworkKeys::derive(&[7; 32]);
         let (sa, sb) = (MeshSocket::bind(0).unwrap(), MeshSocket::bind(0).unwrap());
         let (pa, pb) = (sa.local_addr().unwrap().port(), sb.local_addr().unwrap().port());
-        let mut a = side(&keys, &clock, sa, pb);
-        let mut b = side(&keys, &clock, sb, pa);
-        let sink = Sink {
-            payload: RefCell::new(Vec::with_capacity(2 * PAYLOAD)),
-            writes: Cell::new(0),
-        };
+        let mut a = side(&keys, clock, sa, pb);
+        let mut b = side(&keys, clock, sb, pa);
         let (ida, idb) = (a.node.node_id(), b.node.node_id());
         let start = std::time::Instant::now();
         while !(matches!(a.node.path(&idb), Some(Path::Direct(_)))
@@ -668,10 +691,80 @@ mod tests {
                 start.elapsed() < std::time::Duration::from_secs(10),
                 "the two nodes never met"
             );
-            pump(&mut a, &clock, &sink).await;
-            pump(&mut b, &clock, &sink).await;
+            pump(&mut a, clock, sink).await;
+            pump(&mut b, clock, sink).await;
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+        (a, b)
+    }
+
+    /// Runs `f` on a thread with room for two nodes, on a current-thread runtime.
+    fn on_big_stack<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(f());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn sink() -> Sink {
+        Sink {
+            payload: RefCell::new(Vec::with_capacity(2 * PAYLOAD)),
+            writes: Cell::new(0),
+        }
+    }
+
+    async fn forgeries() {
+        let clock = Clock::start();
+        let sink = sink();
+        let (mut a, mut b) = met(&clock, &sink).await;
+        let packet = super_packet(a.node.ipv6(), b.node.ipv6(), 1, 0);
+        a.send_super(&packet, clock.now()).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sink.payload.borrow().len() < PAYLOAD {
+            assert!(std::time::Instant::now() < deadline, "the stream arrives");
+            pump(&mut b, &clock, &sink).await;
+            tokio::task::yield_now().await;
+        }
+        // The run's first datagram, still sealed in a's send buffer.
+        let first = RELAY_HEADROOM..RELAY_HEADROOM + 60 + MSS + kairos_core::wire::TRANSPORT_OVERHEAD;
+        let sealed = a.tx.seg[first].to_vec();
+        // A counter never used: past the replay check, so the tag decides.
+        let mut forged = sealed.clone();
+        forged[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let to = SocketAddr::from(([127, 0, 0, 1], b.socket.local_addr().unwrap().port()));
+        for d in [&sealed[..], &forged[..], &sealed[..10]] {
+            a.socket.send_to(d, to).await.unwrap();
+        }
+        let dropped = |b: &Side| b.stats.rx_drops.iter().sum::<u64>();
+        while dropped(&b) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the three arrive: {:?}",
+                b.stats.rx_drops
+            );
+            pump(&mut b, &clock, &sink).await;
+            tokio::task::yield_now().await;
+        }
+        let d = b.stats.rx_drops;
+        assert_eq!(d[DropReason::Replayed.index()], 1, "the replay: {d:?}");
+        assert_eq!(d[DropReason::Decrypt.index()], 1, "the forgery: {d:?}");
+        let truncated = DropReason::Malformed(kairos_core::wire::Error::Truncated).index();
+        assert_eq!(d[truncated], 1, "the truncated one: {d:?}");
+        assert_eq!(sink.payload.borrow().len(), PAYLOAD, "nothing more was delivered");
+    }
+
+    async fn stream() {
+        let clock = Clock::start();
+        let sink = sink();
+        let (mut a, mut b) = met(&clock, &sink).await;
         let (src, dst) = (a.node.ipv6(), b.node.ipv6());
         let packets: Vec<Vec<u8>> = (0..4u8).map(|k| super_packet(src, dst, 1, k)).collect();
 
@@ -684,17 +777,7 @@ mod tests {
             sink.payload.borrow_mut().clear();
             let before = allocations();
             let now = clock.now();
-            let n = a.tx.load(&packet);
-            {
-                let Side {
-                    node,
-                    socket,
-                    tx,
-                    stats,
-                    ..
-                } = &mut a;
-                tx.handle(node, now, socket, stats, n).await;
-            }
+            a.send_super(&packet, now).await;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while sink.payload.borrow().len() < PAYLOAD {
                 // No tokio timer here: it may allocate, and this loop is counted.

@@ -398,7 +398,10 @@ impl Driver {
         match self.node.handle_datagram(now, from, &mut self.lan_rx[..n]) {
             Ok(Input::Consumed) => {}
             Ok(_) => tracing::debug!(%from, "mesh traffic on the beacon socket ignored"),
-            Err(reason) => tracing::trace!(%from, ?reason, "beacon dropped"),
+            Err(reason) => {
+                self.datapath.rx_drops[reason.index()] += 1;
+                tracing::trace!(%from, ?reason, "beacon dropped");
+            }
         }
     }
 

@@ -206,6 +206,20 @@ pub fn render(m: &Metrics) -> String {
     for (name, help, v) in datapath {
         f.single(name, "counter", help, v);
     }
+    f.head(
+        "kairos_dropped_total",
+        "counter",
+        "Refused input by direction (in: datagrams; out: packets from the interface) and reason.",
+    );
+    for (direction, counts) in [("in", &d.rx_drops), ("out", &d.tx_drops)] {
+        for (reason, n) in kairos_core::session::DropReason::LABELS.iter().zip(counts.iter()) {
+            f.sample(
+                "kairos_dropped_total",
+                &[("direction", direction), ("reason", reason)],
+                n,
+            );
+        }
+    }
     let o = &s.offload;
     f.head(
         "kairos_offload_info",
@@ -271,6 +285,7 @@ pub fn render(m: &Metrics) -> String {
 mod tests {
     use super::*;
     use crate::agent::api::tests::{fake_metrics, fake_peers};
+    use kairos_core::session::DropReason;
 
     #[test]
     fn the_text_follows_the_exposition_format() {
@@ -308,6 +323,11 @@ mod tests {
             "kairos_peer_rtt_seconds{{node_id=\"{}\"}} 0.0125\n",
             peers[0].node_id
         )));
+        // Drops by direction and reason, every reason present.
+        assert!(text.contains("kairos_dropped_total{direction=\"in\",reason=\"replayed\"} 4\n"));
+        assert!(text.contains("kairos_dropped_total{direction=\"out\",reason=\"no_route\"} 0\n"));
+        assert_eq!(text.matches("kairos_dropped_total{").count(), 2 * DropReason::KINDS);
+        assert!(text.contains("kairos_tso_packets_total 3\n"));
         // A peer without a measure has no rtt sample.
         assert!(!text.contains(&format!("kairos_peer_rtt_seconds{{node_id=\"{}\"}}", peers[1].node_id)));
     }

@@ -148,6 +148,11 @@ pub(crate) fn fake_metrics() -> Metrics {
         datapath: crate::agent::datapath::DatapathStats {
             tso_packets: 3,
             tso_segments: 90,
+            rx_drops: {
+                let mut d = [0; kairos_core::session::DropReason::KINDS];
+                d[kairos_core::session::DropReason::Replayed.index()] = 4;
+                d
+            },
             ..Default::default()
         },
     }
