@@ -334,8 +334,8 @@ impl RxPath {
 
     /// Hands the `msgs` messages just received to the node, then whatever
     /// else is queued on the socket (up to [`DRAIN`] more calls while each
-    /// call fills all [`BATCH`] messages), and
-    /// writes what they carry to the interface.
+    /// call fills all [`BATCH`] messages), and writes what they carry to
+    /// the interface.
     pub async fn handle<T: PacketSink>(
         &mut self,
         node: &mut MeshNode,

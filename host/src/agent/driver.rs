@@ -327,6 +327,11 @@ impl Driver {
     /// closed reply channel (the client went away) is not an error.
     fn on_command(&mut self, command: Command) {
         let now = self.clock.now();
+        // quinn-udp turns GSO off for good after a send the device refuses:
+        // show what the socket does now, not what it did at start.
+        let udp = self.socket.offload();
+        self.info.offload.udp_gso_segments = udp.gso_segments;
+        self.info.offload.udp_gro_segments = udp.gro_segments;
         let node = &mut self.node;
         match command {
             Command::Summary(reply) => {
