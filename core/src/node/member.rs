@@ -58,6 +58,12 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) via: Option<u16>,
     /// When we started a handshake that has not completed yet.
     pub(crate) connecting_since: Option<Instant>,
+    /// The session was made for traffic (by either end), not as a mesh
+    /// neighbour: other members' ledger entries are not forwarded along it.
+    /// Cleared when the session goes down.
+    pub(crate) on_demand: bool,
+    /// When we last told it (`ON_DEMAND`) that our session is on demand.
+    pub(crate) on_demand_told: Option<Instant>,
     /// When to probe its direct endpoints next (while relayed).
     pub(crate) next_probe: Option<Instant>,
     /// The nonce of our last direct probe.
@@ -90,6 +96,8 @@ impl<P: CryptoProvider> Member<P> {
             sightings: 0,
             via: None,
             connecting_since: None,
+            on_demand: false,
+            on_demand_told: None,
             next_probe: None,
             probe_nonce: 0,
             timer: None,

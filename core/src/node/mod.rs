@@ -622,7 +622,7 @@ where
         };
         self.note_source(now, slot, source);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
-        self.after_tunnel_activity(slot);
+        self.after_tunnel_activity(now, slot);
         const PAYLOAD: usize = TRANSPORT_HEADER_LEN + 1;
         match got {
             Got::Ip(len) => Ok(Input::Deliver(
@@ -742,7 +742,7 @@ where
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.outbox.push(Self::reply_route(source, id), &reply[..n]);
         self.activate(slot);
-        self.after_tunnel_activity(slot);
+        self.after_tunnel_activity(now, slot);
         Ok(())
     }
 
@@ -798,7 +798,7 @@ where
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
         if connect && m.tunnel.as_ref().is_none_or(|t| !t.is_established(now)) {
-            self.connect_slot(now, slot)?;
+            self.connect_neighbour(now, slot)?;
         }
         Ok(())
     }
@@ -874,7 +874,7 @@ where
         };
         let result = match (sealed, via) {
             (Err(DropReason::NoSession), _) => {
-                self.connect_slot(now, slot)?;
+                self.connect_on_demand(now, slot)?;
                 Err(DropReason::NoSession)
             }
             (Err(e), _) => Err(e),
@@ -893,7 +893,7 @@ where
         if result.is_ok() {
             self.stats.tx_datagrams += 1;
         }
-        self.after_tunnel_activity(slot);
+        self.after_tunnel_activity(now, slot);
         result
     }
 
@@ -977,7 +977,7 @@ where
             if let Some(t) = m.tunnel.as_mut() {
                 t.handle_timeout(now);
             }
-            self.after_tunnel_activity(slot);
+            self.after_tunnel_activity(now, slot);
         }
         if now >= self.next_maintenance {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
@@ -1012,7 +1012,7 @@ where
             if wanted == 0 {
                 break;
             }
-            if self.connect_slot(now, slot).is_ok() {
+            if self.connect_neighbour(now, slot).is_ok() {
                 wanted -= 1;
             }
         }
@@ -1152,7 +1152,7 @@ where
                 self.pop_pending();
                 continue;
             };
-            self.after_tunnel_activity(slot);
+            self.after_tunnel_activity(now, slot);
             match via {
                 // With nowhere to send (no endpoint known yet, no relay)
                 // the datagram is dropped, but the tunnel's timers still move
@@ -1301,6 +1301,31 @@ where
         )?)
     }
 
+    /// Starts a session with the member in `slot` as a mesh neighbour
+    /// (gossip goes along it).
+    fn connect_neighbour(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
+        self.mark_on_demand(slot, false);
+        self.connect_slot(now, slot)
+    }
+
+    /// Starts a session with the member in `slot` for traffic: once up, the
+    /// member is told (`ON_DEMAND`) and neither end forwards other members'
+    /// ledger entries along it.
+    pub(crate) fn connect_on_demand(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
+        self.mark_on_demand(slot, true);
+        self.connect_slot(now, slot)
+    }
+
+    /// Sets how a session being made is meant; a session that is up keeps
+    /// what it was made as.
+    fn mark_on_demand(&mut self, slot: u16, on_demand: bool) {
+        if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+            if !m.up {
+                m.on_demand = on_demand;
+            }
+        }
+    }
+
     pub(crate) fn connect_slot(&mut self, now: Instant, slot: u16) -> Result<(), DropReason> {
         let static_key = self.members.as_ref()[slot as usize]
             .as_ref()
@@ -1321,7 +1346,7 @@ where
             let due = now + relay::RELAY_AFTER;
             self.relay_wake = Some(self.relay_wake.map_or(due, |t| t.min(due)));
         }
-        self.after_tunnel_activity(slot);
+        self.after_tunnel_activity(now, slot);
         Ok(())
     }
 
@@ -1368,7 +1393,7 @@ where
 
     /// Turns tunnel events into node events, and takes idle tunnels off the
     /// active list.
-    fn after_tunnel_activity(&mut self, slot: u16) {
+    fn after_tunnel_activity(&mut self, now: Instant, slot: u16) {
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
             return;
         };
@@ -1411,6 +1436,11 @@ where
         if changed {
             if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
                 m.connecting_since = None;
+                if !up {
+                    // The next session says again what it is for.
+                    m.on_demand = false;
+                    m.on_demand_told = None;
+                }
             }
             if !up {
                 // Members relayed through this one need another path.
@@ -1427,6 +1457,7 @@ where
                 self.tell_observed(slot, addr);
             }
             self.greet(slot);
+            self.tell_on_demand(now, slot);
         }
         if idle {
             self.deactivate(slot);
@@ -1447,6 +1478,8 @@ where
         m.timer = None;
         m.via = None;
         m.connecting_since = None;
+        m.on_demand = false;
+        m.on_demand_told = None;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

@@ -67,7 +67,7 @@ where
         let m = self.members.as_mut().get_mut(via as usize)?.as_mut()?;
         let endpoint = m.endpoint?;
         let sealed = m.tunnel.as_mut()?.encapsulate(now, out, 1 + 16 + inner_len).ok()?.len();
-        self.after_tunnel_activity(via);
+        self.after_tunnel_activity(now, via);
         Some(Transmit {
             destination: Destination::Unicast(endpoint),
             len: sealed,
@@ -113,7 +113,7 @@ where
             // Not in touch with the destination yet: get in touch, and let
             // the sender's retry (its handshake retries every 5 s) find
             // the session up.
-            self.connect_slot(now, to)?;
+            self.connect_on_demand(now, to)?;
             return Err(DropReason::NoSession);
         }
         let t = self
@@ -217,7 +217,7 @@ where
                     }
                     let due = now + RELAY_AFTER;
                     wake = Some(wake.map_or(due, |w| w.min(due)));
-                    self.after_tunnel_activity(slot);
+                    self.after_tunnel_activity(now, slot);
                 }
             }
             if wants_probe {

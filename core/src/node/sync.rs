@@ -3,8 +3,13 @@
 //!
 //! - **Pushes.** A local write goes at once to every member with a session
 //!   up; an entry new to this replica goes on to [`FANOUT`] of them at
-//!   random (not back to where it came from), so a change spreads like
-//!   gossip while anti-entropy mops up what a push missed.
+//!   random (not back to where it came from, nor to its writer), so a change
+//!   spreads like gossip while anti-entropy mops up what a push missed.
+//!   Forwards skip sessions made for traffic rather than as mesh neighbours
+//!   (the end that made one says so with `ON_DEMAND`), unless no other
+//!   session is up: a node that talks to many members (a k3s server) then
+//!   gets about as many copies as any other, not one from nearly every
+//!   forwarder.
 //! - **Anti-entropy.** Every so often (every [`SYNC_MIN`] while things
 //!   change, backing off to [`SYNC_MAX`] while the digests agree) the node
 //!   sends its digest to a random member; the exchange itself is the
@@ -47,6 +52,10 @@ use crate::wire::{ControlKind, TRANSPORT_HEADER_LEN};
 
 /// Members a new remote entry is forwarded to.
 pub const FANOUT: usize = 3;
+
+/// How soon an on-demand session's `ON_DEMAND` is said again when the other
+/// end still forwards gossip along it.
+pub const ON_DEMAND_RETELL: Duration = Duration::from_secs(30);
 /// Anti-entropy interval while the ledger changes.
 pub const SYNC_MIN: Duration = Duration::from_secs(1);
 /// Anti-entropy interval once replicas agree.
@@ -94,6 +103,8 @@ pub(crate) enum Intent {
     Goodbye { to: u16 },
     /// Asks a relayed member to probe our endpoints now.
     Punch { to: u16 },
+    /// Our session with the member is on demand (`ControlKind::ON_DEMAND`).
+    OnDemand { to: u16 },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -215,6 +226,11 @@ where
                 self.member_left(slot);
                 Ok(())
             }
+            ControlKind::ON_DEMAND => {
+                let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+                m.on_demand = true;
+                Ok(())
+            }
             ControlKind::OBSERVED => {
                 let addr = parse_addr(payload).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
                 if !self.sync.observed.contains(&addr) {
@@ -237,7 +253,10 @@ where
         let message =
             Message::decode(kind, payload).map_err(|_| DropReason::Malformed(crate::wire::Error::Truncated))?;
         match message {
-            Message::Entry(_) => {
+            Message::Entry(e) => {
+                if forward {
+                    self.forwarded_on_demand(now, slot, &e.origin());
+                }
                 let applied = self.ledger.as_mut().apply(now, &mut self.verifier, payload);
                 self.after_apply(now, slot, applied, forward);
             }
@@ -396,13 +415,22 @@ where
                     overflow |= claims.push(c).is_err();
                 }
             }
-            // Forward: a local write to every neighbour, a new remote entry
-            // to a few of them.
+            // Forward: a local write to every member with a session, a new
+            // remote entry to a few neighbours.
             let mut targets = self.up_slots();
             // (Never back to where it came from, nor to its writer.)
             let slots = self.members.as_ref();
             targets.retain(|s| Some(*s) != source && slots[*s as usize].as_ref().is_some_and(|m| m.id != origin_id));
             if !change.local {
+                // Not along sessions made for traffic, unless there is
+                // nothing else: a node talking to many members would
+                // otherwise get a copy from nearly every forwarder.
+                if targets
+                    .iter()
+                    .any(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand))
+                {
+                    targets.retain(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand));
+                }
                 while targets.len() > FANOUT {
                     let i = (self.rng.next_u32() as usize) % targets.len();
                     targets.swap_remove(i);
@@ -717,7 +745,8 @@ where
                 | Intent::Observed { to, .. }
                 | Intent::Probe { to, .. }
                 | Intent::Goodbye { to }
-                | Intent::Punch { to } => *to,
+                | Intent::Punch { to }
+                | Intent::OnDemand { to } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
             // member's relay if it has one.
@@ -779,6 +808,7 @@ where
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
                 Intent::Goodbye { .. } => Some((ControlKind::GOODBYE, 0)),
                 Intent::Punch { .. } => Some((ControlKind::PUNCH_REQUEST, 0)),
+                Intent::OnDemand { .. } => Some((ControlKind::ON_DEMAND, 0)),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((
@@ -803,7 +833,7 @@ where
             let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {
                 continue;
             };
-            self.after_tunnel_activity(to);
+            self.after_tunnel_activity(now, to);
             match via {
                 None => {
                     return Some(Transmit {
@@ -833,6 +863,33 @@ where
     /// Starts an anti-entropy exchange with a member whose session just came up.
     pub(crate) fn greet(&mut self, slot: u16) {
         self.queue(Intent::Digest { to: slot });
+    }
+
+    /// Tells the member in `slot`, if we made our session with it for
+    /// traffic, not to forward gossip along it.
+    pub(crate) fn tell_on_demand(&mut self, now: Instant, slot: u16) {
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        if m.on_demand && m.up {
+            m.on_demand_told = Some(now);
+            self.queue(Intent::OnDemand { to: slot });
+        }
+    }
+
+    /// Another member's entry came along our on-demand session with the
+    /// member in `slot`: our `ON_DEMAND` was lost (or it restarted), so say
+    /// it again, at most every [`ON_DEMAND_RETELL`].
+    fn forwarded_on_demand(&mut self, now: Instant, slot: u16, origin: &crate::identity::PublicIdentity) {
+        let Some(m) = self.members.as_ref()[slot as usize].as_ref() else {
+            return;
+        };
+        let due = m
+            .on_demand_told
+            .is_none_or(|t| now.saturating_since(t) >= ON_DEMAND_RETELL);
+        if m.on_demand && m.identity != *origin && due {
+            self.tell_on_demand(now, slot);
+        }
     }
 
     /// Tells the member in `slot` the address we see it at.

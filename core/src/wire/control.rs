@@ -43,6 +43,11 @@ impl ControlKind {
     /// but never forwarded, so a node catching up does not push the whole
     /// ledger on to peers that hold it already.
     pub const LEDGER_REPAIR: ControlKind = ControlKind(0x0c);
+    /// "I opened this session for traffic, not as a mesh neighbour": the
+    /// receiver does not forward other members' ledger entries along it
+    /// (its own writes still come), so a node that talks to many members
+    /// is not flooded with everyone's gossip. No payload.
+    pub const ON_DEMAND: ControlKind = ControlKind(0x0d);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;

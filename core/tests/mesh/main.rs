@@ -380,5 +380,5 @@ fn memory_per_peer_is_as_documented() {
     std::println!("per peer: member slot {slot} B, view {view} B, ledger arena {arena_per_peer} B + 4 records");
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
-    assert_eq!((slot, view), (2816, 168));
+    assert_eq!((slot, view), (2832, 168));
 }

@@ -311,3 +311,58 @@ fn a_partition_with_a_master_on_each_side_heals_into_one() {
     assert!(before.contains(&winner), "one of the two deployed masters stays");
     assert!(w.hosts.iter().all(|h| h.node.primary() == Some(winner)));
 }
+
+/// A node that opens sessions to every member for traffic (a k3s server,
+/// say) is not sent a copy of every forwarded ledger entry along them: it
+/// receives about as much idle gossip as any other node, and still keeps
+/// its ledger equal to everyone's.
+#[test]
+fn a_node_talking_to_everyone_is_not_flooded_with_gossip() {
+    const N: usize = 24;
+    let mut w = World::new(5);
+    let lan = w.net.add_lan(LanConfig::public());
+    for _ in 0..N {
+        w.add_node(lan, &keys(), NodeConfig::default(), N + 4);
+    }
+    let all_known = |w: &World| (0..N).all(|i| w.hosts[i].node.members().count() == N - 1);
+    assert!(run_until(&mut w, Duration::from_secs(60), all_known));
+    // The hub (node 0) talks to every member: sessions beyond its
+    // neighbours are made on demand.
+    for b in 1..N {
+        assert!(reach(&mut w, 0, b, 7000 + b as u32), "0 -> {b}");
+    }
+    let hub_sessions = w.hosts[0].node.members().filter(|m| m.is_up()).count();
+    assert_eq!(hub_sessions, N - 1);
+    w.run_for(Duration::from_secs(20));
+    let before: Vec<u64> = w.hosts.iter().map(|h| h.node.stats().rx_datagrams).collect();
+    // Idle; on-demand sessions outlive this window (about 3 minutes).
+    w.run_for(Duration::from_secs(60));
+    let got: Vec<u64> = w
+        .hosts
+        .iter()
+        .zip(&before)
+        .map(|(h, b)| h.node.stats().rx_datagrams - b)
+        .collect();
+    let mut others = got[1..].to_vec();
+    others.sort_unstable();
+    let median = others[others.len() / 2];
+    // Every node gets each member's liveness advertisements (one per
+    // member per 20 s), so nobody gets less than that.
+    assert!(median >= 3 * (N as u64 - 1), "{got:?}");
+    // Forwarded along every on-demand session, the hub would get about a
+    // third of every forwarder's copies: 3-4x the median here.
+    assert!(got[0] <= median * 2, "hub {} vs median {median}: {got:?}", got[0]);
+    let hub_sessions = w.hosts[0].node.members().filter(|m| m.is_up()).count();
+    assert_eq!(hub_sessions, N - 1, "the hub's sessions outlived the window");
+    // Advertisements keep changing the ledgers; between two of them all
+    // are equal again.
+    let equal = |w: &World| {
+        let digest = w.hosts[0].node.ledger().digest();
+        (1..N).all(|i| w.hosts[i].node.ledger().digest().mismatch(digest).is_empty())
+    };
+    assert!(run_until(&mut w, Duration::from_secs(30), equal), "ledgers never equal");
+    eprintln!(
+        "idle datagrams received in 60 s: hub {}, median of the others {median}",
+        got[0]
+    );
+}
