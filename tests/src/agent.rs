@@ -271,35 +271,23 @@ impl Lab {
         let config_path = config_path.to_string_lossy().into_owned();
         let env: Vec<(&str, &str)> = config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let args = ["agent", "--config", &config_path];
-        let Some(size) = &config.state_tmpfs else {
-            return self.spawn_named(kairos, ns, name, &args, &env);
+        let tmpfs = match &config.state_tmpfs {
+            Some(size) => {
+                std::fs::create_dir_all(state_dir)
+                    .map_err(|e| HarnessError::io(format!("creating {}", state_dir.display()), e))?;
+                Some((size.as_str(), state_dir))
+            }
+            None => None,
         };
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| HarnessError::io(format!("creating {}", state_dir.display()), e))?;
-        let state_dir = state_dir.to_string_lossy().into_owned();
-        let hostname = hostname(name);
-        let program = kairos.path().to_string_lossy().into_owned();
-        // unshare(1) makes the new mount namespace's mounts private.
-        let mut full = vec![
-            "--uts",
-            "--mount",
-            "sh",
-            "-c",
-            "echo \"$0\" > /proc/sys/kernel/hostname && mount -t tmpfs -o \"size=$1,mode=0700\" kairos-state \"$2\" \
-             && shift 2 && exec \"$@\"",
-            &hostname,
-            size,
-            &state_dir,
-            &program,
-        ];
-        full.extend_from_slice(&args);
-        self.spawn_unshare(name, ns, &full, &env)
+        self.spawn_named(kairos, ns, name, &args, &env, tmpfs)
     }
 
     /// Starts `kairos args...` inside `ns` with its own UTS namespace and
     /// the host name `e2e-<name>` (as separate machines would have), so
-    /// the members' names differ. `unshare` and `sh` exec, so the PID is
-    /// kairos's.
+    /// the members' names differ; with `tmpfs` (size, directory), also in
+    /// a mount namespace of its own (unshare(1) makes its mounts private)
+    /// with a tmpfs of that size on the directory. `unshare` and `sh`
+    /// exec, so the PID is kairos's.
     fn spawn_named(
         &mut self,
         kairos: &Kairos,
@@ -307,28 +295,34 @@ impl Lab {
         name: &str,
         args: &[&str],
         env: &[(&str, &str)],
+        tmpfs: Option<(&str, &Path)>,
     ) -> Result<ProcessId> {
+        let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
         let hostname = hostname(name);
         let program = kairos.path().to_string_lossy().into_owned();
-        let mut full = vec![
-            "--uts",
-            "sh",
-            "-c",
-            "echo \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
-            &hostname,
-            &program,
-        ];
+        let set_hostname = "echo \"$0\" > /proc/sys/kernel/hostname";
+        let (script, mount_args) = match tmpfs {
+            None => (format!("{set_hostname} && exec \"$@\""), None),
+            Some((size, dir)) => (
+                format!(
+                    "{set_hostname} && mount -t tmpfs -o \"size=$1,mode=0700\" kairos-state \"$2\" && shift 2 && exec \"$@\""
+                ),
+                Some((size, dir.to_string_lossy().into_owned())),
+            ),
+        };
+        let mut full = vec!["--uts"];
+        if mount_args.is_some() {
+            full.push("--mount");
+        }
+        full.extend(["sh", "-c", &script, &hostname]);
+        if let Some((size, dir)) = &mount_args {
+            full.extend([*size, dir.as_str()]);
+        }
+        full.push(&program);
         full.extend_from_slice(args);
-        self.spawn_unshare(name, ns, &full, env)
-    }
-
-    /// Runs `unshare args...` inside `ns` as the process `name`, with the
-    /// agents' `RUST_LOG`.
-    fn spawn_unshare(&mut self, name: &str, ns: &Namespace, full: &[&str], env: &[(&str, &str)]) -> Result<ProcessId> {
-        let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
         let mut env: Vec<(&str, &str)> = env.to_vec();
         env.push(("RUST_LOG", &rust_log));
-        self.spawn(ns, name, Path::new("unshare"), full, &env)
+        self.spawn(ns, name, Path::new("unshare"), &full, &env)
     }
 
     /// Where `agent`'s state dir can be read from the test: the path
@@ -363,7 +357,7 @@ impl Lab {
         let mut args = vec!["bridge", "--state-dir", &state, "--api", &api];
         args.extend_from_slice(extra);
         let started = Instant::now();
-        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)])?;
+        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)], None)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),

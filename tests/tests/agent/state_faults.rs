@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kairos_tests::agent::{lab_with_agent, Agent, Kairos, NodeConfig};
+use kairos_tests::api::Summary;
 use kairos_tests::lab::Lab;
 use kairos_tests::preflight::note;
 use kairos_tests::wait::{wait_for, wait_until, Poll};
@@ -29,12 +30,22 @@ fn check(text: String) -> HarnessError {
     HarnessError::Check(text)
 }
 
-/// One namespace on a switch of its own, and an agent with `config` in it.
-fn start_alone(lab: &mut Lab, kairos: &Kairos, config: &NodeConfig) -> Result<Agent> {
+/// A lab for `test` with one agent `a` (its config adjusted by
+/// `configure`) in a namespace on a switch of its own, once it has an
+/// address: the lab, the binary, the agent and its first summary. `None`
+/// when the test does not run here (after a loud SKIPPED line).
+fn lone_agent(test: &str, configure: impl FnOnce(&mut NodeConfig)) -> Result<Option<(Lab, Kairos, Agent, Summary)>> {
+    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+        return Ok(None);
+    };
+    let mut config = NodeConfig::new(&kairos.generate_token()?);
+    configure(&mut config);
     let lan = lab.switch("lan")?;
     let ns = lab.host("a")?;
     lab.plug(&ns, &lan, "eth0", "10.99.0.11/24")?;
-    lab.start_agent(kairos, &ns, "a", config)
+    let a = lab.start_agent(&kairos, &ns, "a", &config)?;
+    let first = lab.wait_address(&a, DEADLINE)?.value;
+    Ok(Some((lab, kairos, a, first)))
 }
 
 /// The names in `dir` (empty if it cannot be read).
@@ -189,12 +200,9 @@ const ROUNDS: &[Round] = &[
 #[test]
 fn damaged_state_files_are_set_aside_and_the_node_keeps_its_identity() -> Result<()> {
     let test = "state_damaged";
-    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+    let Some((mut lab, kairos, mut a, first)) = lone_agent(test, |_| {})? else {
         return Ok(());
     };
-    let token = kairos.generate_token()?;
-    let mut a = start_alone(&mut lab, &kairos, &NodeConfig::new(&token))?;
-    let first = lab.wait_address(&a, DEADLINE)?.value;
     wait_files(&a.state_dir, &BLOBS)?;
     stop(&mut lab, &a)?;
     let dir = a.state_dir.clone();
@@ -300,12 +308,9 @@ const VALUES_PER_ROUND: usize = 8;
 #[test]
 fn sigkill_during_state_writes_never_damages_state_or_costs_the_identity() -> Result<()> {
     let test = "state_sigkill";
-    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+    let Some((mut lab, kairos, mut a, first)) = lone_agent(test, |_| {})? else {
         return Ok(());
     };
-    let token = kairos.generate_token()?;
-    let mut a = start_alone(&mut lab, &kairos, &NodeConfig::new(&token))?;
-    let first = lab.wait_address(&a, DEADLINE)?.value;
     let dir = a.state_dir.clone();
     let value = lab.dir().join("value");
     let (mut rounds, mut mid_write, mut leftovers_reported) = (0, 0, 0);
@@ -387,14 +392,10 @@ fn fill(path: &Path) -> Result<u64> {
 #[test]
 fn a_full_disk_keeps_the_agent_running_and_it_saves_again_once_there_is_room() -> Result<()> {
     let test = "state_full_disk";
-    let Some((mut lab, kairos)) = lab_with_agent(test) else {
+    let tmpfs = |c: &mut NodeConfig| c.state_tmpfs = Some(TMPFS_SIZE.to_owned());
+    let Some((mut lab, _, a, first)) = lone_agent(test, tmpfs)? else {
         return Ok(());
     };
-    let token = kairos.generate_token()?;
-    let mut config = NodeConfig::new(&token);
-    config.state_tmpfs = Some(TMPFS_SIZE.to_owned());
-    let a = start_alone(&mut lab, &kairos, &config)?;
-    let first = lab.wait_address(&a, DEADLINE)?.value;
     let dir = lab.state_dir(&a);
     let snapshot = dir.join("ledger-snapshot.state");
     let value = lab.dir().join("value");
