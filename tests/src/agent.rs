@@ -119,6 +119,12 @@ pub struct NodeConfig {
     pub top_yaml: String,
     /// Extra environment of the agent's process.
     pub env: Vec<(String, String)>,
+    /// Puts the state dir on a tmpfs of this size (`mount -o size=`, e.g.
+    /// `1m`) in a mount namespace of the agent's own: nothing is mounted
+    /// in the machine's namespace, and the tmpfs (with the state) vanishes
+    /// with the process, so a restart starts afresh. The test reaches the
+    /// files through `/proc/PID/root` ([`Lab::state_dir`]).
+    pub state_tmpfs: Option<String>,
 }
 
 impl NodeConfig {
@@ -136,6 +142,7 @@ impl NodeConfig {
             p2p_yaml: String::new(),
             top_yaml: String::new(),
             env: Vec::new(),
+            state_tmpfs: None,
         }
     }
 
@@ -213,7 +220,7 @@ impl Lab {
         std::fs::write(&config_path, config.to_yaml(&state_dir))
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
         let started = Instant::now();
-        let process = self.spawn_agent(kairos, ns, name, &config_path, &config.env)?;
+        let process = self.spawn_agent(kairos, ns, name, &config_path, config, &state_dir)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),
@@ -241,8 +248,14 @@ impl Lab {
             )));
         }
         agent.started = Instant::now();
-        let env = agent.config.env.clone();
-        agent.process = self.spawn_agent(kairos, &agent.ns.clone(), &agent.name, &agent.config_path.clone(), &env)?;
+        let (ns, name, config_path, config, state_dir) = (
+            agent.ns.clone(),
+            agent.name.clone(),
+            agent.config_path.clone(),
+            agent.config.clone(),
+            agent.state_dir.clone(),
+        );
+        agent.process = self.spawn_agent(kairos, &ns, &name, &config_path, &config, &state_dir)?;
         Ok(())
     }
 
@@ -251,18 +264,30 @@ impl Lab {
         kairos: &Kairos,
         ns: &Namespace,
         name: &str,
-        config: &Path,
-        env: &[(String, String)],
+        config_path: &Path,
+        config: &NodeConfig,
+        state_dir: &Path,
     ) -> Result<ProcessId> {
-        let config = config.to_string_lossy().into_owned();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.spawn_named(kairos, ns, name, &["agent", "--config", &config], &env)
+        let config_path = config_path.to_string_lossy().into_owned();
+        let env: Vec<(&str, &str)> = config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args = ["agent", "--config", &config_path];
+        let tmpfs = match &config.state_tmpfs {
+            Some(size) => {
+                std::fs::create_dir_all(state_dir)
+                    .map_err(|e| HarnessError::io(format!("creating {}", state_dir.display()), e))?;
+                Some((size.as_str(), state_dir))
+            }
+            None => None,
+        };
+        self.spawn_named(kairos, ns, name, &args, &env, tmpfs)
     }
 
     /// Starts `kairos args...` inside `ns` with its own UTS namespace and
     /// the host name `e2e-<name>` (as separate machines would have), so
-    /// the members' names differ. `unshare` and `sh` exec, so the PID is
-    /// kairos's.
+    /// the members' names differ; with `tmpfs` (size, directory), also in
+    /// a mount namespace of its own (unshare(1) makes its mounts private)
+    /// with a tmpfs of that size on the directory. `unshare` and `sh`
+    /// exec, so the PID is kairos's.
     fn spawn_named(
         &mut self,
         kairos: &Kairos,
@@ -270,22 +295,45 @@ impl Lab {
         name: &str,
         args: &[&str],
         env: &[(&str, &str)],
+        tmpfs: Option<(&str, &Path)>,
     ) -> Result<ProcessId> {
         let rust_log = std::env::var(RUST_LOG_VAR).unwrap_or_else(|_| "info".to_owned());
         let hostname = hostname(name);
         let program = kairos.path().to_string_lossy().into_owned();
-        let mut full = vec![
-            "--uts",
-            "sh",
-            "-c",
-            "echo \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
-            &hostname,
-            &program,
-        ];
+        let set_hostname = "echo \"$0\" > /proc/sys/kernel/hostname";
+        let (script, mount_args) = match tmpfs {
+            None => (format!("{set_hostname} && exec \"$@\""), None),
+            Some((size, dir)) => (
+                format!(
+                    "{set_hostname} && mount -t tmpfs -o \"size=$1,mode=0700\" kairos-state \"$2\" && shift 2 && exec \"$@\""
+                ),
+                Some((size, dir.to_string_lossy().into_owned())),
+            ),
+        };
+        let mut full = vec!["--uts"];
+        if mount_args.is_some() {
+            full.push("--mount");
+        }
+        full.extend(["sh", "-c", &script, &hostname]);
+        if let Some((size, dir)) = &mount_args {
+            full.extend([*size, dir.as_str()]);
+        }
+        full.push(&program);
         full.extend_from_slice(args);
         let mut env: Vec<(&str, &str)> = env.to_vec();
         env.push(("RUST_LOG", &rust_log));
         self.spawn(ns, name, Path::new("unshare"), &full, &env)
+    }
+
+    /// Where `agent`'s state dir can be read from the test: the path
+    /// itself, or through `/proc/PID/root` when it is on the agent's own
+    /// tmpfs ([`NodeConfig::state_tmpfs`]; only while the agent runs).
+    pub fn state_dir(&self, agent: &Agent) -> PathBuf {
+        if agent.config.state_tmpfs.is_none() {
+            return agent.state_dir.clone();
+        }
+        let relative = agent.state_dir.strip_prefix("/").unwrap_or(&agent.state_dir);
+        PathBuf::from(format!("/proc/{}/root", self.pid(agent.process))).join(relative)
     }
 
     /// Starts `kairos bridge` inside `ns`: the token from `KAIROS_TOKEN`,
@@ -309,7 +357,7 @@ impl Lab {
         let mut args = vec!["bridge", "--state-dir", &state, "--api", &api];
         args.extend_from_slice(extra);
         let started = Instant::now();
-        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)])?;
+        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)], None)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),

@@ -353,7 +353,8 @@ impl Driver {
                 let _ = reply.send(status::blockchain(node));
             }
             Command::Metrics(reply) => {
-                let _ = reply.send(status::metrics(node, now, &self.info, self.datapath));
+                let saves = self.writer.stats();
+                let _ = reply.send(status::metrics(node, now, &self.info, self.datapath, saves));
             }
             Command::Ledger { bucket, reply } => {
                 let _ = reply.send(status::ledger_view(node, bucket.as_deref()));

@@ -191,12 +191,13 @@ pub fn host_addresses() -> Vec<HostAddress> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{check, EnvOverrides, Source};
     use kairos_core::token::NetworkToken;
 
-    fn config(extra: &str) -> AgentConfig {
+    /// A valid config with a fresh token and `extra` lines under `p2p:`.
+    pub(crate) fn config(extra: &str) -> AgentConfig {
         let token = NetworkToken::generate(&mut OsRng);
         let mut buf = vec![0u8; token.encoded_len()];
         let text = token.encode(&mut buf).unwrap();

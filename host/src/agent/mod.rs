@@ -6,6 +6,7 @@
 //! | `preflight` | root / `CAP_NET_ADMIN` / `/dev/net/tun`, checked before any side effect |
 //! | `mesh` | the node type and the config → `NodeConfig` mapping |
 //! | `snapshot` | ledger snapshot and address claim blobs |
+//! | `restore` | reading the blobs back at start, and what was repaired |
 //! | `persist` | the state writer thread |
 //! | `udp` | the mesh UDP socket |
 //! | `lan` | the LAN beacon multicast socket |
@@ -34,18 +35,18 @@ pub mod lan;
 pub mod mesh;
 pub mod netlink;
 mod notify;
-mod persist;
+pub mod persist;
 pub mod preflight;
+pub mod restore;
 pub mod snapshot;
 pub mod status;
 pub mod tun;
 pub mod udp;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use kairos_core::ledger::buckets::ADDRESSES;
 use kairos_core::ledger::Ed25519Verifier;
 use kairos_core::node::Node;
 use rand_core::OsRng;
@@ -55,7 +56,7 @@ pub use error::AgentError;
 
 use crate::clock::Clock;
 use crate::config::agent::{AgentConfig, Endpoint, NodeKind};
-use crate::state::{blobs, StateDir, StateError};
+use crate::state::StateDir;
 use driver::{Command, Driver, Parts};
 use mesh::{AgentLedger, Provider};
 use status::AgentInfo;
@@ -75,7 +76,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     }
     let dir = Arc::new(StateDir::open(&config.mesh.state_dir)?);
     let loaded = dir.load_or_create_identity(&mut OsRng)?;
-    if loaded.created {
+    if loaded.created && dir.has_blobs()? {
+        tracing::warn!(
+            state_dir = %dir.path().display(),
+            "identity.key was missing: generated a new identity, so this machine joins as a new node \
+             (the other members see a new node id); the state files of the earlier identity are used as they are"
+        );
+    } else if loaded.created {
         tracing::info!(state_dir = %dir.path().display(), "first start: generated this node's identity");
     }
     if let Some(mode) = loaded.loosened_mode {
@@ -87,8 +94,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let clock = Clock::start();
     let now = clock.now();
 
+    let mut restore = restore::Restore::new(&dir);
     let mut ledger = new_ledger()?;
-    restore_ledger(&dir, &mut ledger, now)?;
+    restore.ledger(&mut ledger, now)?;
 
     let socket = udp::MeshSocket::bind(config.mesh.listen_port).map_err(|source| AgentError::Udp {
         port: config.mesh.listen_port,
@@ -141,8 +149,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         views,
         clock.wall_at_zero(),
     );
-    restore_role_record(&dir, &mut node)?;
-    restore_claim(&dir, &mut node, &config, now)?;
+    restore.role_record(&mut node)?;
+    restore.claim(&mut node, &config, now)?;
+    let state_repairs = restore.finish();
     let machine = if bridge {
         info::MachineInfo::local(None, info::Kind::Bridge)
     } else {
@@ -200,6 +209,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         machine,
         ha: config.auto.ha.enable,
         offload,
+        state_repairs,
     };
     let (dns, dns_task) = if config.dns {
         let (tx, rx) = tokio::sync::watch::channel(dns::DnsView::default());
@@ -357,80 +367,4 @@ async fn resolve(peers: &[Endpoint]) -> Vec<SocketAddr> {
         }
     }
     out
-}
-
-/// Applies the ledger snapshot, if any. A damaged snapshot is discarded:
-/// the mesh holds the same entries.
-fn restore_ledger(dir: &StateDir, ledger: &mut AgentLedger, now: kairos_core::time::Instant) -> Result<(), AgentError> {
-    let bytes = match dir.read_blob(blobs::LEDGER_SNAPSHOT) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Ok(()),
-        Err(e @ StateError::Blob { .. }) => {
-            tracing::warn!(error = %e, "discarding the ledger snapshot; the mesh will send the entries again");
-            dir.remove_blob(blobs::LEDGER_SNAPSHOT)?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    match snapshot::restore_ledger(ledger, &mut Ed25519Verifier, now, &bytes) {
-        Ok(r) => {
-            tracing::info!(entries = r.applied, refused = r.refused, "ledger restored");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "discarding the ledger snapshot; the mesh will send the entries again");
-            dir.remove_blob(blobs::LEDGER_SNAPSHOT)?;
-            Ok(())
-        }
-    }
-}
-
-fn restore_role_record(dir: &StateDir, node: &mut mesh::MeshNode) -> Result<(), AgentError> {
-    let bytes = match dir.read_blob(blobs::ROLE_RECORD) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Ok(()),
-        Err(e @ StateError::Blob { .. }) => {
-            tracing::warn!(error = %e, "discarding the damaged role record");
-            dir.remove_blob(blobs::ROLE_RECORD)?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(e) = node.restore_role_record(&bytes) {
-        tracing::warn!(error = %e, "discarding the role record");
-        dir.remove_blob(blobs::ROLE_RECORD)?;
-    }
-    Ok(())
-}
-
-/// Claims the saved address again when the ledger snapshot did not carry
-/// the claim (lost or damaged), so the node keeps its address.
-fn restore_claim(
-    dir: &StateDir,
-    node: &mut mesh::MeshNode,
-    config: &AgentConfig,
-    now: kairos_core::time::Instant,
-) -> Result<(), AgentError> {
-    let saved = match dir.read_blob(blobs::ADDRESS_CLAIM) {
-        Ok(b) => b.and_then(|b| snapshot::decode_claim(&b)),
-        Err(StateError::Blob { .. }) => {
-            dir.remove_blob(blobs::ADDRESS_CLAIM)?;
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some(addr) = saved else { return Ok(()) };
-    if !config.mesh.address.contains(addr) {
-        tracing::info!(previous = %addr, overlay = %config.mesh.address, "the overlay range changed; claiming a new address");
-        return Ok(());
-    }
-    let key = node.node_id().to_string();
-    if node.ledger().get(ADDRESSES.as_bytes(), key.as_bytes()).is_some() {
-        return Ok(()); // the restored ledger holds the claim
-    }
-    match node.ledger_put(now, ADDRESSES.as_bytes(), key.as_bytes(), &addr.octets(), 0) {
-        Ok(()) => tracing::info!(ipv4 = %IpAddr::V4(addr), "claiming the saved address again (no ledger snapshot)"),
-        Err(e) => tracing::warn!(error = %e, "cannot claim the saved address again"),
-    }
-    Ok(())
 }

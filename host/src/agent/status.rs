@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::info::{Kind, MachineInfo, INFO};
 use super::mesh::{MeshNode, Provider};
+use super::restore::StateRepair;
 
 /// How traffic reaches a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +94,8 @@ pub struct Summary {
     pub kind: Kind,
     /// What the data path batches (interface offloads, UDP GSO and GRO).
     pub offload: OffloadInfo,
+    /// State files repaired at start (empty when all were sound).
+    pub state_repairs: Vec<StateRepair>,
     /// EdgeVPN: `node_id`.
     #[serde(rename = "NodeID")]
     pub edge_node_id: String,
@@ -291,6 +294,8 @@ pub struct Metrics {
     pub stats: NodeStats,
     /// The data path's counters.
     pub datapath: super::datapath::DatapathStats,
+    /// How saving state goes.
+    pub saves: super::persist::SaveStats,
 }
 
 /// What the driver knows besides the node.
@@ -312,6 +317,8 @@ pub struct AgentInfo {
     pub ha: bool,
     /// What the data path batches.
     pub offload: OffloadInfo,
+    /// State files repaired at start.
+    pub state_repairs: Vec<StateRepair>,
 }
 
 /// The data path's offloads, as `GET /api/summary` shows them.
@@ -394,6 +401,7 @@ pub fn summary(node: &MeshNode, info: &AgentInfo) -> Summary {
         hostname: info.machine.hostname.clone(),
         kind: info.machine.kind,
         offload: info.offload.clone(),
+        state_repairs: info.state_repairs.clone(),
         edge_node_id: node_id,
         edge_machines: members + 1,
         edge_peers: up,
@@ -644,7 +652,13 @@ pub fn member_names(node: &MeshNode) -> Vec<MemberName> {
 }
 
 /// The metrics snapshot.
-pub fn metrics(node: &MeshNode, now: Instant, info: &AgentInfo, datapath: super::datapath::DatapathStats) -> Metrics {
+pub fn metrics(
+    node: &MeshNode,
+    now: Instant,
+    info: &AgentInfo,
+    datapath: super::datapath::DatapathStats,
+    saves: super::persist::SaveStats,
+) -> Metrics {
     let ledger = node.ledger();
     Metrics {
         summary: summary(node, info),
@@ -656,6 +670,7 @@ pub fn metrics(node: &MeshNode, now: Instant, info: &AgentInfo, datapath: super:
         ledger_clock: ledger.clock(),
         stats: node.stats(),
         datapath,
+        saves,
     }
 }
 
@@ -799,6 +814,7 @@ pub(crate) mod tests {
                     gro_segments: 1,
                 },
             ),
+            state_repairs: Vec::new(),
         }
     }
 
@@ -848,7 +864,7 @@ pub(crate) mod tests {
             assert_eq!(names[0].node_id, node.node_id());
             assert_eq!(names[0].hostname.as_deref(), Some("edge-1"));
             assert_eq!(names[0].ipv6, node.ipv6());
-            let m = metrics(node, now, &info, Default::default());
+            let m = metrics(node, now, &info, Default::default(), Default::default());
             assert_eq!(m.ledger_entries, node.ledger().len());
         });
     }

@@ -24,7 +24,9 @@ every problem's line and column (exit 2); `kairos validate FILE` shows the same.
   2. Checks that it can create an interface: root or CAP_NET_ADMIN, and /dev/net/tun (exit 1 \
 with what is missing and how to fix it).
   3. Opens and locks the state directory (p2p.mesh.state_dir, default /var/lib/kairos-mesh): the \
-node's keys (first start: generated), the ledger snapshot, its address claim and role record.
+node's keys (first start: generated; a damaged identity.key stops the start and is never \
+replaced), the ledger snapshot, its address claim and role record (a damaged one is moved aside \
+as NAME.state.damaged-<time> and the log says what was repaired).
   4. Listens on UDP p2p.mesh.listen_port (default 51820), sends and hears encrypted LAN beacons \
 (multicast 239.255.77.73, UDP port 51819), and dials the bootstrap peers of the config and token.
   5. Creates the TUN interface (default kairos0, MTU 1368), gives it the node's IPv6 ULA at once \

@@ -68,18 +68,34 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Removes temporary files a crash left in `dir`; returns how many. Only
-/// call this while holding the directory's lock (no write is in flight).
-pub fn remove_stale(dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
+/// Removes temporary files a crash left in `dir` and returns their names,
+/// sorted. Only call this while holding the directory's lock (no write is
+/// in flight).
+pub fn remove_stale(dir: &Path) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && entry.file_type()?.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) && entry.file_type()?.is_file() {
             fs::remove_file(entry.path())?;
-            removed += 1;
+            removed.push(name);
         }
     }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    removed.sort();
     Ok(removed)
+}
+
+/// The file a temporary file of [`stage`] was to replace
+/// (`.tmp-NAME.PID.SEQ` -> `NAME`), if it has that form.
+pub fn target_of(temp: &str) -> Option<&str> {
+    let rest = temp.strip_prefix(TEMP_PREFIX)?;
+    let (rest, seq) = rest.rsplit_once('.')?;
+    let (name, pid) = rest.rsplit_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(seq) && digits(pid) && !name.is_empty()).then_some(name)
 }
 
 #[cfg(test)]
@@ -107,9 +123,23 @@ mod tests {
         // The process dies here: the rename never happens.
         std::mem::forget(staged);
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
-        assert_eq!(remove_stale(dir.path()).unwrap(), 1);
+        let removed = remove_stale(dir.path()).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(target_of(&removed[0]), Some("f"));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_leftover_names_the_file_it_was_to_replace() {
+        assert_eq!(
+            target_of(".tmp-ledger-snapshot.state.4242.7"),
+            Some("ledger-snapshot.state")
+        );
+        assert_eq!(target_of(".tmp-identity.key.1.0"), Some("identity.key"));
+        for other in [".tmp-x", ".tmp-.1.2", ".tmp-x.1.", ".tmp-x.a.2", "x.state.1.2"] {
+            assert_eq!(target_of(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -55,8 +55,8 @@ pub enum StateError {
         /// What is wrong with it.
         problem: FrameError,
     },
-    /// A blob exists but is damaged; the caller decides whether to discard
-    /// it ([`StateDir::remove_blob`](super::StateDir::remove_blob)).
+    /// A blob exists but is damaged; the caller decides whether to move it
+    /// aside ([`StateDir::set_aside_blob`](super::StateDir::set_aside_blob)).
     #[error("the state file {} is unusable: {problem}", path.display())]
     Blob {
         /// The file.

@@ -9,10 +9,13 @@
 //!
 //! [`StateDir::open`] creates the directory with mode 0700, takes the lock
 //! (a second agent gets [`StateError::Locked`]) and removes temporary files
-//! a crash left. Every write is crash safe ([`atomic`]): temporary file,
-//! fsync, rename, fsync of the directory. Every file is framed ([`frame`]:
-//! magic, version, length, BLAKE2s checksum), so a torn or damaged file is
-//! reported, never taken for data.
+//! a crash left ([`StateDir::leftovers`] names them). Every write is crash
+//! safe ([`atomic`]): temporary file, fsync, rename, fsync of the
+//! directory; a write that fails (a full disk) leaves the previous file as
+//! it was. Every file is framed ([`frame`]: magic, version, length, BLAKE2s
+//! checksum), so a torn or damaged file is reported, never taken for data.
+//! A damaged blob is moved aside ([`StateDir::set_aside_blob`]:
+//! `NAME.state.damaged-<unix time>`), never deleted.
 //!
 //! This module stores bytes; it never interprets blobs, and it never
 //! replaces an identity that exists but cannot be read.
@@ -48,6 +51,8 @@ pub mod blobs {
 
 /// Extension of blob files.
 const BLOB_EXT: &str = "state";
+/// What a blob moved aside gets after its name: `NAME.state.damaged-<unix time>`.
+const DAMAGED_SUFFIX: &str = ".damaged-";
 /// Longest blob name.
 const MAX_NAME: usize = 64;
 
@@ -55,6 +60,8 @@ const MAX_NAME: usize = 64;
 #[derive(Debug)]
 pub struct StateDir {
     path: PathBuf,
+    /// Temporary files of interrupted writes removed at open.
+    leftovers: Vec<String>,
     _lock: StateLock,
 }
 
@@ -86,9 +93,10 @@ impl StateDir {
             }
         }
         let lock = StateLock::acquire(path)?;
-        atomic::remove_stale(path).map_err(StateError::io("clean up", path))?;
+        let leftovers = atomic::remove_stale(path).map_err(StateError::io("clean up", path))?;
         Ok(StateDir {
             path: path.to_path_buf(),
+            leftovers,
             _lock: lock,
         })
     }
@@ -96,6 +104,25 @@ impl StateDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The temporary files of interrupted writes (a crash, a SIGKILL, a
+    /// power cut mid-write) that [`open`](Self::open) removed, with the
+    /// file each was to replace: that file is the previous version, whole.
+    pub fn leftovers(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.leftovers.iter().map(|t| (t.as_str(), atomic::target_of(t)))
+    }
+
+    /// Whether any blob file is present (state of an earlier run).
+    pub fn has_blobs(&self) -> Result<bool, StateError> {
+        let io = StateError::io("read", &self.path);
+        for entry in fs::read_dir(&self.path).map_err(io)? {
+            let name = entry.map_err(StateError::io("read", &self.path))?.file_name();
+            if Path::new(&name).extension().is_some_and(|e| e == BLOB_EXT) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The node's identity: loaded, or generated with `rng` and persisted
@@ -117,8 +144,8 @@ impl StateDir {
     }
 
     /// The blob `name`, or `None` if it was never written. A damaged blob is
-    /// [`StateError::Blob`]; discard it with [`remove_blob`](Self::remove_blob)
-    /// if the data can be rebuilt.
+    /// [`StateError::Blob`]; move it aside with
+    /// [`set_aside_blob`](Self::set_aside_blob) if the data can be rebuilt.
     pub fn read_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
         let path = self.path.join(blob_file(name)?);
         let mut bytes = match fs::read(&path) {
@@ -137,17 +164,29 @@ impl StateDir {
         Ok(Some(bytes))
     }
 
-    /// Removes the blob `name`; `false` if there was none.
-    pub fn remove_blob(&self, name: &str) -> Result<bool, StateError> {
-        let path = self.path.join(blob_file(name)?);
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                atomic::sync_dir(&self.path).map_err(StateError::io("sync", &self.path))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(StateError::io("remove", &path)(e)),
+    /// Moves the blob `name` aside, to `NAME.state.damaged-<unix time>`
+    /// (`-2`, `-3`, ... after it if that exists), so the agent starts
+    /// without it and the bytes stay for an operator to look at. Returns the
+    /// new file name, `None` if there was no blob.
+    pub fn set_aside_blob(&self, name: &str) -> Result<Option<String>, StateError> {
+        let file = blob_file(name)?;
+        let from = self.path.join(&file);
+        if !from.exists() {
+            return Ok(None);
         }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let base = format!("{file}{DAMAGED_SUFFIX}{secs}");
+        // We hold the lock: nothing else creates files here meanwhile.
+        let aside = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .find(|f| !self.path.join(f).exists())
+            .expect("some suffix is free");
+        let to = self.path.join(&aside);
+        fs::rename(&from, &to).map_err(StateError::io("move aside", &from))?;
+        atomic::sync_dir(&self.path).map_err(StateError::io("sync", &self.path))?;
+        Ok(Some(aside))
     }
 }
 
@@ -228,9 +267,6 @@ mod tests {
         dir.write_blob(blobs::LEDGER_SNAPSHOT, &big).unwrap();
         assert_eq!(dir.read_blob(blobs::LEDGER_SNAPSHOT).unwrap().unwrap(), big);
         assert_eq!(mode(&root.path().join("ledger-snapshot.state")), 0o600);
-        assert!(dir.remove_blob(blobs::LEDGER_SNAPSHOT).unwrap());
-        assert!(!dir.remove_blob(blobs::LEDGER_SNAPSHOT).unwrap());
-        assert_eq!(dir.read_blob(blobs::LEDGER_SNAPSHOT).unwrap(), None);
     }
 
     #[test]
@@ -272,9 +308,36 @@ mod tests {
             "{err}"
         );
 
-        // The caller discards it and goes on.
-        assert!(dir.remove_blob("claim").unwrap());
+        // The caller moves it aside and goes on; the bytes are kept.
+        let aside = dir.set_aside_blob("claim").unwrap().unwrap();
+        assert!(aside.starts_with("claim.state.damaged-"), "{aside}");
+        assert_eq!(fs::read(root.path().join(&aside)).unwrap(), &good[..good.len() - 3]);
         assert_eq!(dir.read_blob("claim").unwrap(), None);
+        assert_eq!(dir.set_aside_blob("claim").unwrap(), None, "nothing left to move");
+    }
+
+    #[test]
+    fn setting_aside_never_overwrites_an_earlier_damaged_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(root.path()).unwrap();
+        let mut names = Vec::new();
+        for i in 0..3u8 {
+            fs::write(root.path().join("role-record.state"), [i; 5]).unwrap();
+            assert!(matches!(
+                dir.read_blob(blobs::ROLE_RECORD),
+                Err(StateError::Blob {
+                    problem: FrameError::NotAStateFile,
+                    ..
+                })
+            ));
+            names.push(dir.set_aside_blob(blobs::ROLE_RECORD).unwrap().unwrap());
+        }
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(fs::read(root.path().join(name)).unwrap(), [i as u8; 5], "{name}");
+        }
+        // The copies are not blobs: a later start does not read them as state.
+        assert!(!dir.has_blobs().unwrap());
+        assert_eq!(dir.read_blob(blobs::ROLE_RECORD).unwrap(), None);
     }
 
     #[test]
@@ -295,6 +358,14 @@ mod tests {
             .collect();
         assert!(names.iter().all(|n| !n.starts_with(atomic::TEMP_PREFIX)), "{names:?}");
         assert_eq!(dir.read_blob("claim").unwrap().unwrap(), b"old");
+        // It says what it removed and which file keeps its previous version.
+        let leftovers: Vec<_> = dir.leftovers().collect();
+        assert_eq!(leftovers.len(), 1);
+        assert_eq!(leftovers[0].1, Some("claim.state"));
+        drop(dir);
+        let dir = StateDir::open(root.path()).unwrap();
+        assert_eq!(dir.leftovers().count(), 0, "only what this open removed");
+        assert!(dir.has_blobs().unwrap());
     }
 
     #[test]

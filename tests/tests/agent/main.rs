@@ -9,6 +9,9 @@
 //!   bootstrap node, direct or relayed as the API says.
 //! - `foreign_token`: a node with another token joins nothing.
 //! - `bad_config`: a config with an error is refused before anything is touched.
+//! - `state_faults`: damaged, truncated and half-written state files and a
+//!   full state disk: the node starts, says what it repaired and keeps its
+//!   identity; a damaged `identity.key` stops the start.
 //! - `datapath`: offloads on one node and off on the other: TCP both ways
 //!   over IPv4 and IPv6 intact, and the batching counters move.
 //!
@@ -22,6 +25,7 @@ mod foreign_token;
 mod lan;
 mod nat;
 mod restart;
+mod state_faults;
 
 use std::time::Duration;
 

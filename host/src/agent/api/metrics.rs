@@ -220,6 +220,24 @@ pub fn render(m: &Metrics) -> String {
             );
         }
     }
+    f.single(
+        "kairos_state_write_errors_total",
+        "counter",
+        "State file writes that failed (a full disk, an I/O error); each is retried.",
+        m.saves.write_errors,
+    );
+    f.single(
+        "kairos_state_unsaved_files",
+        "gauge",
+        "State files whose newest version is not on disk yet (waiting for a retry).",
+        m.saves.unsaved,
+    );
+    f.single(
+        "kairos_state_repairs",
+        "gauge",
+        "State files repaired at start (moved aside as damaged, or an interrupted write cleaned up).",
+        s.state_repairs.len(),
+    );
     let o = &s.offload;
     f.head(
         "kairos_offload_info",
@@ -328,6 +346,9 @@ mod tests {
         assert!(text.contains("kairos_dropped_total{direction=\"out\",reason=\"no_route\"} 0\n"));
         assert_eq!(text.matches("kairos_dropped_total{").count(), 2 * DropReason::KINDS);
         assert!(text.contains("kairos_tso_packets_total 3\n"));
+        assert!(text.contains("kairos_state_write_errors_total 7\n"));
+        assert!(text.contains("kairos_state_unsaved_files 1\n"));
+        assert!(text.contains("kairos_state_repairs 1\n"));
         // A peer without a measure has no rtt sample.
         assert!(!text.contains(&format!("kairos_peer_rtt_seconds{{node_id=\"{}\"}}", peers[1].node_id)));
     }

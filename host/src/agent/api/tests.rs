@@ -46,6 +46,13 @@ pub(crate) fn fake_summary() -> Summary {
             udp_gso_segments: 64,
             udp_gro_segments: 64,
         },
+        state_repairs: vec![crate::agent::restore::StateRepair {
+            kind: crate::agent::restore::RepairKind::Damaged,
+            file: "address-claim.state".into(),
+            problem: "was unusable (checksum does not match: the content is damaged)".into(),
+            moved_to: Some("address-claim.state.damaged-1700000000".into()),
+            effect: "the node claims an address again".into(),
+        }],
         edge_node_id: ME.into(),
         edge_machines: 3,
         edge_peers: 1,
@@ -154,6 +161,10 @@ pub(crate) fn fake_metrics() -> Metrics {
                 d
             },
             ..Default::default()
+        },
+        saves: crate::agent::persist::SaveStats {
+            write_errors: 7,
+            unsaved: 1,
         },
     }
 }
