@@ -554,16 +554,30 @@ where
         }
     }
 
-    /// Notes where an authenticated datagram from the member in `slot` came from.
-    fn note_source(&mut self, now: Instant, slot: u16, source: Source) {
+    /// Notes where an authenticated datagram from the member in `slot` came
+    /// from; `response` says it was a handshake response.
+    fn note_source(&mut self, now: Instant, slot: u16, source: Source, response: bool) {
         let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
         m.last_seen = Some(now);
         match source {
+            // A handshake response straight from a relayed member: it got
+            // our direct initiation (a responder answers where the
+            // initiation came from) and its answer reached us, so the
+            // direct path works both ways.
+            Source::Direct(a) if response && m.via.is_some() => {
+                m.via = None;
+                m.endpoint = Some(a);
+                m.next_probe = None;
+                if m.up {
+                    let id = m.id;
+                    self.push_event(Event::PathChanged(id));
+                }
+            }
             // Direct traffic updates the endpoint (the member may have
             // roamed); a relayed member stays relayed until a probe proves
-            // the direct path both ways.
-            Source::Direct(a) if m.via.is_none() => m.endpoint = Some(a),
-            Source::Direct(_) => {}
+            // the direct path both ways, and its endpoint is where the
+            // probes go (see `probe_direct`).
+            Source::Direct(a) => m.endpoint = Some(a),
             // Answer through the relay the member's traffic comes through:
             // it works in that direction at least, where ours may not
             // (both sides then settle on one relay).
@@ -594,6 +608,7 @@ where
             Nothing,
         }
         let from = self.source_addr(source);
+        let response = buf.first() == Some(&(MessageType::Response as u8));
         let got = {
             let Node {
                 members,
@@ -620,7 +635,7 @@ where
                 Received::Keepalive | Received::Handshake => Got::Nothing,
             }
         };
-        self.note_source(now, slot, source);
+        self.note_source(now, slot, source, response);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.after_tunnel_activity(slot);
         const PAYLOAD: usize = TRANSPORT_HEADER_LEN + 1;
@@ -738,7 +753,7 @@ where
                 (slot, n)
             }
         };
-        self.note_source(now, slot, source);
+        self.note_source(now, slot, source, false);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.outbox.push(Self::reply_route(source, id), &reply[..n]);
         self.activate(slot);
@@ -1139,7 +1154,7 @@ where
                 members, local, rng, ..
             } = self;
             let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
-            let (id, via, endpoint) = (m.id, m.via, m.endpoint);
+            let (id, via, endpoint, up) = (m.id, m.via, m.endpoint, m.up);
             let Some(t) = m.tunnel.as_mut() else {
                 self.pop_pending();
                 continue;
@@ -1166,6 +1181,18 @@ where
                     }
                 }
                 Some(via) => {
+                    // While no session is up, an initiation through a relay
+                    // also goes straight to the member: the direct handshake
+                    // may have been lost, not blocked, and a relay may not
+                    // reach the member either (it may be relayed itself).
+                    // A direct response proves the direct path both ways
+                    // (see `note_source`).
+                    let inner = &out[RELAY_HEADROOM..][..len];
+                    if let (false, Some(endpoint), Some(MessageType::Initiation)) =
+                        (up, endpoint, MessageType::of(inner).ok())
+                    {
+                        self.outbox.push(Route::Direct(Destination::Unicast(endpoint)), inner);
+                    }
                     if let Some(t) = self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, out, len) {
                         return Some(t);
                     }
