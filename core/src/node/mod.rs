@@ -50,6 +50,7 @@ use crate::election::{MemberView, Role};
 use crate::identity::{Identity, NodeId, PublicIdentity};
 use crate::ledger::{Ledger, SignatureVerifier};
 use crate::noise::{consume_initiation, Refusal, RemoteKeys};
+use crate::session::timers::REKEY_TIMEOUT;
 use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
 use crate::time::{Duration, Instant};
 use crate::token::{NetworkKeys, OverlayRange, MAX_BOOTSTRAP};
@@ -721,7 +722,14 @@ where
                     m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
                 }
                 let t = m.tunnel.as_mut().expect("just ensured");
-                let n = t.handle_half_initiation(now, local, rng, half, &mut reply)?.len();
+                let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
+                    Ok(r) => r.len(),
+                    Err(DropReason::ReplayedInitiation) => {
+                        self.answer_stale(now, slot);
+                        return Err(DropReason::ReplayedInitiation);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if t.peer_signing_key() != Some(&m.identity.signing_key) {
                     // Same static key, another signing key: not the member we
                     // know. Drop the answer; the session stays unconfirmed.
@@ -774,6 +782,9 @@ where
             Some(slot) => {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
                 if a.timestamp <= m.last_announce {
+                    if m.tunnel.is_some() {
+                        self.answer_stale(now, slot);
+                    }
                     return Err(DropReason::ReplayedAnnouncement);
                 }
                 slot
@@ -816,6 +827,28 @@ where
             self.connect_slot(now, slot)?;
         }
         Ok(())
+    }
+
+    /// An authenticated initiation or announcement from the member in
+    /// `slot` carried a timestamp older than one already accepted from it:
+    /// a replay, or the member restarted with its wall clock set back (or
+    /// after running with it set ahead), and will be refused until its
+    /// clock passes the old timestamp, hours maybe. Our own handshake does
+    /// not depend on its clock, so start one, if nothing authenticated came
+    /// from it for `REKEY_TIMEOUT` (a live, busy session is left alone).
+    ///
+    /// Replay safety: the stale message changes nothing here (timestamp,
+    /// endpoint and sessions stay as they were); the most a replay can do
+    /// is make us initiate to the endpoint we already had, at most once per
+    /// `REKEY_TIMEOUT` (the tunnel's rate limit). The real member answers
+    /// that with a rekey; anyone else cannot answer it at all.
+    fn answer_stale(&mut self, now: Instant, slot: u16) {
+        let quiet = self.members.as_ref()[slot as usize]
+            .as_ref()
+            .is_some_and(|m| m.last_seen.is_none_or(|t| now.saturating_since(t) >= REKEY_TIMEOUT));
+        if quiet {
+            let _ = self.connect_slot(now, slot);
+        }
     }
 
     fn reply_hello(&mut self, now: Instant, to: SocketAddr) {

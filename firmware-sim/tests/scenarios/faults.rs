@@ -4,8 +4,9 @@
 
 use firmware_sim::net::{Faults, LanConfig, LanId, NatConfig, NatKind, PortAllocation};
 use firmware_sim::scenario::{Nat, Scenario};
-use firmware_sim::world::World;
+use firmware_sim::world::{World, WALL_AT_ZERO};
 use kairos_core::node::{Event, NodeConfig};
+use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 
 use super::{keys, reach, run_until};
@@ -240,4 +241,97 @@ fn a_roaming_node_keeps_its_session_with_a_public_peer() {
     assert_eq!((handshakes(&w, 0, 1), handshakes(&w, 1, 0)), hs, "no new handshake");
     assert!(!went_down(&w, 0, 1) && !went_down(&w, 1, 0));
     println!("roaming to a public peer: node -> peer {up:?}, peer -> node {down:?}");
+}
+
+/// Node 1 crashes and comes back at once with its wall clock `skew` off
+/// (`ahead`: later, else earlier); returns how long until it has a session
+/// with every other node again and packets flow both ways, and what the
+/// others refused from it meanwhile.
+fn restart_with_skewed_clock(w: &mut World, skew: Duration, ahead: bool) -> (Duration, Vec<DropReason>) {
+    let n = w.hosts.len();
+    let refused_before: Vec<usize> = w.hosts.iter().map(|h| h.drops.len()).collect();
+    w.crash(1);
+    w.run_for(Duration::from_millis(500));
+    let wall = if ahead {
+        WALL_AT_ZERO + skew
+    } else {
+        WALL_AT_ZERO - skew
+    };
+    w.restart_with_clock(1, wall);
+    let start = w.now();
+    let back = |w: &World| {
+        (0..n).filter(|&i| i != 1).all(|i| {
+            let (to, from) = (w.id(i), w.id(1));
+            w.hosts[1].node.member(&to).is_some_and(|m| m.is_up())
+                && w.hosts[i]
+                    .node
+                    .member(&from)
+                    .is_some_and(|m| m.is_up() && m.tunnel().is_some_and(|t| t.stats().last_handshake >= Some(start)))
+        })
+    };
+    let ok = run_until(w, Duration::from_secs(120), back);
+    let took = w.now() - start;
+    let refused = w
+        .hosts
+        .iter()
+        .zip(refused_before)
+        .flat_map(|(h, k)| h.drops[k..].iter().copied())
+        .filter(|d| matches!(d, DropReason::ReplayedInitiation | DropReason::ReplayedAnnouncement))
+        .collect();
+    assert!(ok, "node 1 not back with everyone after {took:?}");
+    for i in (0..n).filter(|&i| i != 1) {
+        assert!(
+            reach(w, 1, i, 900 + i as u32) && reach(w, i, 1, 950 + i as u32),
+            "1 <-> {i}"
+        );
+    }
+    (took, refused)
+}
+
+/// Three public nodes on one LAN (beacons) and one behind a NAT that knows
+/// only the bootstrap.
+fn clock_world() -> World {
+    let mut w = World::new(71);
+    let public = w.net.add_lan(LanConfig::public());
+    let boot = w.add_node(public, &keys(), NodeConfig::default(), 16);
+    let boot_ep = w.endpoint(boot);
+    let home = w.net.add_lan(LanConfig::behind_nat(NatKind::PortRestrictedCone.into()));
+    for lan in [home, public, public] {
+        let mut c = NodeConfig::default();
+        c.bootstrap.push(boot_ep).unwrap();
+        w.add_node(lan, &keys(), c, 16);
+    }
+    assert!(run_until(&mut w, Duration::from_secs(30), |w| w
+        .hosts
+        .iter()
+        .all(|h| h.node.members().filter(|m| m.is_up()).count() == 3)));
+    w.run_for(Duration::from_secs(10));
+    w
+}
+
+/// A node restarted with its wall clock hours behind sends handshake
+/// initiations and announcements with timestamps older than the ones its
+/// peers last accepted from it, which they must refuse as replays. They
+/// answer such a refusal by starting a handshake of their own (at most
+/// once per retry interval, and never touching the live session), so the
+/// node is back with every peer within one retry.
+#[test]
+fn a_node_restarted_with_its_clock_set_back_is_accepted_within_one_retry() {
+    let mut w = clock_world();
+    let (took, refused) = restart_with_skewed_clock(&mut w, Duration::from_secs(3 * 3600), false);
+    println!("clock set back 3 h: back with every peer after {took:?}; refused {refused:?}");
+    assert!(took <= Duration::from_secs(6), "back after {took:?}");
+}
+
+/// Forward then back: the peers' newest timestamp from it is from the
+/// future, so the second restart is the one that looks like a replay.
+#[test]
+fn a_node_restarted_with_its_clock_set_forward_then_back_is_accepted_within_one_retry() {
+    let mut w = clock_world();
+    let (took, _) = restart_with_skewed_clock(&mut w, Duration::from_secs(24 * 3600), true);
+    assert!(took <= Duration::from_secs(6), "ahead: back after {took:?}");
+    w.run_for(Duration::from_secs(30));
+    let (took, refused) = restart_with_skewed_clock(&mut w, Duration::ZERO, true);
+    println!("clock forward 24 h, then right: back with every peer after {took:?}; refused {refused:?}");
+    assert!(took <= Duration::from_secs(6), "back after {took:?}");
 }
