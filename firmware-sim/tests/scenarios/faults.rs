@@ -335,3 +335,71 @@ fn a_node_restarted_with_its_clock_set_forward_then_back_is_accepted_within_one_
     println!("clock forward 24 h, then right: back with every peer after {took:?}; refused {refused:?}");
     assert!(took <= Duration::from_secs(6), "back after {took:?}");
 }
+
+/// Two nodes behind port-restricted NATs with a direct session; node 1
+/// moves to another NAT. Its packets now come from an address node 2's NAT
+/// never sent to, so that NAT filters them, and node 2's go to the old
+/// mapping: the direct path is dead both ways. Unanswered data starts a
+/// new handshake after 15 s, but it goes to the same dead direct path: the
+/// relay is tried only for a member whose session is down, and this one
+/// stays up until it expires (180 s), so the pair is apart for about 170 s
+/// before the relay takes over. Known gap (see docs/architecture.md,
+/// "Faults"): moving a silent session to the relay after its handshake
+/// waited RELAY_AFTER brings this to 18 s, but then peers of a crashed node
+/// relay to it too and need a probe to come back direct after its restart.
+#[test]
+#[ignore = "known gap: a roaming node behind a NAT is apart from NATed peers for ~170 s"]
+fn a_roaming_node_behind_nats_gets_back_to_its_peer() {
+    let cone = || LanConfig::behind_nat(NatKind::PortRestrictedCone.into());
+    let mut w = World::new(81);
+    let public = w.net.add_lan(LanConfig::public());
+    let boot = w.add_node(public, &keys(), NodeConfig::default(), 16);
+    let boot_ep = w.endpoint(boot);
+    for _ in 0..2 {
+        let lan = w.net.add_lan(cone());
+        let mut c = NodeConfig::default();
+        c.bootstrap.push(boot_ep).unwrap();
+        w.add_node(lan, &keys(), c, 16);
+    }
+    let two = w.id(2);
+    assert!(run_until(&mut w, Duration::from_secs(30), |w| matches!(
+        w.hosts[1].node.path(&two),
+        Some(kairos_core::node::Path::Direct(_))
+    )));
+    w.run_for(Duration::from_secs(5));
+    let cafe = w.net.add_lan(cone());
+    let every = Duration::from_millis(250);
+    let mut sent = vec![];
+    let end = w.now() + Duration::from_secs(60);
+    let moved_at = w.now() + Duration::from_secs(5);
+    let mut moved = false;
+    while w.now() < end {
+        if !moved && w.now() >= moved_at {
+            w.move_node(1, cafe);
+            moved = true;
+        }
+        let m = w.now().as_micros() as u32;
+        let _ = w.send_ip(1, 2, m);
+        let _ = w.send_ip(2, 1, m);
+        sent.push((w.now(), m));
+        w.run_for(every);
+    }
+    w.run_for(Duration::from_secs(1));
+    let arrived = |a: usize, b: usize| -> Vec<(Instant, Option<Instant>)> {
+        sent.iter()
+            .map(|&(at, m)| (at, w.received(a, b, m).then_some(at)))
+            .collect()
+    };
+    let (there, back) = (longest_outage(&arrived(1, 2)), longest_outage(&arrived(2, 1)));
+    println!("roaming between NATed peers: 1 -> 2 interrupted {there:?}, 2 -> 1 {back:?}");
+    assert!(
+        there <= Duration::from_secs(25) && back <= Duration::from_secs(25),
+        "{there:?} {back:?}"
+    );
+    assert!(arrived(1, 2).iter().rev().take(40).all(|(_, g)| g.is_some()));
+    assert!(arrived(2, 1).iter().rev().take(40).all(|(_, g)| g.is_some()));
+    assert!(
+        !went_down(&w, 1, 2) && !went_down(&w, 2, 1),
+        "never rediscovered or down"
+    );
+}
