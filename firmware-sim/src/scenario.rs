@@ -67,8 +67,11 @@ pub struct Scenario {
     pub nodes: usize,
     /// Seed of the whole run.
     pub seed: u64,
-    /// Loss probability on every link.
-    pub loss: f64,
+    /// Faults on every host's link to its LAN (its access link: Wi-Fi,
+    /// DSL, LTE). A datagram between two nodes crosses two of them, the
+    /// sender's and the receiver's, on one LAN or across NATs alike; the
+    /// uplinks and the internet core are ideal.
+    pub faults: Faults,
     /// NAT kinds, assigned round-robin to nodes 1..N.
     pub nat_mix: Vec<Nat>,
     /// Give up after this much simulated time.
@@ -85,7 +88,7 @@ impl Default for Scenario {
         Scenario {
             nodes: 10,
             seed: 1,
-            loss: 0.0,
+            faults: Faults::NONE,
             nat_mix: vec![Nat::None],
             deadline: Duration::from_secs(120),
             networks: 1,
@@ -160,15 +163,9 @@ impl Scenario {
     /// Builds the world.
     pub fn build(&self) -> World {
         let mut w = World::new(self.seed);
-        let link = |l: LinkConfig| {
-            l.with_faults(Faults {
-                loss: self.loss,
-                ..Faults::default()
-            })
-        };
+        let link = |l: LinkConfig| l.with_faults(self.faults);
         let public = w.net.add_lan(LanConfig {
             lan_link: link(LinkConfig::lan()),
-            uplink: link(LinkConfig::uplink()),
             ..LanConfig::public()
         });
         let keys = NetworkKeys::derive(&self.seed.to_le_bytes().repeat(4).try_into().expect("32 bytes"));
@@ -188,7 +185,6 @@ impl Scenario {
                 Nat::None => public,
                 Nat::Behind(kind) => w.net.add_lan(LanConfig {
                     lan_link: link(LinkConfig::lan()),
-                    uplink: link(LinkConfig::uplink()),
                     ..LanConfig::behind_nat(NatConfig::new(kind))
                 }),
             };

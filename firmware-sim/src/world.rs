@@ -87,8 +87,10 @@ impl SignatureVerifier for SharedVerifier {
 
 /// The UDP port every simulated node listens on.
 pub const PORT: u16 = 51820;
-/// The wall-clock time at virtual `Instant::ZERO` (2027-01-15).
-const WALL_AT_ZERO: Duration = Duration::from_secs(1_800_000_000);
+/// The wall-clock time at virtual `Instant::ZERO` (2027-01-15): every node's
+/// clock reads this plus the virtual time, unless it was restarted with
+/// [`World::restart_with_clock`].
+pub const WALL_AT_ZERO: Duration = Duration::from_secs(1_800_000_000);
 
 /// One node and the host it runs on.
 pub struct SimHost {
@@ -157,7 +159,7 @@ impl World {
         let identity = Identity::generate(&mut rng);
         config.port = PORT;
         let saved = *identity.to_bytes();
-        let node = self.start_node(identity, network, config.clone(), rng, capacity);
+        let node = self.start_node(identity, network, config.clone(), rng, capacity, WALL_AT_ZERO);
         let host = self.net.add_host(lan);
         if self.by_host.len() <= host.index() {
             self.by_host.resize(host.index() + 1, None);
@@ -187,6 +189,7 @@ impl World {
         config: NodeConfig,
         rng: ChaCha20Rng,
         capacity: usize,
+        wall_at_zero: Duration,
     ) -> SimNode {
         let slots: Box<[MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
         Node::new(
@@ -198,7 +201,7 @@ impl World {
             Box::default(),
             self.verifier.clone(),
             vec![MemberView::default(); capacity + 1].into_boxed_slice(),
-            WALL_AT_ZERO + self.now.since_origin(),
+            wall_at_zero,
         )
     }
 
@@ -212,10 +215,26 @@ impl World {
     /// record (what it keeps on disk) and an empty ledger: it learns the
     /// rest from the mesh.
     pub fn restart(&mut self, i: usize) {
+        self.restart_with_clock(i, WALL_AT_ZERO);
+    }
+
+    /// Starts node `i` again after a crash, like [`restart`](Self::restart),
+    /// with its wall clock reading `wall_at_zero` plus the virtual time: a
+    /// machine whose clock was set back (or forward) while it was down. The
+    /// node reads the wall clock once, at start, as the host does; its
+    /// monotonic time is the world's.
+    pub fn restart_with_clock(&mut self, i: usize, wall_at_zero: Duration) {
         let h = &self.hosts[i];
         let identity = Identity::from_bytes(&h.identity);
         let rng = ChaCha20Rng::seed_from_u64(self.seed ^ self.now.as_micros() ^ i as u64);
-        let mut node = self.start_node(identity, &h.network.clone(), h.config.clone(), rng, h.capacity);
+        let mut node = self.start_node(
+            identity,
+            &h.network.clone(),
+            h.config.clone(),
+            rng,
+            h.capacity,
+            wall_at_zero,
+        );
         if let Some(record) = &h.role_record {
             node.restore_role_record(record).expect("the node wrote it");
         }
@@ -223,6 +242,13 @@ impl World {
         self.hosts[i].timer = None;
         self.net.set_host_up(self.hosts[i].host, true);
         self.reschedule(i);
+    }
+
+    /// Moves node `i`'s host to another LAN (see
+    /// [`Network::move_host`]): its underlay address changes under a
+    /// running node, which is told nothing, as a host's driver is not.
+    pub fn move_node(&mut self, i: usize, to: LanId) {
+        self.net.move_host(self.hosts[i].host, to);
     }
 
     /// The UDP endpoint other nodes use for node `i` from outside its LAN

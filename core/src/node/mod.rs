@@ -50,6 +50,7 @@ use crate::election::{MemberView, Role};
 use crate::identity::{Identity, NodeId, PublicIdentity};
 use crate::ledger::{Ledger, SignatureVerifier};
 use crate::noise::{consume_initiation, Refusal, RemoteKeys};
+use crate::session::timers::REKEY_TIMEOUT;
 use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
 use crate::time::{Duration, Instant};
 use crate::token::{NetworkKeys, OverlayRange, MAX_BOOTSTRAP};
@@ -554,16 +555,30 @@ where
         }
     }
 
-    /// Notes where an authenticated datagram from the member in `slot` came from.
-    fn note_source(&mut self, now: Instant, slot: u16, source: Source) {
+    /// Notes where an authenticated datagram from the member in `slot` came
+    /// from; `response` says it was a handshake response.
+    fn note_source(&mut self, now: Instant, slot: u16, source: Source, response: bool) {
         let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
         m.last_seen = Some(now);
         match source {
+            // A handshake response straight from a relayed member: it got
+            // our direct initiation (a responder answers where the
+            // initiation came from) and its answer reached us, so the
+            // direct path works both ways.
+            Source::Direct(a) if response && m.via.is_some() => {
+                m.via = None;
+                m.endpoint = Some(a);
+                m.next_probe = None;
+                if m.up {
+                    let id = m.id;
+                    self.push_event(Event::PathChanged(id));
+                }
+            }
             // Direct traffic updates the endpoint (the member may have
             // roamed); a relayed member stays relayed until a probe proves
-            // the direct path both ways.
-            Source::Direct(a) if m.via.is_none() => m.endpoint = Some(a),
-            Source::Direct(_) => {}
+            // the direct path both ways, and its endpoint is where the
+            // probes go (see `probe_direct`).
+            Source::Direct(a) => m.endpoint = Some(a),
             // Answer through the relay the member's traffic comes through:
             // it works in that direction at least, where ours may not
             // (both sides then settle on one relay).
@@ -594,6 +609,7 @@ where
             Nothing,
         }
         let from = self.source_addr(source);
+        let response = buf.first() == Some(&(MessageType::Response as u8));
         let got = {
             let Node {
                 members,
@@ -620,7 +636,7 @@ where
                 Received::Keepalive | Received::Handshake => Got::Nothing,
             }
         };
-        self.note_source(now, slot, source);
+        self.note_source(now, slot, source, response);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.after_tunnel_activity(now, slot);
         const PAYLOAD: usize = TRANSPORT_HEADER_LEN + 1;
@@ -706,7 +722,14 @@ where
                     m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
                 }
                 let t = m.tunnel.as_mut().expect("just ensured");
-                let n = t.handle_half_initiation(now, local, rng, half, &mut reply)?.len();
+                let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
+                    Ok(r) => r.len(),
+                    Err(DropReason::ReplayedInitiation) => {
+                        self.answer_stale(now, slot);
+                        return Err(DropReason::ReplayedInitiation);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if t.peer_signing_key() != Some(&m.identity.signing_key) {
                     // Same static key, another signing key: not the member we
                     // know. Drop the answer; the session stays unconfirmed.
@@ -738,7 +761,7 @@ where
                 (slot, n)
             }
         };
-        self.note_source(now, slot, source);
+        self.note_source(now, slot, source, false);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.outbox.push(Self::reply_route(source, id), &reply[..n]);
         self.activate(slot);
@@ -759,6 +782,9 @@ where
             Some(slot) => {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
                 if a.timestamp <= m.last_announce {
+                    if m.tunnel.is_some() {
+                        self.answer_stale(now, slot);
+                    }
                     return Err(DropReason::ReplayedAnnouncement);
                 }
                 slot
@@ -801,6 +827,28 @@ where
             self.connect_neighbour(now, slot)?;
         }
         Ok(())
+    }
+
+    /// An authenticated initiation or announcement from the member in
+    /// `slot` carried a timestamp older than one already accepted from it:
+    /// a replay, or the member restarted with its wall clock set back (or
+    /// after running with it set ahead), and will be refused until its
+    /// clock passes the old timestamp, hours maybe. Our own handshake does
+    /// not depend on its clock, so start one, if nothing authenticated came
+    /// from it for `REKEY_TIMEOUT` (a live, busy session is left alone).
+    ///
+    /// Replay safety: the stale message changes nothing here (timestamp,
+    /// endpoint and sessions stay as they were); the most a replay can do
+    /// is make us initiate to the endpoint we already had, at most once per
+    /// `REKEY_TIMEOUT` (the tunnel's rate limit). The real member answers
+    /// that with a rekey; anyone else cannot answer it at all.
+    fn answer_stale(&mut self, now: Instant, slot: u16) {
+        let quiet = self.members.as_ref()[slot as usize]
+            .as_ref()
+            .is_some_and(|m| m.last_seen.is_none_or(|t| now.saturating_since(t) >= REKEY_TIMEOUT));
+        if quiet {
+            let _ = self.connect_slot(now, slot);
+        }
     }
 
     fn reply_hello(&mut self, now: Instant, to: SocketAddr) {
@@ -1139,7 +1187,7 @@ where
                 members, local, rng, ..
             } = self;
             let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
-            let (id, via, endpoint) = (m.id, m.via, m.endpoint);
+            let (id, via, endpoint, up) = (m.id, m.via, m.endpoint, m.up);
             let Some(t) = m.tunnel.as_mut() else {
                 self.pop_pending();
                 continue;
@@ -1166,6 +1214,18 @@ where
                     }
                 }
                 Some(via) => {
+                    // While no session is up, an initiation through a relay
+                    // also goes straight to the member: the direct handshake
+                    // may have been lost, not blocked, and a relay may not
+                    // reach the member either (it may be relayed itself).
+                    // A direct response proves the direct path both ways
+                    // (see `note_source`).
+                    let inner = &out[RELAY_HEADROOM..][..len];
+                    if let (false, Some(endpoint), Some(MessageType::Initiation)) =
+                        (up, endpoint, MessageType::of(inner).ok())
+                    {
+                        self.outbox.push(Route::Direct(Destination::Unicast(endpoint)), inner);
+                    }
                     if let Some(t) = self.wrap(now, via, crate::wire::ControlKind::RELAY, &id, out, len) {
                         return Some(t);
                     }

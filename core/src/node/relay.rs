@@ -159,7 +159,11 @@ where
     }
 
     /// Probes every published endpoint of the relayed member in `slot`
-    /// directly (`PATH_PROBE` sealed in the session, a fresh nonce).
+    /// directly (`PATH_PROBE` sealed in the session, a fresh nonce), and
+    /// the address its last direct datagram came from: a member that has
+    /// published none yet (it never heard where others see it: nothing
+    /// reached it but handshake responses) would otherwise stay relayed
+    /// through a relay that may not reach it either.
     pub(crate) fn probe_direct(&mut self, now: Instant, slot: u16) {
         let nonce = self.rng.next_u64();
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
@@ -167,7 +171,12 @@ where
         };
         m.next_probe = Some(now + UPGRADE_INTERVAL);
         m.probe_nonce = nonce;
-        let candidates = m.candidates.clone();
+        let mut candidates = m.candidates.clone();
+        if let Some(seen) = m.endpoint.filter(|e| !candidates.contains(e)) {
+            if candidates.push(seen).is_err() {
+                candidates[0] = seen;
+            }
+        }
         for addr in candidates {
             self.queue(super::sync::Intent::Probe {
                 to: slot,

@@ -39,6 +39,8 @@ struct Lan {
     drops: Vec<Vec<DropReason>>,
     /// Nodes whose multicast reaches the others.
     multicast: bool,
+    /// Every unicast datagram sent: (to, from, bytes).
+    sent: Vec<(usize, SocketAddr, Vec<u8>)>,
 }
 
 fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> TestNode {
@@ -84,6 +86,7 @@ impl Lan {
             events: vec![Vec::new(); n],
             drops: vec![Vec::new(); n],
             multicast: true,
+            sent: Vec::new(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Lan {
                 match t.destination {
                     Destination::Unicast(to) => {
                         if let Some(j) = self.index_of(to) {
+                            self.sent.push((j, self.addrs[i], bytes.clone()));
                             self.wire.push_back((j, self.addrs[i], bytes));
                         }
                     }
@@ -381,4 +385,122 @@ fn memory_per_peer_is_as_documented() {
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
     assert_eq!((slot, view), (2832, 168));
+}
+
+/// A captured initiation replayed later, from anywhere, is refused and
+/// changes nothing: the session, the endpoint and the traffic stay as they
+/// were. While the session is quiet, a refused stale initiation makes the
+/// node start a handshake of its own (that is how a peer restarted with its
+/// clock set back gets in again), at most once per retry interval and only
+/// to the endpoint it already had.
+#[test]
+fn a_replayed_initiation_leaves_the_live_session_alone() {
+    let mut lan = Lan::new(2, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    // The first initiation on the wire.
+    let (to, from, initiation) = lan
+        .sent
+        .iter()
+        .find(|(_, _, b)| b[0] == 1)
+        .cloned()
+        .expect("an initiation");
+    let peer = lan.nodes[lan.index_of(from).unwrap()].node_id();
+    let up = |lan: &Lan| lan.nodes[to].member(&peer).is_some_and(|m| m.is_up());
+    assert!(up(&lan));
+    let attacker: SocketAddr = "10.0.0.99:51820".parse().unwrap();
+    let (a, b) = (to, lan.index_of(from).unwrap());
+    let replay = |lan: &mut Lan| {
+        let mut bytes = initiation.clone();
+        let now = lan.now;
+        lan.nodes[to].handle_datagram(now, attacker, &mut bytes).map(|_| ())
+    };
+    // What the node sends goes on the wire; its initiations are counted.
+    let initiations_sent = |lan: &mut Lan| {
+        let mut out = vec![0u8; 2048];
+        let mut n = 0;
+        while let Some(t) = lan.nodes[to].poll_transmit(lan.now, &mut out) {
+            if out[0] == 1 {
+                assert_eq!(t.destination, Destination::Unicast(from), "only to the known endpoint");
+                n += 1;
+            }
+            if let Destination::Unicast(dst) = t.destination {
+                let j = lan.index_of(dst).unwrap();
+                lan.wire.push_back((j, lan.addrs[to], out[..t.len].to_vec()));
+            }
+        }
+        n
+    };
+    let handshakes = |lan: &Lan| {
+        lan.nodes[to]
+            .member(&peer)
+            .unwrap()
+            .tunnel()
+            .unwrap()
+            .stats()
+            .handshakes
+    };
+    let before = handshakes(&lan);
+
+    // Busy session: refused, nothing else happens.
+    assert_eq!(replay(&mut lan), Err(DropReason::ReplayedInitiation));
+    assert_eq!(initiations_sent(&mut lan), 0);
+    assert_eq!(lan.nodes[to].member(&peer).unwrap().endpoint(), Some(from));
+
+    // Quiet session: a flood of replays makes one handshake of our own.
+    lan.now += Duration::from_secs(6);
+    for _ in 0..20 {
+        assert_eq!(replay(&mut lan), Err(DropReason::ReplayedInitiation));
+    }
+    assert_eq!(initiations_sent(&mut lan), 1, "once per retry interval");
+    assert_eq!(lan.nodes[to].member(&peer).unwrap().endpoint(), Some(from));
+    assert!(up(&lan), "the live session is untouched");
+    lan.send_v6(a, b, 7).unwrap();
+    lan.send_v6(b, a, 8).unwrap();
+    lan.drive();
+    assert!(lan.delivered[b].iter().any(|(p, _)| p[40] == 7));
+    assert!(lan.delivered[a].iter().any(|(p, _)| p[40] == 8));
+    // The real peer answers our handshake: a rekey, nothing lost.
+    lan.advance(Duration::from_secs(1));
+    assert!(up(&lan));
+    assert_eq!(handshakes(&lan), before + 1);
+}
+
+/// The core expects a monotonic `now`; a caller whose clock goes backwards
+/// must not make it panic, and once time moves on the mesh works again.
+#[test]
+fn time_running_backwards_neither_panics_nor_stalls() {
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(5));
+    for (a, b, m) in [(0, 1, 1), (1, 2, 2), (2, 0, 3)] {
+        lan.send_v6(a, b, m).unwrap();
+    }
+    lan.advance(Duration::from_secs(1));
+    let later = lan.now;
+    for back in [
+        Duration::from_millis(1),
+        Duration::from_secs(10),
+        Duration::from_secs(3600),
+    ] {
+        // Jump back, run a while at the earlier times, then catch up.
+        lan.now = Instant::ZERO + later.since_origin().saturating_sub(back);
+        lan.advance(Duration::from_secs(2));
+        for (a, b, m) in [(0, 1, 4), (1, 2, 5), (2, 0, 6)] {
+            let _ = lan.send_v6(a, b, m);
+        }
+        lan.drive();
+        lan.now = later;
+        lan.advance(Duration::from_secs(30));
+        for (a, b, m) in [(0, 1, 7), (1, 2, 8), (2, 0, 9)] {
+            lan.send_v6(a, b, m).unwrap();
+        }
+        lan.advance(Duration::from_secs(1));
+        for (b, m) in [(1, 7), (2, 8), (0, 9)] {
+            assert!(
+                lan.delivered[b].iter().any(|(p, _)| p[40] == m),
+                "back {back:?}: to {b}"
+            );
+            lan.delivered[b].clear();
+        }
+        assert!(lan.nodes.iter().all(|n| n.members().filter(|m| m.is_up()).count() == 2));
+    }
 }

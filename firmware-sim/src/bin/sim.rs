@@ -1,7 +1,8 @@
 //! `sim`: runs a simulated mesh and prints one JSON line.
 //!
 //! ```text
-//! sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--networks K]
+//! sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]
+//!     [--nat-mix none,full,restricted,port,symmetric] [--networks K]
 //!     [--partition-at SECS --heal-at SECS] [--deadline SECS]
 //! ```
 
@@ -12,13 +13,21 @@ use kairos_core::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --nodes N --seed S [--loss P] [--nat-mix none,full,restricted,port,symmetric] [--networks K]\n\
+        "usage: sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]\n\
+         \x20          [--nat-mix none,full,restricted,port,symmetric] [--networks K]\n\
          \x20          [--partition-at SECS --heal-at SECS] [--deadline SECS]\n\
          Runs N simulated mesh nodes (node 0 public, the bootstrap; the others on its LAN for `none`,\n\
          else each behind its own NAT of the listed kinds, round-robin), spread over K network ids,\n\
-         optionally split into two halves (even and odd nodes) for a while, and prints one JSON line."
+         optionally split into two halves (even and odd nodes) for a while, and prints one JSON line.\n\
+         Faults apply on every link: loss, a uniform extra delay up to --jitter-ms, a probability of\n\
+         holding a datagram back --reorder-ms more, a probability of duplicating it."
     );
     ExitCode::from(2)
+}
+
+/// A probability in `0.0..1.0`.
+fn probability(s: &str) -> Option<f64> {
+    s.parse().ok().filter(|p| (0.0..1.0).contains(p))
 }
 
 fn main() -> ExitCode {
@@ -30,7 +39,17 @@ fn main() -> ExitCode {
         let ok = match flag.as_str() {
             "--nodes" => value.parse().map(|v| s.nodes = v).is_ok(),
             "--seed" => value.parse().map(|v| s.seed = v).is_ok(),
-            "--loss" => value.parse().map(|v: f64| s.loss = v).is_ok() && (0.0..1.0).contains(&s.loss),
+            "--loss" => probability(&value).map(|p| s.faults.loss = p).is_some(),
+            "--jitter-ms" => value
+                .parse()
+                .map(|v| s.faults.jitter = Duration::from_millis(v))
+                .is_ok(),
+            "--reorder" => probability(&value).map(|p| s.faults.reorder = p).is_some(),
+            "--reorder-ms" => value
+                .parse()
+                .map(|v| s.faults.reorder_delay = Duration::from_millis(v))
+                .is_ok(),
+            "--duplicate" => probability(&value).map(|p| s.faults.duplicate = p).is_some(),
             "--deadline" => value.parse().map(|v| s.deadline = Duration::from_secs(v)).is_ok(),
             "--networks" => value.parse().map(|v| s.networks = v).is_ok() && s.networks >= 1,
             "--partition-at" => value

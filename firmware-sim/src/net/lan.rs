@@ -87,8 +87,12 @@ pub(crate) struct Lan {
     pub(crate) lan_link: LinkConfig,
     pub(crate) uplink: LinkConfig,
     pub(crate) gateway: Gateway,
-    /// Member hosts; behind a NAT, in subnet order (host `i` has `subnet.host(i)`).
+    /// Member hosts, in the order they joined.
     pub(crate) hosts: Vec<HostId>,
+    /// Behind a NAT, who has each private address: `subnet.host(i)` is
+    /// `addressed[i]` (`None` once that host moved away; addresses are not
+    /// reused).
+    pub(crate) addressed: Vec<Option<HostId>>,
     /// Partition group (0: not named in the current partition).
     pub(crate) group: u32,
 }
@@ -97,7 +101,9 @@ impl Lan {
     /// The host of this private LAN that has `ip`.
     pub(crate) fn private_host(&self, ip: Ipv4Addr) -> Option<HostId> {
         match &self.gateway {
-            Gateway::Nat { subnet, .. } => subnet.index_of(ip).and_then(|i| self.hosts.get(i).copied()),
+            Gateway::Nat { subnet, .. } => subnet
+                .index_of(ip)
+                .and_then(|i| self.addressed.get(i).copied().flatten()),
             Gateway::Public => None,
         }
     }

@@ -73,28 +73,24 @@ impl LinkConfig {
         self.faults = faults;
         self
     }
-    /// With a loss probability (0.0 ..= 1.0).
+    /// With a loss probability ([`Faults::with_loss`]).
     pub const fn with_loss(mut self, p: f64) -> Self {
-        self.faults.loss = p;
+        self.faults = self.faults.with_loss(p);
         self
     }
-    /// With a uniform extra delay in `0 ..= jitter`, drawn per datagram. A
-    /// jitter larger than the gap between two datagrams reorders them.
+    /// With jitter ([`Faults::with_jitter`]).
     pub const fn with_jitter(mut self, jitter: Duration) -> Self {
-        self.faults.jitter = jitter;
+        self.faults = self.faults.with_jitter(jitter);
         self
     }
-    /// With a probability `p` that a datagram is held back by `delay` more,
-    /// so that later datagrams overtake it.
+    /// With reordering ([`Faults::with_reorder`]).
     pub const fn with_reorder(mut self, p: f64, delay: Duration) -> Self {
-        self.faults.reorder = p;
-        self.faults.reorder_delay = delay;
+        self.faults = self.faults.with_reorder(p, delay);
         self
     }
-    /// With a probability that a datagram arrives twice (the copy has its
-    /// own jitter and reordering).
+    /// With duplication ([`Faults::with_duplicate`]).
     pub const fn with_duplicate(mut self, p: f64) -> Self {
-        self.faults.duplicate = p;
+        self.faults = self.faults.with_duplicate(p);
         self
     }
 
@@ -139,6 +135,31 @@ impl Faults {
         reorder_delay: Duration::ZERO,
         duplicate: 0.0,
     };
+
+    /// With a loss probability (0.0 ..= 1.0).
+    pub const fn with_loss(mut self, p: f64) -> Self {
+        self.loss = p;
+        self
+    }
+    /// With a uniform extra delay in `0 ..= jitter`, drawn per datagram. A
+    /// jitter larger than the gap between two datagrams reorders them.
+    pub const fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    /// With a probability `p` that a datagram is held back by `delay` more,
+    /// so that later datagrams overtake it.
+    pub const fn with_reorder(mut self, p: f64, delay: Duration) -> Self {
+        self.reorder = p;
+        self.reorder_delay = delay;
+        self
+    }
+    /// With a probability that a datagram arrives twice (the copy has its
+    /// own jitter and reordering).
+    pub const fn with_duplicate(mut self, p: f64) -> Self {
+        self.duplicate = p;
+        self
+    }
 
     /// Whether no fault is switched on.
     pub fn is_none(&self) -> bool {

@@ -48,6 +48,14 @@
 //! revives a host: a down host sends nothing and receives nothing (NAT
 //! mappings it made live on until they expire).
 //!
+//! # Roaming and NAT resets
+//!
+//! [`Network::move_host`] moves a host to another LAN: it gets a new
+//! address there and the old one names nobody (a laptop moving from one
+//! network to another). [`Network::reset_nat`] makes a NAT forget every
+//! mapping at once (a reboot, or mappings that expired during a long idle
+//! period), optionally on a new public address (an ISP renumbering).
+//!
 //! This module owns the topology, the event queue and routing between hops.
 //! It never sends real traffic and never reads the wall clock.
 
@@ -247,6 +255,7 @@ impl Network {
             uplink: cfg.uplink,
             gateway,
             hosts: Vec::new(),
+            addressed: Vec::new(),
             group: 0,
         });
         id
@@ -259,19 +268,7 @@ impl Network {
     /// If the LAN's subnet is full.
     pub fn add_host(&mut self, lan: LanId) -> HostId {
         let id = HostId(self.hosts.len() as u32);
-        let l = &mut self.lans[lan.index()];
-        let addr = match &l.gateway {
-            Gateway::Public => {
-                let ip = self.pool.allocate();
-                self.public.insert(ip, PublicOwner::Host(id));
-                ip
-            }
-            Gateway::Nat { subnet, .. } => {
-                assert!(l.hosts.len() < subnet.capacity(), "LAN {lan:?} is full");
-                subnet.host(l.hosts.len())
-            }
-        };
-        l.hosts.push(id);
+        let addr = self.attach(id, lan);
         self.hosts.push(Host {
             lan,
             addr,
@@ -280,6 +277,77 @@ impl Network {
             stats: HostStats::default(),
         });
         id
+    }
+
+    /// Moves `h` to another LAN, as a laptop that leaves one network for
+    /// another (or a router that gets a new uplink): it gets a new address
+    /// there (public, or behind that LAN's NAT) and its old one names
+    /// nobody. Datagrams in flight to the old address are lost; mappings the
+    /// host made in its old NAT live on until they expire.
+    ///
+    /// # Panics
+    /// If the new LAN's subnet is full.
+    pub fn move_host(&mut self, h: HostId, to: LanId) {
+        let host = &self.hosts[h.index()];
+        let (from, old) = (host.lan, host.addr);
+        let l = &mut self.lans[from.index()];
+        l.hosts.retain(|&x| x != h);
+        match l.gateway {
+            Gateway::Public => {
+                self.public.remove(&old);
+            }
+            Gateway::Nat { .. } => {
+                // Addresses behind a NAT go by position: free the slot, keep the others.
+                if let Some(slot) = l.addressed.iter_mut().find(|s| **s == Some(h)) {
+                    *slot = None;
+                }
+            }
+        }
+        let addr = self.attach(h, to);
+        let host = &mut self.hosts[h.index()];
+        host.lan = to;
+        host.addr = addr;
+    }
+
+    /// Gives `h` the next address of `lan` and adds it to the LAN's hosts.
+    fn attach(&mut self, h: HostId, lan: LanId) -> Ipv4Addr {
+        let l = &mut self.lans[lan.index()];
+        let addr = match &l.gateway {
+            Gateway::Public => {
+                let ip = self.pool.allocate();
+                self.public.insert(ip, PublicOwner::Host(h));
+                ip
+            }
+            Gateway::Nat { subnet, .. } => {
+                assert!(l.addressed.len() < subnet.capacity(), "LAN {lan:?} is full");
+                let ip = subnet.host(l.addressed.len());
+                l.addressed.push(Some(h));
+                ip
+            }
+        };
+        l.hosts.push(h);
+        addr
+    }
+
+    /// Reboots the NAT in front of `lan`: every mapping and permission is
+    /// forgotten at once (a NAT that loses its table, or mappings expired
+    /// while the hosts behind it were idle). With `new_public_ip`, the NAT
+    /// also comes back on a new public address, as after an ISP renumbers a
+    /// home router; its old address then names nobody.
+    ///
+    /// # Panics
+    /// If `lan` is a public LAN.
+    pub fn reset_nat(&mut self, lan: LanId, new_public_ip: bool) {
+        let ip = new_public_ip.then(|| self.pool.allocate());
+        let Gateway::Nat { nat, .. } = &mut self.lans[lan.index()].gateway else {
+            panic!("LAN {lan:?} has no NAT");
+        };
+        let old = nat.public_ip();
+        *nat = NatBox::new(*nat.config(), ip.unwrap_or(old));
+        if let Some(ip) = ip {
+            self.public.remove(&old);
+            self.public.insert(ip, PublicOwner::Nat(lan));
+        }
     }
 
     /// The host's own address (public on a public LAN, private behind a NAT).
@@ -917,6 +985,92 @@ mod tests {
         net.send(Instant::from_secs(2), a, 1, to(&net, b, 1), b"again");
         assert_eq!(drain(&mut net).len(), 1);
         assert_eq!(net.stats().drops.host_down, 3);
+    }
+
+    #[test]
+    fn a_moved_host_sends_and_receives_at_its_new_address_only() {
+        let mut net = Network::new(1);
+        let public = net.add_lan(LanConfig::public());
+        let (home, cafe) = (
+            net.add_lan(LanConfig::behind_nat(NatKind::PortRestrictedCone.into())),
+            net.add_lan(LanConfig::behind_nat(NatKind::PortRestrictedCone.into())),
+        );
+        let server = net.add_host(public);
+        let (laptop, neighbour) = (net.add_host(home), net.add_host(home));
+        let server_ep = to(&net, server, 9);
+        net.send(Instant::ZERO, laptop, 9, server_ep, b"from home");
+        let at_home = drain(&mut net)[0].from;
+        assert_eq!(at_home.ip(), net.public_addr(laptop).unwrap());
+
+        net.move_host(laptop, cafe);
+        assert_eq!(net.lan_of(laptop), cafe);
+        assert_eq!(net.hosts_on(home), [neighbour]);
+        assert_eq!(net.hosts_on(cafe), [laptop]);
+        let t = Instant::from_secs(1);
+        net.send(t, laptop, 9, server_ep, b"from the cafe");
+        let d = drain(&mut net).pop().unwrap();
+        assert_eq!(d.from.ip(), net.public_addr(laptop).unwrap());
+        assert_ne!(d.from, at_home, "a new endpoint");
+        // The server answers both: only the new endpoint reaches the laptop.
+        net.send(t, server, 9, at_home, b"to the old endpoint");
+        net.send(t, server, 9, d.from, b"to the new endpoint");
+        let got = drain(&mut net);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].host, got[0].bytes.as_slice()),
+            (laptop, &b"to the new endpoint"[..])
+        );
+        // Its old private address names nobody; the neighbour keeps its own.
+        net.send(t, neighbour, 9, "10.0.1.2:9".parse().unwrap(), b"x");
+        net.send(t, neighbour, 9, server_ep, b"y");
+        assert_eq!(drain(&mut net).iter().map(|d| d.host).collect::<Vec<_>>(), [server]);
+        // Both died at the old private address: the old NAT's live mapping
+        // led the server's datagram there too.
+        assert_eq!(net.stats().drops.unknown_destination, 2);
+
+        // And from the internet to a public LAN.
+        net.move_host(laptop, public);
+        assert_eq!(net.public_addr(laptop), None);
+        net.send(Instant::from_secs(2), server, 9, to(&net, laptop, 9), b"z");
+        assert_eq!(drain(&mut net)[0].host, laptop);
+    }
+
+    #[test]
+    fn a_reset_nat_forgets_its_mappings_and_may_change_address() {
+        let mut net = Network::new(1);
+        let public = net.add_lan(LanConfig::public());
+        let nat = NatConfig::new(NatKind::FullCone).with_port_allocation(PortAllocation::Random);
+        let home = net.add_lan(LanConfig::behind_nat(nat));
+        let (server, h) = (net.add_host(public), net.add_host(home));
+        let server_ep = to(&net, server, 9);
+        net.send(Instant::ZERO, h, 9, server_ep, b"open");
+        let first = drain(&mut net)[0].from;
+        assert_eq!(net.nat_mappings(home), 1);
+
+        net.reset_nat(home, false);
+        assert_eq!(net.nat_mappings(home), 0);
+        net.send(Instant::from_secs(1), server, 9, first, b"lost");
+        assert!(drain(&mut net).is_empty(), "no mapping any more");
+        assert_eq!(net.stats().drops.no_mapping, 1);
+
+        let old_ip = net.public_addr(h).unwrap();
+        net.reset_nat(home, true);
+        let new_ip = net.public_addr(h).unwrap();
+        assert_ne!(old_ip, new_ip);
+        net.send(Instant::from_secs(2), h, 9, server_ep, b"again");
+        let d = drain(&mut net).pop().unwrap();
+        assert_eq!(d.from.ip(), new_ip);
+        net.send(Instant::from_secs(2), server, 9, d.from, b"back");
+        net.send(
+            Instant::from_secs(2),
+            server,
+            9,
+            SocketAddr::new(old_ip, first.port()),
+            b"old",
+        );
+        let got = drain(&mut net);
+        assert_eq!(got.iter().map(|d| d.host).collect::<Vec<_>>(), [h]);
+        assert_eq!(net.stats().drops.unknown_destination, 1, "the old address is nobody's");
     }
 
     #[test]

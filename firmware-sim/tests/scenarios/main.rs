@@ -1,7 +1,7 @@
 //! Mesh scenarios on the simulated network: what a user relies on, end to
 //! end through the core's `Node`, on virtual time.
 
-use firmware_sim::net::{HostId, LanConfig, NatConfig, NatKind};
+use firmware_sim::net::{Faults, HostId, LanConfig, NatConfig, NatKind};
 use firmware_sim::scenario::{durable_fingerprint, Nat, Scenario};
 use firmware_sim::world::World;
 use kairos_core::election::Role;
@@ -11,6 +11,8 @@ use kairos_core::ledger::LedgerError;
 use kairos_core::node::{Event, NodeConfig, Path};
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
+
+mod faults;
 
 fn keys() -> NetworkKeys {
     NetworkKeys::derive(&[42; 32])
@@ -156,7 +158,7 @@ fn fifty_nodes_with_ten_percent_loss_converge() {
     let r = Scenario {
         nodes: 50,
         seed: 11,
-        loss: 0.10,
+        faults: Faults::NONE.with_loss(0.10),
         deadline: Duration::from_secs(120),
         ..Scenario::default()
     }
@@ -190,7 +192,7 @@ fn same_seed_same_run() {
         let mut r = Scenario {
             nodes: 12,
             seed,
-            loss: 0.05,
+            faults: Faults::NONE.with_loss(0.05),
             ..Scenario::default()
         }
         .run();
