@@ -115,6 +115,9 @@ pub(crate) struct SyncState {
     pub(crate) sync_gap: Duration,
     /// Addresses other members saw us at, newest first.
     pub(crate) observed: Vec<SocketAddr, MAX_ENDPOINTS>,
+    /// Other ports at an address already in `observed`, each with the
+    /// member that reported it, until a second member confirms one.
+    pub(crate) observed_pending: Vec<(SocketAddr, u16), MAX_ENDPOINTS>,
     pub(crate) record_dirty: bool,
     pub(crate) next_record: Instant,
     /// Until the first machines record is written: the latest time to
@@ -125,6 +128,45 @@ pub(crate) struct SyncState {
     pub(crate) intents_dropped: u64,
 }
 
+impl SyncState {
+    /// The member in `slot` saw us at `addr`. A new address is published at
+    /// once (the first one, or after a move); another port at an address
+    /// already published only once a second member reports it too. A NAT
+    /// that maps per destination (symmetric) shows every member its own
+    /// port: published one by one, each would be a new version of our
+    /// machines record, and under loss replicas would seldom agree. A
+    /// mapping that really changed is seen by every member, so it is
+    /// confirmed by the second one.
+    pub(crate) fn note_observed(&mut self, slot: u16, addr: SocketAddr) {
+        if self.observed.contains(&addr) {
+            return;
+        }
+        let Some(same_ip) = self.observed.iter().position(|o| o.ip() == addr.ip()) else {
+            if self.observed.is_full() {
+                self.observed.pop();
+            }
+            let _ = self.observed.insert(0, addr);
+            self.record_dirty = true;
+            return;
+        };
+        match self.observed_pending.iter().position(|(a, _)| *a == addr) {
+            Some(p) if self.observed_pending[p].1 != slot => {
+                self.observed_pending.retain(|(a, _)| a.ip() != addr.ip());
+                self.observed.remove(same_ip);
+                let _ = self.observed.insert(0, addr);
+                self.record_dirty = true;
+            }
+            Some(_) => {}
+            None => {
+                if self.observed_pending.is_full() {
+                    self.observed_pending.remove(0);
+                }
+                let _ = self.observed_pending.push((addr, slot));
+            }
+        }
+    }
+}
+
 impl Default for SyncState {
     fn default() -> Self {
         SyncState {
@@ -133,6 +175,7 @@ impl Default for SyncState {
             next_sync: Instant::ZERO,
             sync_gap: SYNC_MIN,
             observed: Vec::new(),
+            observed_pending: Vec::new(),
             record_dirty: true,
             next_record: Instant::ZERO,
             first_record_by: None,
@@ -233,13 +276,7 @@ where
             }
             ControlKind::OBSERVED => {
                 let addr = parse_addr(payload).ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
-                if !self.sync.observed.contains(&addr) {
-                    if self.sync.observed.is_full() {
-                        self.sync.observed.pop();
-                    }
-                    let _ = self.sync.observed.insert(0, addr);
-                    self.sync.record_dirty = true;
-                }
+                self.sync.note_observed(slot, addr);
                 Ok(())
             }
             // Kinds of later protocol versions are ignored, not errors.
@@ -936,4 +973,65 @@ fn id_text(id: &NodeId) -> heapless::String<26> {
     let mut out = heapless::String::new();
     let _ = out.push_str(core::str::from_utf8(&s).unwrap_or(""));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)
+    }
+
+    #[test]
+    fn a_new_address_is_published_at_once() {
+        let mut s = SyncState::default();
+        s.record_dirty = false;
+        s.note_observed(1, at([203, 0, 113, 7], 4000));
+        assert_eq!(s.observed.as_slice(), &[at([203, 0, 113, 7], 4000)]);
+        assert!(s.record_dirty);
+        // Another address (a LAN one, or after a move): at once too.
+        s.record_dirty = false;
+        s.note_observed(2, at([192, 168, 1, 5], 51820));
+        assert_eq!(s.observed[0], at([192, 168, 1, 5], 51820));
+        assert!(s.record_dirty);
+        // The same again changes nothing.
+        s.record_dirty = false;
+        s.note_observed(3, at([203, 0, 113, 7], 4000));
+        assert!(!s.record_dirty);
+        assert_eq!(s.observed.len(), 2);
+    }
+
+    #[test]
+    fn per_destination_ports_are_not_published_one_by_one() {
+        let mut s = SyncState::default();
+        s.note_observed(1, at([203, 0, 113, 7], 4000));
+        s.record_dirty = false;
+        // A symmetric NAT: every member sees its own port.
+        for (slot, port) in [(2, 4001), (3, 4002), (4, 4003), (5, 4004), (6, 4005)] {
+            s.note_observed(slot, at([203, 0, 113, 7], port));
+            // Repeated by the same member: still one report.
+            s.note_observed(slot, at([203, 0, 113, 7], port));
+        }
+        assert!(!s.record_dirty);
+        assert_eq!(s.observed.as_slice(), &[at([203, 0, 113, 7], 4000)]);
+    }
+
+    #[test]
+    fn a_changed_mapping_is_published_once_a_second_member_sees_it() {
+        let mut s = SyncState::default();
+        s.note_observed(1, at([203, 0, 113, 7], 4000));
+        s.note_observed(2, at([192, 168, 1, 5], 51820));
+        s.record_dirty = false;
+        s.note_observed(3, at([203, 0, 113, 7], 5000));
+        assert!(!s.record_dirty);
+        s.note_observed(4, at([203, 0, 113, 7], 5000));
+        assert!(s.record_dirty);
+        // It replaces the old port at that address, newest first.
+        assert_eq!(
+            s.observed.as_slice(),
+            &[at([203, 0, 113, 7], 5000), at([192, 168, 1, 5], 51820)]
+        );
+        assert!(s.observed_pending.is_empty());
+    }
 }
