@@ -985,8 +985,10 @@ mod tests {
 
     #[test]
     fn a_new_address_is_published_at_once() {
-        let mut s = SyncState::default();
-        s.record_dirty = false;
+        let mut s = SyncState {
+            record_dirty: false,
+            ..SyncState::default()
+        };
         s.note_observed(1, at([203, 0, 113, 7], 4000));
         assert_eq!(s.observed.as_slice(), &[at([203, 0, 113, 7], 4000)]);
         assert!(s.record_dirty);
