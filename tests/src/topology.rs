@@ -162,7 +162,13 @@ impl Lab {
              \t}}\n\
              }}\n"
         );
-        let file = self.dir().join(format!("{}-partition.nft", ns.short()));
+        self.apply_nft(ns, "partition", &ruleset)
+    }
+
+    /// Loads `ruleset` into `ns` with `nft -f`, from a file named after
+    /// `what` in the lab's directory (kept with the logs).
+    fn apply_nft(&self, ns: &Namespace, what: &str, ruleset: &str) -> Result<()> {
+        let file = self.dir().join(format!("{}-{what}.nft", ns.short()));
         std::fs::write(&file, ruleset)
             .map_err(|e| crate::error::HarnessError::io(format!("writing {}", file.display()), e))?;
         self.exec_ok(
@@ -172,6 +178,42 @@ impl Lab {
             crate::command::DEFAULT_LIMIT,
         )?;
         Ok(())
+    }
+
+    /// Makes `ns`'s link lossy for UDP: an nftables table `loss` that drops
+    /// `percent` % of the UDP datagrams it receives and of those it sends,
+    /// at random (`numgen random`), and counts what it dropped
+    /// ([`Lab::loss_drops`]). So every path through `ns` loses about that
+    /// share each way; paths between other namespaces are untouched.
+    pub fn lossy(&self, ns: &Namespace, percent: u8) -> Result<()> {
+        let ruleset = format!(
+            "table inet loss {{\n\
+             \tchain input {{ type filter hook input priority filter; policy accept;\n\
+             \t\tmeta l4proto udp numgen random mod 100 < {percent} counter drop\n\
+             \t}}\n\
+             \tchain output {{ type filter hook output priority filter; policy accept;\n\
+             \t\tmeta l4proto udp numgen random mod 100 < {percent} counter drop\n\
+             \t}}\n\
+             }}\n"
+        );
+        self.apply_nft(ns, "loss", &ruleset)
+    }
+
+    /// The datagrams [`Lab::lossy`] dropped in `ns` so far, both ways.
+    pub fn loss_drops(&self, ns: &Namespace) -> Result<u64> {
+        let listing = self.exec_ok(
+            ns,
+            "nft",
+            &["list", "table", "inet", "loss"],
+            crate::command::DEFAULT_LIMIT,
+        )?;
+        Ok(listing
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "packets")
+            .filter_map(|w| w[1].parse::<u64>().ok())
+            .sum())
     }
 
     /// Removes what [`Lab::cut_off`] added to `ns`.

@@ -14,6 +14,8 @@
 //!   identity; a damaged `identity.key` stops the start.
 //! - `datapath`: offloads on one node and off on the other: TCP both ways
 //!   over IPv4 and IPv6 intact, and the batching counters move.
+//! - `lossy`: one node's link drops 20% of UDP each way: the mesh still
+//!   forms and TCP through it completes intact both ways.
 //!
 //! Each test needs root, `KAIROS_E2E=1` and a `kairos` binary with the
 //! `agent` command; otherwise it prints a loud SKIPPED line (see
@@ -23,6 +25,7 @@ mod bad_config;
 mod datapath;
 mod foreign_token;
 mod lan;
+mod lossy;
 mod nat;
 mod restart;
 mod state_faults;
