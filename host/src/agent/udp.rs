@@ -25,6 +25,32 @@ use tokio::net::UdpSocket;
 /// Kernel socket buffers asked for: room for bursts of full-size datagrams.
 const SOCKET_BUFFER: usize = 4 << 20;
 
+/// Lets the kernel and routers fragment outer datagrams (no DF bit;
+/// IPv6: the sender fragments to the path's MTU). quinn-udp sets DF
+/// (`IP_PMTUDISC_PROBE`) for QUIC's own path MTU discovery, which the
+/// overlay does not do: with DF, a path whose MTU is smaller than the
+/// interface's drops every full-size datagram, and TCP over the overlay
+/// stalls (a black hole). Fragments cost speed on such a path, not
+/// correctness. A UDP GSO send whose segments do not fit the route's MTU
+/// fails with `EINVAL`; [`MeshSocket::send_segments`] then sends the
+/// datagrams one by one (and quinn-udp stops using GSO on this socket).
+fn allow_fragments(socket: &std::net::UdpSocket, dual_stack: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
+        if let Err(e) = sockopt::set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::DONT) {
+            tracing::debug!(error = %e, "cannot clear DF on the mesh socket");
+        }
+        if dual_stack {
+            if let Err(e) = sockopt::set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::DONT) {
+                tracing::debug!(error = %e, "cannot allow IPv6 fragments on the mesh socket");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, dual_stack);
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct MeshSocket {
@@ -55,6 +81,7 @@ impl MeshSocket {
         // off, so the kernel does not stamp every packet for them.
         #[cfg(target_os = "linux")]
         let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimestampns, &false);
+        allow_fragments(&socket, dual_stack);
         let socket = UdpSocket::from_std(socket)?;
         Ok(MeshSocket {
             socket,

@@ -16,6 +16,8 @@
 //!   over IPv4 and IPv6 intact, and the batching counters move.
 //! - `lossy`: one node's link drops 20% of UDP each way: the mesh still
 //!   forms and TCP through it completes intact both ways.
+//! - `small_mtu`: the underlay MTU drops below the overlay's packets: outer
+//!   datagrams are fragmented and TCP completes intact both ways.
 //!
 //! Each test needs root, `KAIROS_E2E=1` and a `kairos` binary with the
 //! `agent` command; otherwise it prints a loud SKIPPED line (see
@@ -28,6 +30,7 @@ mod lan;
 mod lossy;
 mod nat;
 mod restart;
+mod small_mtu;
 mod state_faults;
 
 use std::time::Duration;
