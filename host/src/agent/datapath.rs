@@ -671,7 +671,7 @@ mod tests {
     }
 
     #[test]
-    fn replayed_forged_and_truncated_datagrams_are_dropped_and_counted_by_reason() {
+    fn replayed_forged_truncated_made_up_and_reflected_datagrams_are_dropped_and_counted_by_reason() {
         on_big_stack(forgeries);
     }
 
@@ -758,6 +758,58 @@ mod tests {
         assert_eq!(d[DropReason::Decrypt.index()], 1, "the forgery: {d:?}");
         let truncated = DropReason::Malformed(kairos_core::wire::Error::Truncated).index();
         assert_eq!(d[truncated], 1, "the truncated one: {d:?}");
+        assert_eq!(sink.payload.borrow().len(), PAYLOAD, "nothing more was delivered");
+
+        // Handshake messages of every type, made up: an initiation and a
+        // response of the right length with junk MACs, an unsolicited cookie
+        // reply, and a truncated initiation.
+        use kairos_core::wire::{COOKIE_REPLY_LEN, INITIATION_LEN, RESPONSE_LEN};
+        let junk = |ty: u8, len: usize| {
+            let mut d = vec![0x5au8; len];
+            d[..4].copy_from_slice(&[ty, 0, 0, 0]);
+            d
+        };
+        let made_up = [
+            junk(1, INITIATION_LEN),
+            junk(2, RESPONSE_LEN),
+            junk(3, COOKIE_REPLY_LEN),
+            junk(1, INITIATION_LEN - 20),
+        ];
+        for d in &made_up {
+            a.socket.send_to(d, to).await.unwrap();
+        }
+        let bad_mac1 = DropReason::BadMac1.index();
+        let unknown = DropReason::UnknownIndex.index();
+        let all_in = |d: &[u64]| d[bad_mac1] >= 1 && d[unknown] >= 2 && d[truncated] >= 2;
+        while !all_in(&b.stats.rx_drops) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the made-up handshakes arrive: {:?}",
+                b.stats.rx_drops
+            );
+            pump(&mut b, &clock, &sink).await;
+            tokio::task::yield_now().await;
+        }
+        let d = b.stats.rx_drops;
+        assert_eq!(d[bad_mac1], 1, "the initiation with a junk MAC1: {d:?}");
+        // A response or cookie reply names the session it answers: none of ours.
+        assert_eq!(d[unknown], 2, "response and cookie reply: {d:?}");
+        assert_eq!(d[truncated], 2, "and the truncated initiation: {d:?}");
+
+        // a's own datagram reflected back to it: not a session of a's.
+        let back = SocketAddr::from(([127, 0, 0, 1], a.socket.local_addr().unwrap().port()));
+        b.socket.send_to(&sealed, back).await.unwrap();
+        while a.stats.rx_drops[unknown] < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reflection arrives: {:?}",
+                a.stats.rx_drops
+            );
+            pump(&mut a, &clock, &sink).await;
+            tokio::task::yield_now().await;
+        }
+        // It names b's session index, which is none of a's.
+        assert_eq!(a.stats.rx_drops[unknown], 1, "the reflection: {:?}", a.stats.rx_drops);
         assert_eq!(sink.payload.borrow().len(), PAYLOAD, "nothing more was delivered");
     }
 
