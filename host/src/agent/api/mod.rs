@@ -272,7 +272,14 @@ pub async fn bind(addr: &ApiAddress) -> io::Result<ApiListener> {
         ApiAddress::Tcp(a) => Ok(ApiListener::Tcp(TcpListener::bind(a).await?)),
         ApiAddress::Unix(path) => {
             remove_stale_socket(path)?;
-            let listener = UnixListener::bind(path)?;
+            // Made 0600 from the start (a umask of 0177 around `bind`): a
+            // mode set afterwards leaves a moment in which anyone could
+            // connect. The agent's other threads create no files with
+            // looser modes meanwhile; the mode is set again to be sure.
+            let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+            let listener = UnixListener::bind(path);
+            rustix::process::umask(old);
+            let listener = listener?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
             Ok(ApiListener::Unix(listener))
         }
