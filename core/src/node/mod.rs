@@ -247,6 +247,11 @@ pub struct NodeStats {
 const EVENT_QUEUE: usize = 64;
 /// The first beacons go out this often, then back off to `beacon_interval`.
 const FIRST_BEACON_GAP: Duration = Duration::from_secs(1);
+/// A session with nothing received for this long has gone silent: its
+/// tunnel's new handshakes (WireGuard starts one after `KEEPALIVE_TIMEOUT +
+/// REKEY_TIMEOUT` without an answer) also try the member's published
+/// endpoints (`initiate_at_candidates`).
+const SILENT_AFTER: Duration = Duration::from_secs(15);
 /// How often the node tops up its proactive sessions.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -535,6 +540,25 @@ where
         }
     }
 
+    /// A member's session is up but nothing came from it for
+    /// [`SILENT_AFTER`], so its tunnel asks for a new handshake: the member
+    /// may have moved to a network whose NAT, or ours, filters the old
+    /// path. The initiation also goes to every endpoint its machines
+    /// record lists besides `endpoint`: a roamed member publishes its new
+    /// address once someone tells it (`OBSERVED`, see `note_source`), and
+    /// it has been sending to us from there, so its NAT lets our
+    /// initiation in and ours lets its answer back. The answer's source
+    /// becomes its endpoint.
+    fn initiate_at_candidates(&mut self, slot: u16, endpoint: SocketAddr, initiation: &[u8]) {
+        let Some(m) = self.members.as_ref()[slot as usize].as_ref() else {
+            return;
+        };
+        let candidates = m.candidates.clone();
+        for c in candidates.into_iter().filter(|c| *c != endpoint) {
+            self.outbox.push(Route::Direct(Destination::Unicast(c)), initiation);
+        }
+    }
+
     /// The address to hand a tunnel as the datagram's source (for cookies).
     fn source_addr(&self, source: Source) -> SocketAddr {
         match source {
@@ -578,7 +602,16 @@ where
             // roamed); a relayed member stays relayed until a probe proves
             // the direct path both ways, and its endpoint is where the
             // probes go (see `probe_direct`).
-            Source::Direct(a) => m.endpoint = Some(a),
+            Source::Direct(a) => {
+                let moved = m.up && m.endpoint.is_some_and(|e| e != a);
+                m.endpoint = Some(a);
+                if moved {
+                    // It roamed: tell it where it is now, so it publishes
+                    // the new address and members whose NATs filter it
+                    // can reach it there (see `next_transmit`).
+                    self.tell_observed(slot, a);
+                }
+            }
             // Answer through the relay the member's traffic comes through:
             // it works in that direction at least, where ours may not
             // (both sides then settle on one relay).
@@ -1188,6 +1221,7 @@ where
             } = self;
             let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
             let (id, via, endpoint, up) = (m.id, m.via, m.endpoint, m.up);
+            let silent = up && m.last_seen.is_none_or(|t| now.saturating_since(t) >= SILENT_AFTER);
             let Some(t) = m.tunnel.as_mut() else {
                 self.pop_pending();
                 continue;
@@ -1207,6 +1241,9 @@ where
                 // on: it retries, a relay is picked, or it gives up.
                 None => {
                     if let Some(endpoint) = endpoint {
+                        if silent && MessageType::of(&out[..len]) == Ok(MessageType::Initiation) {
+                            self.initiate_at_candidates(slot, endpoint, &out[..len]);
+                        }
                         return Some(Transmit {
                             destination: Destination::Unicast(endpoint),
                             len,

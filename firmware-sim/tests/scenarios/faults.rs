@@ -339,16 +339,14 @@ fn a_node_restarted_with_its_clock_set_forward_then_back_is_accepted_within_one_
 /// Two nodes behind port-restricted NATs with a direct session; node 1
 /// moves to another NAT. Its packets now come from an address node 2's NAT
 /// never sent to, so that NAT filters them, and node 2's go to the old
-/// mapping: the direct path is dead both ways. Unanswered data starts a
-/// new handshake after 15 s, but it goes to the same dead direct path: the
-/// relay is tried only for a member whose session is down, and this one
-/// stays up until it expires (180 s), so the pair is apart for about 170 s
-/// before the relay takes over. Known gap (see docs/architecture.md,
-/// "Faults"): moving a silent session to the relay after its handshake
-/// waited RELAY_AFTER brings this to 18 s, but then peers of a crashed node
-/// relay to it too and need a probe to come back direct after its restart.
+/// mapping: the direct path is dead both ways. The public bootstrap sees
+/// node 1 at its new address and tells it (`OBSERVED`), node 1 publishes
+/// it, and once node 2's session has been silent for 15 s its new
+/// handshakes also go to node 1's published endpoints: node 1's NAT lets
+/// them in (node 1 has been sending to node 2), node 2's lets the answer
+/// back, and the session goes on at the new endpoints (about 15 s apart;
+/// it was about 170 s, until the session expired, before).
 #[test]
-#[ignore = "known gap: a roaming node behind a NAT is apart from NATed peers for ~170 s"]
 fn a_roaming_node_behind_nats_gets_back_to_its_peer() {
     let cone = || LanConfig::behind_nat(NatKind::PortRestrictedCone.into());
     let mut w = World::new(81);
