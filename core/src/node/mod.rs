@@ -742,57 +742,84 @@ where
                 return Ok(());
             }
         }
-        let half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
+        let mut half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
         let static_key = *half.initiator_static();
         let mut reply = [0u8; crate::wire::RESPONSE_LEN];
-        let (slot, n) = match self.slot_of_static(&static_key) {
-            Some(slot) => {
-                let Node {
-                    members, local, rng, ..
-                } = self;
-                let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
-                if m.tunnel.is_none() {
-                    m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
-                }
-                let t = m.tunnel.as_mut().expect("just ensured");
-                let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
-                    Ok(r) => r.len(),
-                    Err(DropReason::ReplayedInitiation) => {
-                        self.answer_stale(now, slot);
-                        return Err(DropReason::ReplayedInitiation);
+        let mut candidate = self.slot_of_static(&static_key);
+        let mut retried = false;
+        let (slot, n) = loop {
+            break match candidate {
+                Some(slot) => {
+                    let Node {
+                        members, local, rng, ..
+                    } = self;
+                    let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
+                    if m.tunnel.is_none() {
+                        m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
                     }
-                    Err(e) => return Err(e),
-                };
-                if t.peer_signing_key() != Some(&m.identity.signing_key) {
-                    // Same static key, another signing key: not the member we
-                    // know. Drop the answer; the session stays unconfirmed.
-                    return Err(DropReason::IdentityMismatch);
+                    let t = m.tunnel.as_mut().expect("just ensured");
+                    let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
+                        Ok(r) => r.len(),
+                        Err(DropReason::ReplayedInitiation) => {
+                            self.answer_stale(now, slot);
+                            return Err(DropReason::ReplayedInitiation);
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if t.peer_signing_key() != Some(&m.identity.signing_key) {
+                        // Same static key, another signing key: not the member in
+                        // this slot. Another member may have published a record
+                        // pairing this static key with its own signing key (the
+                        // first slot with the key was its): the initiator's node
+                        // id, from both keys it proved, names the right slot.
+                        // Answer there; the answer made here is dropped, and this
+                        // slot's session stays unconfirmed.
+                        let signing_key = t.peer_signing_key().copied();
+                        let other = signing_key.and_then(|signing_key| {
+                            self.find(
+                                &PublicIdentity {
+                                    static_key,
+                                    signing_key,
+                                }
+                                .node_id(),
+                            )
+                        });
+                        match other {
+                            Some(other) if other != slot && !retried => {
+                                retried = true;
+                                candidate = Some(other);
+                                half = consume_initiation(&self.local.keys, &InitiationPacket::new_unchecked(&*buf))?;
+                                continue;
+                            }
+                            _ => return Err(DropReason::IdentityMismatch),
+                        }
+                    }
+                    (slot, n)
                 }
-                (slot, n)
-            }
-            None => {
-                // A member we have not heard of: authenticate it first, then
-                // give it a slot by its node id and a tunnel there.
-                let remote = RemoteKeys::new(&self.local.keys, &static_key)?;
-                let (state, opened) = half.finish(&remote)?;
-                let identity = PublicIdentity {
-                    static_key,
-                    signing_key: opened.signing_key,
-                };
-                let slot = self.place(Member::new(identity, Discovery::Handshake))?;
-                let Node {
-                    members,
-                    local,
-                    rng,
-                    config,
-                    ..
-                } = self;
-                let m = members.as_mut()[slot as usize].as_mut().expect("just placed");
-                let mut t = Tunnel::with_remote_keys(remote, tunnel_config(config, slot));
-                let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
-                m.tunnel = Some(t);
-                (slot, n)
-            }
+                None => {
+                    // A member we have not heard of: authenticate it first, then
+                    // give it a slot by its node id and a tunnel there.
+                    let remote = RemoteKeys::new(&self.local.keys, &static_key)?;
+                    let (state, opened) = half.finish(&remote)?;
+                    let identity = PublicIdentity {
+                        static_key,
+                        signing_key: opened.signing_key,
+                    };
+                    let slot = self.place(Member::new(identity, Discovery::Handshake))?;
+                    let Node {
+                        members,
+                        local,
+                        rng,
+                        config,
+                        ..
+                    } = self;
+                    let m = members.as_mut()[slot as usize].as_mut().expect("just placed");
+                    let mut t = Tunnel::with_remote_keys(remote, tunnel_config(config, slot));
+                    let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
+                    m.tunnel = Some(t);
+                    (slot, n)
+                }
+            };
         };
         self.note_source(now, slot, source, false);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;

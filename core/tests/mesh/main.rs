@@ -638,3 +638,69 @@ fn a_handshake_flood_engages_cookies_and_a_member_still_connects() {
     lan.drive();
     assert_eq!(lan.delivered[0].len(), 1);
 }
+
+/// A member publishes an identity that pairs another member's static key
+/// with a signing key of its own (docs/security.md, "Known gaps"): a node
+/// then holds two members with that static key. When the owner of the key
+/// starts a handshake, it must still land in its own slot, not be dropped
+/// as an identity mismatch in the impostor's.
+#[test]
+fn a_static_key_paired_with_another_signing_key_does_not_lock_its_owner_out() {
+    let net = NetworkKeys::derive(&[1; 32]);
+    let victim_seed = 101; // node 1 of `Lan::new`
+    let victim = Identity::generate(&mut ChaCha20Rng::seed_from_u64(victim_seed));
+    // An impostor whose slot on node 0 comes before the victim's (slots
+    // follow the node id), so a lookup by static key finds it first.
+    let mut checked = 0;
+    for attacker_seed in 1000..1100u64 {
+        let attacker = Identity::generate(&mut ChaCha20Rng::seed_from_u64(attacker_seed));
+        let mut bytes = *victim.to_bytes();
+        bytes[32..].copy_from_slice(&attacker.to_bytes()[32..]);
+        let impostor = Identity::from_bytes(&bytes);
+        let mut lan = Lan::new(3, |_, _| {});
+        let mut c = NodeConfig::default();
+        c.port = 51820;
+        lan.nodes[2] = Node::new(
+            impostor,
+            &net,
+            c,
+            ChaCha20Rng::seed_from_u64(attacker_seed),
+            (0..32).map(|_| None).collect(),
+            Box::default(),
+            Ed25519Verifier,
+            vec![MemberView::default(); 33],
+            Duration::from_secs(1_800_000_000),
+        );
+        lan.advance(Duration::from_secs(5));
+        let (v, x) = (lan.nodes[1].node_id(), lan.nodes[2].node_id());
+        let order: Vec<_> = lan.nodes[0].members().map(|m| m.id()).collect();
+        let (Some(vi), Some(xi)) = (
+            order.iter().position(|id| *id == v),
+            order.iter().position(|id| *id == x),
+        ) else {
+            continue;
+        };
+        if xi > vi {
+            continue;
+        }
+        checked += 1;
+        // The victim restarts (its state lost) with node 0 as its
+        // bootstrap: a hello, the reply, then its initiation.
+        let mut c = NodeConfig::default();
+        c.port = 51820;
+        c.lan_beacons = false;
+        c.bootstrap.push(lan.addrs[0]).unwrap();
+        lan.nodes[1] = node(victim_seed, &net, c, 32);
+        let zero = lan.nodes[0].node_id();
+        lan.advance(Duration::from_secs(2));
+        assert!(
+            lan.nodes[1].member(&zero).is_some_and(|m| m.is_up()),
+            "the victim is locked out of node 0 (attacker seed {attacker_seed})"
+        );
+        lan.send_v6(1, 0, 6).unwrap();
+        lan.drive();
+        assert!(lan.delivered[0].iter().any(|(p, _)| p.get(40) == Some(&6)));
+        break;
+    }
+    assert_eq!(checked, 1, "no attacker seed put the impostor first");
+}
