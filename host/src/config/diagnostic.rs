@@ -40,6 +40,14 @@ impl Span {
             column: saturate(before[line_start..].chars().count() + 1),
         }
     }
+
+    /// This span, or the end of `text` (just past its last character) when
+    /// it lies beyond: YAML parsers report what they find at the end of a
+    /// file without a final line break on the line after the last, where no
+    /// editor can jump to.
+    pub fn within(self, text: &str) -> Span {
+        self.min(Span::at_byte(text, text.len()))
+    }
 }
 
 fn saturate(n: usize) -> u32 {
@@ -221,6 +229,18 @@ impl fmt::Display for Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_moves_a_span_past_the_end_to_the_end() {
+        let text = "a: 1\nbé: x";
+        let s = |line, column| Span { line, column };
+        assert_eq!(s(2, 3).within(text), s(2, 3));
+        assert_eq!(s(2, 6).within(text), s(2, 6), "just past the last character");
+        assert_eq!(s(2, 9).within(text), s(2, 6));
+        assert_eq!(s(3, 1).within(text), s(2, 6), "the line after the last");
+        assert_eq!(s(2, 1).within("a: 1\n"), s(2, 1), "the empty last line");
+        assert_eq!(s(3, 1).within("a: 1\n"), s(2, 1));
+    }
 
     #[test]
     fn spans_count_lines_and_characters() {

@@ -65,9 +65,12 @@ fn resolve_document(
     let mut root: Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let span = e.location().map(|l| Span {
-                line: l.line().try_into().unwrap_or(u32::MAX),
-                column: l.column().try_into().unwrap_or(u32::MAX),
+            let span = e.location().map(|l| {
+                Span {
+                    line: l.line().try_into().unwrap_or(u32::MAX),
+                    column: l.column().try_into().unwrap_or(u32::MAX),
+                }
+                .within(text)
             });
             diagnostics.push(Diagnostic::file(
                 Severity::Error,
