@@ -116,16 +116,21 @@ fn check_diagnostics(text: Option<&str>, checked: &Checked) {
 
 /// A span is a place an editor can jump to: a line of the file (or the
 /// empty line after a final line break) and a column within it or just
-/// past its last character.
+/// past its last character. Lines end at `\n`, `\r\n` or a lone `\r`, as
+/// in YAML.
 fn check_span(text: &str, span: Span, what: &str) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     assert!(span.line >= 1 && span.column >= 1, "{what}: {span:?}");
-    let Some(line) = text.split('\n').nth(span.line as usize - 1) else {
-        panic!(
-            "{what}: line {} of a file of {} lines",
-            span.line,
-            text.split('\n').count()
-        );
+    let pieces: Vec<&str> = text.split('\n').collect();
+    let last = pieces.len() - 1;
+    let lines: Vec<&str> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i < last { p.strip_suffix('\r').unwrap_or(p) } else { p })
+        .flat_map(|p| p.split('\r'))
+        .collect();
+    let Some(line) = lines.get(span.line as usize - 1) else {
+        panic!("{what}: line {} of a file of {} lines", span.line, lines.len());
     };
     let chars = line.chars().count();
     assert!(

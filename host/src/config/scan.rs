@@ -217,8 +217,8 @@ pub fn scan(text: &str) -> Result<PositionIndex, Vec<Diagnostic>> {
 
 impl Walk {
     /// Where `mark` is, or the end of the text when it is past it (at the
-    /// end of a file without a final line break, yaml-rust2 marks the
-    /// line after the last: see [`Span::within`]).
+    /// end of a file without a final line break, yaml-rust2 marks the line
+    /// after the last, where no editor can jump to).
     fn span(&self, mark: &Marker) -> Span {
         marker_span(mark).min(self.end)
     }

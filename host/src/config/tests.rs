@@ -290,6 +290,10 @@ fn yaml_level_problems() {
     let c = run("!@cl");
     let e = errors(&c);
     assert!(e[0].ends_with("found a value tagged !@cl (line 1, column 5)"), "{e:?}");
+    // Lines end at a lone CR too, as in YAML.
+    let c = run("#cloud-config\rp2p:\r  role: a\r   x: 1\r");
+    let e = c.diagnostics.iter().find(|d| d.is_error()).expect("a syntax error");
+    assert_eq!(e.span(), Some(Span { line: 4, column: 5 }), "{e}");
     let c = run("#cloud-config\n- a\n- b\n");
     assert_eq!(
         errors(&c),
