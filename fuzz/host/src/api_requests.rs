@@ -2,8 +2,10 @@
 //! (`agent::api::router`, every route, its middleware and body limit) with
 //! the router tests' fake driver behind the command channel: a fixed small
 //! node state and a ledger in a map, which the target inspects between
-//! requests. One tokio current-thread runtime per process; a fresh driver,
-//! ledger and router per input; requests go in with `tower`'s `oneshot`.
+//! requests. One tokio current-thread runtime, driver and router (with
+//! and without a token) per process; the ledger, the fake node's only
+//! state, is emptied for every input; requests go in with `tower`'s
+//! `oneshot`.
 //!
 //! Input: a mode byte (bit 0: the API has a token), then requests, each
 //! `flags, body mode, path length (1 byte), path, [body length (2 bytes LE),
@@ -222,15 +224,30 @@ struct Api {
     stats: Stats,
 }
 
-impl Api {
-    fn new(with_token: bool) -> Api {
+/// The router (with or without the token) and its driver's ledger, made
+/// once per process: building the router costs more than most inputs.
+fn fixture(with_token: bool) -> &'static (axum::Router, Arc<Mutex<FakeLedger>>) {
+    static FIXTURES: [OnceLock<(axum::Router, Arc<Mutex<FakeLedger>>)>; 2] = [OnceLock::new(), OnceLock::new()];
+    FIXTURES[usize::from(with_token)].get_or_init(|| {
+        // The driver task lives on the process's runtime.
+        let _runtime = runtime().enter();
         let ledger = Arc::new(Mutex::new(FakeLedger::new()));
         let options = ApiOptions {
             token: with_token.then(|| TOKEN.to_owned()),
         };
+        (router(fake_driver_on(ledger.clone()), options), ledger)
+    })
+}
+
+impl Api {
+    /// The fixture's router with an empty ledger: the ledger is the fake
+    /// node's only state, so every input starts from the same node.
+    fn new(with_token: bool) -> Api {
+        let (router, ledger) = fixture(with_token);
+        ledger.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Api {
-            router: router(fake_driver_on(ledger.clone()), options),
-            ledger,
+            router: router.clone(),
+            ledger: ledger.clone(),
             with_token,
             stats: Stats::default(),
         }
