@@ -71,21 +71,22 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 # fuzz/ (kairos-core, no_std) and fuzz/host/ (the config reader and the API)
 # are separate cargo-fuzz projects, each with its own workspace and lock file.
+# `--fuzz-dir .` always: without it, cargo-fuzz in fuzz/host/ finds fuzz/.
 for dir in fuzz fuzz/host; do
   (
     cd "$dir"
     # cargo fuzz has no --locked: fail here if Cargo.lock is out of date.
     cargo +nightly fetch --locked
-    cargo +nightly fuzz build
+    cargo +nightly fuzz build --fuzz-dir .
     scratch="$(mktemp -d)"
     trap 'rm -rf "$scratch"' EXIT
-    for target in $(cargo +nightly fuzz list); do
+    for target in $(cargo +nightly fuzz list --fuzz-dir .); do
       echo "--- fuzz $dir $target"
       mkdir -p "$scratch/$target" "corpus/$target"
       # New inputs go to the scratch dir; the committed corpus is only read.
       # An input that takes 10 s is a hang (the host's config reader must
       # refuse alias bombs and huge files quickly).
-      cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
+      cargo +nightly fuzz run --fuzz-dir . "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 2>&1 | tail -n 12
     done
   )
