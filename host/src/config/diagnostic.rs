@@ -27,17 +27,24 @@ impl Span {
     pub const START: Span = Span { line: 1, column: 1 };
 
     /// The span of the character at `offset` bytes into `text` (clamped to
-    /// the end of the text).
+    /// the end of the text). Lines end at `\n`, `\r\n` or a lone `\r`, as
+    /// in YAML (and so in the parsers' positions).
     pub fn at_byte(text: &str, offset: usize) -> Span {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let bytes = text.as_bytes();
+        let (mut line, mut line_start) = (1, 0);
+        for (i, &b) in bytes[..offset].iter().enumerate() {
+            if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                line += 1;
+                line_start = i + 1;
+            }
+        }
         Span {
-            line: saturate(before.matches('\n').count() + 1),
-            column: saturate(before[line_start..].chars().count() + 1),
+            line: saturate(line),
+            column: saturate(text[line_start..offset].chars().count() + 1),
         }
     }
 }
@@ -232,6 +239,11 @@ mod tests {
         // Inside a multi-byte character: the character's own column.
         assert_eq!(Span::at_byte(text, 7), Span { line: 2, column: 2 });
         assert_eq!(Span::at_byte(text, 999), Span { line: 3, column: 1 });
+        // A lone CR ends a line as in YAML; CRLF is one line break.
+        let text = "a\rb\r\nc";
+        assert_eq!(Span::at_byte(text, 2), Span { line: 2, column: 1 });
+        assert_eq!(Span::at_byte(text, 4), Span { line: 2, column: 3 });
+        assert_eq!(Span::at_byte(text, 5), Span { line: 3, column: 1 });
     }
 
     #[test]

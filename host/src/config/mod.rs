@@ -29,7 +29,7 @@ pub mod scan;
 pub(crate) mod settings;
 pub mod source;
 mod suggest;
-pub(crate) mod values;
+pub mod values;
 
 use std::fmt;
 use std::io;

@@ -65,10 +65,10 @@ fn resolve_document(
     let mut root: Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let span = e.location().map(|l| Span {
-                line: l.line().try_into().unwrap_or(u32::MAX),
-                column: l.column().try_into().unwrap_or(u32::MAX),
-            });
+            // From the byte offset: libyaml's own line count also breaks
+            // lines at U+0085, U+2028 and U+2029 (YAML 1.1), and puts the end
+            // of a file without a final line break on the line after the last.
+            let span = e.location().map(|l| Span::at_byte(text, l.index()));
             diagnostics.push(Diagnostic::file(
                 Severity::Error,
                 span,

@@ -148,9 +148,11 @@ struct Walk {
     aliased: bool,
     documents: usize,
     errors: Vec<Diagnostic>,
+    /// Just past the last character of the text.
+    end: Span,
 }
 
-fn span(m: &Marker) -> Span {
+fn marker_span(m: &Marker) -> Span {
     Span {
         line: u32::try_from(m.line()).unwrap_or(u32::MAX),
         // yaml-rust2 counts columns from 0 (in characters).
@@ -181,6 +183,7 @@ pub fn scan(text: &str) -> Result<PositionIndex, Vec<Diagnostic>> {
         aliased: false,
         documents: 0,
         errors: Vec::new(),
+        end: Span::at_byte(&text, text.len()),
     };
     let mut parser = Parser::new_from_str(&text);
     loop {
@@ -189,7 +192,7 @@ pub fn scan(text: &str) -> Result<PositionIndex, Vec<Diagnostic>> {
             Err(e) => {
                 walk.errors.push(Diagnostic::file(
                     Severity::Error,
-                    Some(span(e.marker())),
+                    Some(marker_span(e.marker()).min(walk.end)),
                     "",
                     format!("invalid YAML: {}", e.info()),
                 ));
@@ -213,6 +216,13 @@ pub fn scan(text: &str) -> Result<PositionIndex, Vec<Diagnostic>> {
 }
 
 impl Walk {
+    /// Where `mark` is, or the end of the text when it is past it (at the
+    /// end of a file without a final line break, yaml-rust2 marks the line
+    /// after the last, where no editor can jump to).
+    fn span(&self, mark: &Marker) -> Span {
+        marker_span(mark).min(self.end)
+    }
+
     /// Handles one event; `Ok(false)` at the end of the stream. An `Err` is
     /// a problem that stops the walk.
     fn event(&mut self, event: Event, mark: &Marker) -> Result<bool, Diagnostic> {
@@ -223,7 +233,7 @@ impl Walk {
                 if self.documents > 1 {
                     return Err(Diagnostic::file(
                         Severity::Error,
-                        Some(span(mark)),
+                        Some(self.span(mark)),
                         "",
                         "a second YAML document starts here: a cloud-config is one document \
                          (remove the `---` line or split the file)",
@@ -246,7 +256,7 @@ impl Walk {
                 let Some(weight) = self.anchors.get(&id).copied() else {
                     return Err(Diagnostic::file(
                         Severity::Error,
-                        Some(span(mark)),
+                        Some(self.span(mark)),
                         "",
                         "this alias refers to a node that contains it (a recursive alias)",
                     ));
@@ -265,7 +275,7 @@ impl Walk {
                 if self.stack.len() >= MAX_DEPTH {
                     return Err(Diagnostic::file(
                         Severity::Error,
-                        Some(span(mark)),
+                        Some(self.span(mark)),
                         "",
                         format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
                     ));
@@ -306,7 +316,7 @@ impl Walk {
     /// Places a node that starts at `mark` in its parent. `key_text` is the
     /// scalar text when the node is a scalar (or an alias of one).
     fn node_start(&mut self, mark: &Marker, key_text: Option<&str>) -> Result<Role, Diagnostic> {
-        let at = span(mark);
+        let at = self.span(mark);
         let Some(top) = self.stack.last_mut() else {
             self.index.values.insert(String::new(), at);
             return Ok(Role::Value(String::new()));
@@ -376,7 +386,7 @@ impl Walk {
             } else {
                 format!("the document holds {what}, far more than a cloud-config; refusing it")
             };
-            return Err(Diagnostic::file(Severity::Error, Some(span(mark)), "", message));
+            return Err(Diagnostic::file(Severity::Error, Some(self.span(mark)), "", message));
         }
         if let Some(top) = self.stack.last_mut() {
             top.weight.add(weight);

@@ -281,6 +281,19 @@ fn yaml_level_problems() {
     let c = run("#cloud-config\np2p:\n  role: a\n   x: 1\n");
     assert_eq!(c.diagnostics.len(), 1);
     assert!(c.diagnostics[0].to_string().starts_with("invalid YAML: "));
+    // Found by fuzz/host's config_yaml: at the end of a file without a
+    // final line break, the parsers' positions were on the line after the
+    // last (serde_yaml_ng's syntax error; yaml-rust2's mark of the root).
+    let c = run("#cloud-config\np2p:\n  role: master\n1");
+    assert_eq!(c.diagnostics.len(), 1);
+    assert_eq!(c.diagnostics[0].span(), Some(Span { line: 4, column: 2 }));
+    let c = run("!@cl");
+    let e = errors(&c);
+    assert!(e[0].ends_with("found a value tagged !@cl (line 1, column 5)"), "{e:?}");
+    // Lines end at a lone CR too, as in YAML.
+    let c = run("#cloud-config\rp2p:\r  role: a\r   x: 1\r");
+    let e = c.diagnostics.iter().find(|d| d.is_error()).expect("a syntax error");
+    assert_eq!(e.span(), Some(Span { line: 4, column: 5 }), "{e}");
     let c = run("#cloud-config\n- a\n- b\n");
     assert_eq!(
         errors(&c),

@@ -302,7 +302,7 @@ pub fn render(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::api::tests::{fake_metrics, fake_peers};
+    use crate::agent::api::fake::{fake_metrics, fake_peers};
     use kairos_core::session::DropReason;
 
     #[test]

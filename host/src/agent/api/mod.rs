@@ -13,6 +13,7 @@
 //! | `metrics` | the Prometheus text |
 //! | `openapi` | the OpenAPI document |
 //! | `dashboard` | the HTML page at `/` and `/app` |
+//! | `fake` | a fake driver for the tests and the fuzz target (not built into the agent) |
 //!
 //! Handlers ask the driver over its command channel and wait for the
 //! answer, so what they return is the node's state at that moment; the API
@@ -21,6 +22,8 @@
 
 mod auth;
 mod dashboard;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fake;
 mod ledger;
 mod metrics;
 mod openapi;

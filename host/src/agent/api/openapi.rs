@@ -42,7 +42,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(DOCUMENT).unwrap();
         let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
         let schemas = &doc["components"]["schemas"];
-        let summary = serde_json::to_value(crate::agent::api::tests::fake_summary()).unwrap();
+        let summary = serde_json::to_value(crate::agent::api::fake::fake_summary()).unwrap();
         assert_eq!(keys(&schemas["Summary"]["properties"]), keys(&summary));
         let repair = &summary["state_repairs"][0];
         assert_eq!(keys(&schemas["StateRepair"]["properties"]), keys(repair));
