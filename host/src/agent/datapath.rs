@@ -721,6 +721,27 @@ mod tests {
         }
     }
 
+    /// Pumps `side` until `done` holds; fails with `what` and its drops at
+    /// `deadline`.
+    async fn pump_until(
+        side: &mut Side,
+        clock: &Clock,
+        sink: &Sink,
+        deadline: std::time::Instant,
+        what: &str,
+        done: impl Fn(&Side) -> bool,
+    ) {
+        while !done(side) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {:?}",
+                side.stats.rx_drops
+            );
+            pump(side, clock, sink).await;
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn forgeries() {
         let clock = Clock::start();
         let sink = sink();
@@ -744,15 +765,7 @@ mod tests {
             a.socket.send_to(d, to).await.unwrap();
         }
         let dropped = |b: &Side| b.stats.rx_drops.iter().sum::<u64>();
-        while dropped(&b) < 3 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the three arrive: {:?}",
-                b.stats.rx_drops
-            );
-            pump(&mut b, &clock, &sink).await;
-            tokio::task::yield_now().await;
-        }
+        pump_until(&mut b, &clock, &sink, deadline, "the three arrive", |b| dropped(b) >= 3).await;
         let d = b.stats.rx_drops;
         assert_eq!(d[DropReason::Replayed.index()], 1, "the replay: {d:?}");
         assert_eq!(d[DropReason::Decrypt.index()], 1, "the forgery: {d:?}");
@@ -781,15 +794,10 @@ mod tests {
         let bad_mac1 = DropReason::BadMac1.index();
         let unknown = DropReason::UnknownIndex.index();
         let all_in = |d: &[u64]| d[bad_mac1] >= 1 && d[unknown] >= 2 && d[truncated] >= 2;
-        while !all_in(&b.stats.rx_drops) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the made-up handshakes arrive: {:?}",
-                b.stats.rx_drops
-            );
-            pump(&mut b, &clock, &sink).await;
-            tokio::task::yield_now().await;
-        }
+        pump_until(&mut b, &clock, &sink, deadline, "the made-up handshakes arrive", |b| {
+            all_in(&b.stats.rx_drops)
+        })
+        .await;
         let d = b.stats.rx_drops;
         assert_eq!(d[bad_mac1], 1, "the initiation with a junk MAC1: {d:?}");
         // A response or cookie reply names the session it answers: none of ours.
@@ -799,15 +807,10 @@ mod tests {
         // a's own datagram reflected back to it: not a session of a's.
         let back = SocketAddr::from(([127, 0, 0, 1], a.socket.local_addr().unwrap().port()));
         b.socket.send_to(&sealed, back).await.unwrap();
-        while a.stats.rx_drops[unknown] < 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the reflection arrives: {:?}",
-                a.stats.rx_drops
-            );
-            pump(&mut a, &clock, &sink).await;
-            tokio::task::yield_now().await;
-        }
+        pump_until(&mut a, &clock, &sink, deadline, "the reflection arrives", |a| {
+            a.stats.rx_drops[unknown] >= 1
+        })
+        .await;
         // It names b's session index, which is none of a's.
         assert_eq!(a.stats.rx_drops[unknown], 1, "the reflection: {:?}", a.stats.rx_drops);
         assert_eq!(sink.payload.borrow().len(), PAYLOAD, "nothing more was delivered");
