@@ -6,8 +6,9 @@
 //! signature the store must hold up on its own, and the fuzzer reaches it.
 //!
 //! The input is a list of operations (the op byte modulo 8, see [`op`]);
-//! bit 3 of the op byte picks the replica (`A` or `B`) and bits 4-5 the
-//! sender of fragments (a [`Reassembly`] with two slots for four senders).
+//! bit 3 of the op byte picks the replica (`A` or `B`), bits 4-5 the
+//! sender of fragments, and bit 6 makes a `DELTA` chunk a `LEDGER_BATCH`
+//! payload (`ledger::batch`) (a [`Reassembly`] with two slots for four senders).
 //! Entries are decoded and applied, fragments reassembled and applied,
 //! digests compared, summaries reconciled and requests answered; local
 //! writes, time (ttl expiry, tombstone purge), re-sending held entries and
@@ -33,6 +34,7 @@
 use std::sync::OnceLock;
 
 use kairos_core::identity::Identity;
+use kairos_core::ledger::batch::{Batch, BatchWriter};
 use kairos_core::ledger::buckets::owner_key;
 use kairos_core::ledger::wire::{EntryPacket, EntryRepr};
 use kairos_core::ledger::{
@@ -55,7 +57,8 @@ pub type FuzzLedger = Ledger<ENTRIES, ARENA>;
 
 /// The operations (the op byte modulo 8).
 pub mod op {
-    /// `chunk`: a `LEDGER_DELTA` payload (entry or fragment).
+    /// `chunk`: a `LEDGER_DELTA` payload (entry or fragment), or with bit
+    /// 6 of the op byte a `LEDGER_BATCH` payload.
     pub const DELTA: u8 = 0;
     /// `chunk`: a `LEDGER_DIGEST` payload (digest, summary or request).
     pub const DIGEST: u8 = 1;
@@ -134,6 +137,10 @@ pub fn run(data: &[u8]) -> Stats {
         let x = usize::from(opb >> 3 & 1);
         let sender = opb >> 4 & 3;
         match opb % 8 {
+            op::DELTA if opb & 0x40 != 0 => {
+                let chunk = input.chunk().unwrap_or_default();
+                s.batch(x, chunk);
+            }
             op::DELTA => {
                 let chunk = input.chunk().unwrap_or_default();
                 s.delta(x, sender, chunk);
@@ -202,6 +209,21 @@ impl State {
         }
     }
 
+    /// A `LEDGER_BATCH` payload: its entries are applied in order until an
+    /// item does not decode.
+    fn batch(&mut self, x: usize, payload: &[u8]) {
+        self.stats.fed += 1;
+        let Ok(batch) = Batch::parse(payload) else { return };
+        self.stats.accepted += 1;
+        for item in batch.entries() {
+            let Ok(bytes) = item else { break };
+            let Ok(Message::Entry(_)) = Message::decode(ControlKind::LEDGER_DELTA, bytes) else {
+                break;
+            };
+            self.apply(x, bytes).ok();
+        }
+    }
+
     /// Applies a whole entry encoding to replica `x` and checks the result.
     fn apply(&mut self, x: usize, encoded: &[u8]) -> Result<Applied, LedgerError> {
         let l = &mut self.ledgers[x];
@@ -264,6 +286,16 @@ impl State {
             return;
         };
         let encoded = encoding(&enc);
+        if enc.messages() == 1 {
+            // In a batch it travels byte for byte.
+            let mut buf = [0u8; MAX_MESSAGE_LEN];
+            let mut w = BatchWriter::new(&mut buf, i % 2 == 1).expect("room for a header");
+            assert!(w.push(&enc), "a whole entry fits in an empty batch");
+            let n = w.len();
+            let batch = Batch::parse(&buf[..n]).expect("a written batch parses");
+            let items: Vec<_> = batch.entries().collect();
+            assert_eq!(items, [Ok(&encoded[..])]);
+        }
         assert_eq!(
             self.apply(x, &encoded),
             Ok(Applied::Equal),

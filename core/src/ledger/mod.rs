@@ -117,6 +117,7 @@
 //! 16 760 bytes each.
 
 mod arena;
+pub mod batch;
 pub mod buckets;
 mod digest;
 mod entry;

@@ -8,7 +8,8 @@
 //!
 //! A ledger message is the payload of a control envelope (after the kind
 //! byte, see [`crate::wire::control`]). Its first byte is a [`MessageType`];
-//! entries and fragments travel as [`ControlKind::LEDGER_DELTA`], digests,
+//! entries and fragments travel as [`ControlKind::LEDGER_DELTA`] (several
+//! whole entries also as [`ControlKind::LEDGER_BATCH`], see [`super::batch`]), digests,
 //! summaries and requests as [`ControlKind::LEDGER_DIGEST`]. Integers are
 //! little endian, except id prefixes: the first 8 bytes of an
 //! [`super::EntryId`], read as a big-endian number so that numeric order is

@@ -64,6 +64,9 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) on_demand: bool,
     /// When we last told it (`ON_DEMAND`) that our session is on demand.
     pub(crate) on_demand_told: Option<Instant>,
+    /// It reads `LEDGER_BATCH` (said by its `FEATURES` on this session).
+    /// Cleared when the session goes down: it may come back older.
+    pub(crate) batches: bool,
     /// When to probe its direct endpoints next (while relayed).
     pub(crate) next_probe: Option<Instant>,
     /// The nonce of our last direct probe.
@@ -98,6 +101,7 @@ impl<P: CryptoProvider> Member<P> {
             connecting_since: None,
             on_demand: false,
             on_demand_told: None,
+            batches: false,
             next_probe: None,
             probe_nonce: 0,
             timer: None,

@@ -242,6 +242,10 @@ pub struct NodeStats {
     pub ledger_refused: u64,
     /// Control messages dropped because more were queued than polled.
     pub control_dropped: u64,
+    /// Ledger entries sent whole (alone or in a batch; not fragments).
+    pub ledger_entries_sent: u64,
+    /// `LEDGER_BATCH` messages sent (each carries two entries or more).
+    pub ledger_batches_sent: u64,
 }
 
 const EVENT_QUEUE: usize = 64;
@@ -1525,7 +1529,11 @@ where
         let id = m.id;
         let mut up = m.up;
         let mut events: Vec<Event, 4> = Vec::new();
+        let mut established = false;
         while let Some(e) = t.poll_event() {
+            if let TunnelEvent::Established { .. } = e {
+                established = true;
+            }
             match e {
                 TunnelEvent::Established { .. } if !up => {
                     up = true;
@@ -1541,6 +1549,11 @@ where
         let changed = m.up != up;
         let came_up = changed && up;
         m.up = up;
+        if established {
+            // A new session, perhaps with a restarted (older or newer)
+            // node: what it reads is said again on it.
+            m.batches = false;
+        }
         let old_timer = m.timer;
         m.timer = t.poll_timeout();
         let new_timer = m.timer;
@@ -1564,6 +1577,7 @@ where
                     // The next session says again what it is for.
                     m.on_demand = false;
                     m.on_demand_told = None;
+                    m.batches = false;
                 }
             }
             if !up {
@@ -1574,6 +1588,9 @@ where
                     }
                 }
             }
+        }
+        if established {
+            self.queue(sync::Intent::Features { to: slot });
         }
         if came_up {
             // Tell it where we see it, and compare ledgers at once.
@@ -1604,6 +1621,7 @@ where
         m.connecting_since = None;
         m.on_demand = false;
         m.on_demand_told = None;
+        m.batches = false;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

@@ -9,7 +9,10 @@
 //!   (the end that made one says so with `ON_DEMAND`), unless no other
 //!   session is up: a node that talks to many members (a k3s server) then
 //!   gets about as many copies as any other, not one from nearly every
-//!   forwarder.
+//!   forwarder. New remote entries wait [`FORWARD_WINDOW`] and the
+//!   window's entries go to the same members, so that whole entries queued
+//!   for one member share a `LEDGER_BATCH` (when it said, with `FEATURES`,
+//!   that it reads them; see [`crate::ledger::batch`]).
 //! - **Anti-entropy.** Every so often (every [`SYNC_MIN`] while things
 //!   change, backing off to [`SYNC_MAX`] while the digests agree) the node
 //!   sends its digest to a random member; the exchange itself is the
@@ -42,16 +45,23 @@ use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit};
 use crate::crypto::CryptoProvider;
 use crate::election::{ALIVE, ROLES};
 use crate::identity::NodeId;
+use crate::ledger::batch::{Batch, BatchWriter};
 use crate::ledger::buckets::{ADDRESSES, MACHINES};
 use crate::ledger::{
     Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, SignatureVerifier,
 };
 use crate::session::DropReason;
 use crate::time::{Duration, Instant};
-use crate::wire::{ControlKind, TRANSPORT_HEADER_LEN};
+use crate::wire::{ControlKind, Features, TRANSPORT_HEADER_LEN};
 
 /// Members a new remote entry is forwarded to.
 pub const FANOUT: usize = 3;
+/// How long a new remote entry waits so that it is forwarded together with
+/// the others that arrive meanwhile (several to a datagram, see
+/// [`crate::ledger::batch`]). One gossip hop takes this much longer.
+pub const FORWARD_WINDOW: Duration = Duration::from_millis(20);
+/// New remote entries waiting at most; one more forwards them at once.
+pub const FORWARDS: usize = 32;
 
 /// How soon an on-demand session's `ON_DEMAND` is said again when the other
 /// end still forwards gossip along it.
@@ -105,6 +115,8 @@ pub(crate) enum Intent {
     Punch { to: u16 },
     /// Our session with the member is on demand (`ControlKind::ON_DEMAND`).
     OnDemand { to: u16 },
+    /// What we read (`ControlKind::FEATURES`).
+    Features { to: u16 },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -126,6 +138,10 @@ pub(crate) struct SyncState {
     pub(crate) record_written: bool,
     pub(crate) claim_at: Option<Instant>,
     pub(crate) intents_dropped: u64,
+    /// New remote entries to forward, each with the member it came from.
+    pub(crate) forwards: Vec<(EntryRef, Option<u16>), FORWARDS>,
+    /// When `forwards` go out.
+    pub(crate) forward_at: Option<Instant>,
 }
 
 impl SyncState {
@@ -182,6 +198,8 @@ impl Default for SyncState {
             record_written: false,
             claim_at: None,
             intents_dropped: 0,
+            forwards: Vec::new(),
+            forward_at: None,
         }
     }
 }
@@ -257,6 +275,13 @@ where
             }
             ControlKind::LEDGER_DELTA | ControlKind::LEDGER_DIGEST | ControlKind::LEDGER_REPAIR => {
                 self.handle_ledger(now, slot, kind, payload)
+            }
+            ControlKind::LEDGER_BATCH => self.handle_batch(now, slot, payload),
+            ControlKind::FEATURES => {
+                let features = Features::parse(payload).map_err(DropReason::Malformed)?;
+                let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+                m.batches = features.contains(Features::LEDGER_BATCH);
+                Ok(())
             }
             ControlKind::PUNCH_REQUEST => {
                 let m = self.members.as_ref()[slot as usize].as_ref().expect("member slot");
@@ -361,6 +386,26 @@ where
         Ok(())
     }
 
+    /// Applies the entries of a `LEDGER_BATCH` in order, each as if it had
+    /// come alone; a malformed item drops the rest.
+    fn handle_batch(&mut self, now: Instant, slot: u16, payload: &[u8]) -> Result<(), DropReason> {
+        let malformed = DropReason::Malformed(crate::wire::Error::Truncated);
+        let batch = Batch::parse(payload).map_err(|_| malformed)?;
+        let forward = !batch.repair();
+        for item in batch.entries() {
+            let bytes = item.map_err(|_| malformed)?;
+            let Ok(Message::Entry(e)) = Message::decode(ControlKind::LEDGER_DELTA, bytes) else {
+                return Err(malformed);
+            };
+            if forward {
+                self.forwarded_on_demand(now, slot, &e.origin());
+            }
+            let applied = self.ledger.as_mut().apply(now, &mut self.verifier, bytes);
+            self.after_apply(now, slot, applied, forward);
+        }
+        Ok(())
+    }
+
     fn after_apply(
         &mut self,
         now: Instant,
@@ -452,30 +497,22 @@ where
                     overflow |= claims.push(c).is_err();
                 }
             }
-            // Forward: a local write to every member with a session, a new
-            // remote entry to a few neighbours.
-            let mut targets = self.up_slots();
-            // (Never back to where it came from, nor to its writer.)
-            let slots = self.members.as_ref();
-            targets.retain(|s| Some(*s) != source && slots[*s as usize].as_ref().is_some_and(|m| m.id != origin_id));
+            // Forward: a local write at once to every member with a
+            // session (never back to its writer); a new remote entry to a
+            // few neighbours, with the others of its window.
             if !change.local {
-                // Not along sessions made for traffic, unless there is
-                // nothing else: a node talking to many members would
-                // otherwise get a copy from nearly every forwarder.
-                if targets
-                    .iter()
-                    .any(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand))
-                {
-                    targets.retain(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand));
+                if forward {
+                    if self.sync.forwards.is_full() {
+                        self.flush_forwards();
+                    }
+                    let _ = self.sync.forwards.push((change.entry, source));
+                    self.sync.forward_at.get_or_insert(now + FORWARD_WINDOW);
                 }
-                while targets.len() > FANOUT {
-                    let i = (self.rng.next_u32() as usize) % targets.len();
-                    targets.swap_remove(i);
-                }
-            }
-            if !change.local && !forward {
                 continue;
             }
+            let mut targets = self.up_slots();
+            let slots = self.members.as_ref();
+            targets.retain(|s| Some(*s) != source && slots[*s as usize].as_ref().is_some_and(|m| m.id != origin_id));
             for to in targets {
                 self.push_entry(change.entry, to, false);
             }
@@ -492,6 +529,50 @@ where
             self.resolve_all(now);
         } else if !claims.is_empty() {
             self.resolve_addresses(now, &claims);
+        }
+    }
+
+    /// Forwards the new remote entries of the window: each to [`FANOUT`]
+    /// members with a session, never back to where it came from nor to its
+    /// writer, and not along sessions made for traffic unless there is
+    /// nothing else (a node talking to many members would otherwise get a
+    /// copy from nearly every forwarder). The whole window goes to the
+    /// same few members, picked at random, so their entries share
+    /// datagrams.
+    pub(crate) fn flush_forwards(&mut self) {
+        self.sync.forward_at = None;
+        let pending = core::mem::take(&mut self.sync.forwards);
+        let mut targets = self.up_slots();
+        let slots = self.members.as_ref();
+        if targets
+            .iter()
+            .any(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand))
+        {
+            targets.retain(|s| slots[*s as usize].as_ref().is_some_and(|m| !m.on_demand));
+        }
+        // Two spares: an entry's source and writer may be among them.
+        let mut chosen: Vec<(u16, NodeId), { FANOUT + 2 }> = Vec::new();
+        while !targets.is_empty() && !chosen.is_full() {
+            let i = (self.rng.next_u32() as usize) % targets.len();
+            let slot = targets.swap_remove(i);
+            if let Some(m) = self.members.as_ref()[slot as usize].as_ref() {
+                let _ = chosen.push((slot, m.id));
+            }
+        }
+        let mut entries: Vec<(EntryRef, Option<u16>, NodeId), FORWARDS> = Vec::new();
+        for (r, source) in pending {
+            // A version overtaken meanwhile is gone; its successor is queued.
+            if let Some(e) = self.ledger.as_ref().entry(r) {
+                let _ = entries.push((r, source, e.origin_id()));
+            }
+        }
+        for (k, &(to, to_id)) in chosen.iter().enumerate() {
+            for &(r, source, origin) in &entries {
+                let takes = |(slot, id): &(u16, NodeId)| Some(*slot) != source && *id != origin;
+                if takes(&(to, to_id)) && chosen[..k].iter().filter(|c| takes(c)).count() < FANOUT {
+                    self.push_entry(r, to, false);
+                }
+            }
         }
     }
 
@@ -748,6 +829,9 @@ where
         if self.ledger.as_ref().poll_timeout().is_some() {
             self.process_changes(now, None);
         }
+        if self.sync.forward_at.is_some_and(|t| now >= t) {
+            self.flush_forwards();
+        }
     }
 
     /// The earliest control-plane timer.
@@ -768,6 +852,9 @@ where
         if let Some(l) = self.ledger.as_ref().poll_timeout() {
             t = t.min(l);
         }
+        if let Some(f) = self.sync.forward_at {
+            t = t.min(f);
+        }
         Some(t)
     }
 
@@ -783,7 +870,8 @@ where
                 | Intent::Probe { to, .. }
                 | Intent::Goodbye { to }
                 | Intent::Punch { to }
-                | Intent::OnDemand { to } => *to,
+                | Intent::OnDemand { to }
+                | Intent::Features { to } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
             // member's relay if it has one.
@@ -800,23 +888,33 @@ where
             };
             let base = if via.is_some() { super::relay::RELAY_HEADROOM } else { 0 };
             let body = &mut out[base + TRANSPORT_HEADER_LEN + 1..];
+            // Whole ledger entries in the message.
+            let mut entries = 0;
             let encoded: Option<(ControlKind, usize)> = match intent {
                 Intent::Entry {
                     entry, index, repair, ..
-                } => {
-                    let n = self
-                        .ledger
-                        .as_ref()
-                        .encoder(entry)
-                        .ok()
-                        .and_then(|enc| enc.emit(index as usize, body).ok());
-                    let kind = if repair {
-                        ControlKind::LEDGER_REPAIR
-                    } else {
-                        ControlKind::LEDGER_DELTA
-                    };
-                    n.map(|n| (kind, n))
-                }
+                } => match if index == 0 {
+                    self.emit_batch(entry, to, repair, body)
+                } else {
+                    None
+                } {
+                    Some((n, count)) => {
+                        entries = count;
+                        Some((ControlKind::LEDGER_BATCH, n))
+                    }
+                    None => {
+                        let n = self.ledger.as_ref().encoder(entry).ok().and_then(|enc| {
+                            entries = usize::from(enc.messages() == 1);
+                            enc.emit(index as usize, body).ok()
+                        });
+                        let kind = if repair {
+                            ControlKind::LEDGER_REPAIR
+                        } else {
+                            ControlKind::LEDGER_DELTA
+                        };
+                        n.map(|n| (kind, n))
+                    }
+                },
                 Intent::Digest { .. } => self
                     .ledger
                     .as_ref()
@@ -846,6 +944,7 @@ where
                 Intent::Goodbye { .. } => Some((ControlKind::GOODBYE, 0)),
                 Intent::Punch { .. } => Some((ControlKind::PUNCH_REQUEST, 0)),
                 Intent::OnDemand { .. } => Some((ControlKind::ON_DEMAND, 0)),
+                Intent::Features { .. } => Some((ControlKind::FEATURES, Features::OURS.emit(body))),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((
@@ -870,6 +969,8 @@ where
             let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {
                 continue;
             };
+            self.stats.ledger_entries_sent += entries as u64;
+            self.stats.ledger_batches_sent += u64::from(kind == ControlKind::LEDGER_BATCH);
             self.after_tunnel_activity(now, to);
             match via {
                 None => {
@@ -886,6 +987,56 @@ where
             }
         }
         None
+    }
+
+    /// Writes entry `first` for the member in `to`, if it reads batches,
+    /// together with other whole entries queued for it with the same
+    /// `repair`, as one `LEDGER_BATCH` into `body`; returns its length and
+    /// the entries in it. `None` (and nothing taken from the queue) when
+    /// the entry would go alone: the member does not read batches, the
+    /// entry travels in fragments, or nothing else is queued for it.
+    ///
+    /// The entries taken may be anywhere in the queue (a write goes to
+    /// every member in turn, so one member's entries alternate with the
+    /// others'); the rest keep their order.
+    fn emit_batch(&mut self, first: EntryRef, to: u16, repair: bool, body: &mut [u8]) -> Option<(usize, usize)> {
+        let reads = self
+            .members
+            .as_ref()
+            .get(to as usize)
+            .and_then(|m| m.as_ref())
+            .is_some_and(|m| m.batches);
+        if !reads {
+            return None;
+        }
+        let ledger = self.ledger.as_ref();
+        let enc = ledger.encoder(first).ok().filter(|e| e.messages() == 1)?;
+        let same =
+            |i: &Intent| matches!(i, Intent::Entry { to: t, index: 0, repair: r, .. } if *t == to && *r == repair);
+        if !self.sync.intents.iter().any(same) {
+            return None;
+        }
+        let mut batch = BatchWriter::new(body, repair)?;
+        batch.push(&enc);
+        let mut full = false;
+        for _ in 0..self.sync.intents.len() {
+            let Some(intent) = self.sync.intents.pop_front() else {
+                break;
+            };
+            if !full && same(&intent) {
+                let Intent::Entry { entry, .. } = intent else {
+                    unreachable!()
+                };
+                match ledger.encoder(entry) {
+                    // Overtaken meanwhile: nothing to send.
+                    Err(_) => continue,
+                    Ok(enc) if enc.messages() == 1 && batch.push(&enc) => continue,
+                    Ok(enc) => full = enc.messages() == 1,
+                }
+            }
+            let _ = self.sync.intents.push_back(intent);
+        }
+        Some((batch.len(), batch.count()))
     }
 
     /// Tells every member with a session up that this node is leaving (the

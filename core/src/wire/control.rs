@@ -48,6 +48,14 @@ impl ControlKind {
     /// (its own writes still come), so a node that talks to many members
     /// is not flooded with everyone's gossip. No payload.
     pub const ON_DEMAND: ControlKind = ControlKind(0x0d);
+    /// Several whole ledger entries in one message
+    /// ([`crate::ledger::batch`]), sent only to a member that said it reads
+    /// them (`FEATURES`): older nodes ignore kinds they do not know.
+    pub const LEDGER_BATCH: ControlKind = ControlKind(0x0e);
+    /// The protocol features the sender reads, sent when a session comes
+    /// up: a `u32` bit set, little endian ([`Features`]). Longer payloads
+    /// are read by their first four bytes, so later versions may add more.
+    pub const FEATURES: ControlKind = ControlKind(0x0f);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;
@@ -57,6 +65,34 @@ impl ControlKind {
     /// Whether `b` is in the control kind range.
     pub const fn is_valid(b: u8) -> bool {
         b >= Self::MIN && b <= Self::MAX
+    }
+}
+
+/// The bit set a `FEATURES` message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features(pub u32);
+
+impl Features {
+    /// Reads `LEDGER_BATCH`.
+    pub const LEDGER_BATCH: Features = Features(1);
+    /// What this version reads.
+    pub const OURS: Features = Features::LEDGER_BATCH;
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Reads a `FEATURES` payload (its first four bytes).
+    pub fn parse(payload: &[u8]) -> Result<Features> {
+        let b = payload.get(..4).ok_or(Error::Truncated)?;
+        Ok(Features(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    }
+
+    /// Writes the payload into `out`; returns its length (4).
+    pub fn emit(self, out: &mut [u8]) -> usize {
+        out[..4].copy_from_slice(&self.0.to_le_bytes());
+        4
     }
 }
 

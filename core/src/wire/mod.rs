@@ -17,7 +17,7 @@ mod cookie;
 mod handshake;
 mod transport;
 
-pub use control::{ControlKind, ControlPacket};
+pub use control::{ControlKind, ControlPacket, Features};
 pub use cookie::{CookieReplyPacket, CookieReplyRepr, COOKIE_REPLY_LEN};
 pub use handshake::{InitiationPacket, InitiationRepr, ResponsePacket, ResponseRepr, INITIATION_LEN, RESPONSE_LEN};
 pub use transport::{TransportPacket, TransportRepr, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};

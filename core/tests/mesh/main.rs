@@ -704,3 +704,47 @@ fn a_static_key_paired_with_another_signing_key_does_not_lock_its_owner_out() {
     }
     assert_eq!(checked, 1, "no attacker seed put the impostor first");
 }
+
+#[test]
+fn ledger_entries_share_datagrams_with_members_that_read_batches() {
+    let mut lan = Lan::new(4, |_, _| {});
+    // Node 3 joins late: it learns the entries by anti-entropy.
+    lan.unplugged = Some(3);
+    lan.advance(Duration::from_secs(3));
+    assert!(lan.nodes[..3]
+        .iter()
+        .all(|n| n.members().filter(|m| m.is_up()).count() == 2));
+    let before: Vec<_> = lan.nodes.iter().map(|n| n.stats()).collect();
+    let now = lan.now;
+    for i in 0..12u8 {
+        let value = [i; 100];
+        lan.nodes[0]
+            .ledger_put(now, b"services", &[b's', b'a' + i], &value, 0)
+            .unwrap();
+    }
+    lan.advance(Duration::from_secs(2));
+    let services = |n: &TestNode| n.ledger().iter_bucket(b"services").count();
+    assert!(lan.nodes[..3].iter().all(|n| services(n) == 12));
+    let sent = |i: usize, lan: &Lan| {
+        let s = lan.nodes[i].stats();
+        (
+            s.ledger_entries_sent - before[i].ledger_entries_sent,
+            s.ledger_batches_sent - before[i].ledger_batches_sent,
+        )
+    };
+    // The writer sends its 12 writes to each of two members in a few
+    // batches (about four entries of 256 bytes fit in one), not 24 datagrams.
+    let (entries, batches) = sent(0, &lan);
+    assert!(entries >= 24, "{entries} entries");
+    assert!((2..=8).contains(&batches), "{batches} batches for {entries} entries");
+
+    lan.unplugged = None;
+    lan.advance(Duration::from_secs(40));
+    assert_eq!(services(&lan.nodes[3]), 12, "the late node caught up");
+    let repaired: u64 = (0..3).map(|i| sent(i, &lan).1).sum::<u64>() - batches;
+    assert!(
+        repaired >= 2,
+        "the late node's repairs came batched ({repaired} batches)"
+    );
+    assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
+}

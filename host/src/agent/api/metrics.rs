@@ -129,7 +129,7 @@ pub fn render(m: &Metrics) -> String {
     );
 
     let n = &m.stats;
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 11] = [
         ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
         ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
         ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
@@ -158,6 +158,16 @@ pub fn render(m: &Metrics) -> String {
             "kairos_control_dropped_total",
             "Control messages dropped.",
             n.control_dropped,
+        ),
+        (
+            "kairos_ledger_entries_sent_total",
+            "Ledger entries sent whole, alone or batched.",
+            n.ledger_entries_sent,
+        ),
+        (
+            "kairos_ledger_batches_sent_total",
+            "Datagrams carrying several ledger entries.",
+            n.ledger_batches_sent,
         ),
     ];
     for (name, help, v) in counters {
