@@ -5,8 +5,9 @@
 //! buffers in [`firmware`](crate::firmware)): the core's state (the
 //! [`CoreNode`] with its member table, election views and ledger inline)
 //! and the IP side (both embassy-net stacks, socket buffers, the pipe). The
-//! task's future (its datagram buffer and the futures it waits on) is
-//! measured by whoever creates it and added with [`Budget::with_task`].
+//! tasks (both runners, the mesh task with its datagram buffer, the
+//! service) are measured by whoever creates them and added with
+//! [`Budget::with_tasks`].
 //!
 //! It computes sizes only; it never builds a node.
 
@@ -47,8 +48,9 @@ pub struct Budget {
     pub ip_resources: usize,
     /// The overlay pipe (part of `ip_resources`).
     pub pipe: usize,
-    /// The node task's future, if measured (0 otherwise).
-    pub task: usize,
+    /// The tasks' futures and the runners and sockets they own, if
+    /// measured (0 otherwise).
+    pub tasks: usize,
 }
 
 impl Budget {
@@ -69,18 +71,18 @@ impl Budget {
             node_fixed: core_state - member_table - views - ledger,
             ip_resources: size_of::<Resources>(),
             pipe: size_of::<Pipe>(),
-            task: 0,
+            tasks: 0,
         }
     }
 
-    /// This budget with the task's future of `bytes`.
-    pub fn with_task(self, bytes: usize) -> Self {
-        Budget { task: bytes, ..self }
+    /// This budget with tasks of `bytes` in all.
+    pub fn with_tasks(self, bytes: usize) -> Self {
+        Budget { tasks: bytes, ..self }
     }
 
-    /// All of it: the core's state, the IP resources and the task.
+    /// All of it: the core's state, the IP resources and the tasks.
     pub fn total(&self) -> usize {
-        self.core_state + self.ip_resources + self.task
+        self.core_state + self.ip_resources + self.tasks
     }
 
     /// Whether the core's state is within [`CORE_STATE_GOAL`].
@@ -118,7 +120,11 @@ impl fmt::Display for Budget {
             "  IP resources      {:>7}  (2 stacks, UDP and TCP buffers, pipe {})",
             self.ip_resources, self.pipe
         )?;
-        writeln!(f, "  task future       {:>7}", self.task)?;
+        writeln!(
+            f,
+            "  tasks             {:>7}  (runners, mesh task, service)",
+            self.tasks
+        )?;
         write!(
             f,
             "  total             {:>7}  ({:.1} KiB)",

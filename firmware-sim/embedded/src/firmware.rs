@@ -1,10 +1,10 @@
 //! The node task: the core between two embassy-net stacks, and a small TCP
 //! service on the overlay.
 //!
-//! [`run`] is the firmware's one task. It builds the underlay stack on the
-//! board's driver (a UDP socket on [`PORT`](crate::PORT)) and the overlay
-//! stack on a [`TunnelDevice`], then runs four futures side by side: both
-//! stacks' runners, the mesh loop and the service.
+//! [`start`] builds the underlay stack on the board's driver (a UDP socket
+//! on [`PORT`](crate::PORT)) and the overlay stack on a [`TunnelDevice`];
+//! the firmware then runs four tasks: both stacks' runners, [`mesh`] and
+//! [`serve`].
 //!
 //! - The mesh loop waits for a datagram, a packet from the overlay stack or
 //!   the core's next timer, hands it to the core, sends what the core wants
@@ -17,17 +17,17 @@
 //!
 //! All memory is the caller's: [`Resources`] (stacks, socket buffers, the
 //! pipe), the [`CoreNode`] and the [`Status`] it reports through, plus the
-//! task's own future (one datagram buffer). Nothing here reads a clock but
+//! tasks' futures (the mesh task's is one datagram buffer, mostly). Nothing here reads a clock but
 //! `embassy_time`, and nothing allocates.
 
 use core::cell::Cell;
 use core::future::poll_fn;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use embassy_futures::select::{select3, select4, Either3, Either4};
+use embassy_futures::select::{select3, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
-use embassy_net::{Config, ConfigV4, IpAddress, IpEndpoint, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net::{Config, ConfigV4, IpAddress, IpEndpoint, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use embassy_net_driver::Driver;
 use embassy_time::Timer;
 use kairos_core::identity::Identity;
@@ -149,18 +149,29 @@ pub fn core_node(
     )
 }
 
-/// The node task. `device` is the underlay's driver, `underlay` its static
-/// address; `overlay_prefix` is the overlay range's prefix length (the
-/// mesh's `NodeConfig::overlay`). Never returns.
-pub async fn run<D: Driver>(
-    device: D,
-    underlay: StaticConfigV4,
-    overlay_prefix: u8,
-    seed: u64,
-    resources: &mut Resources,
-    node: &mut CoreNode,
-    status: &Status,
-) -> ! {
+/// The firmware's parts, built by [`start`]: each runs as its own task
+/// (embassy-net wakes its runner on every socket access, so the runners
+/// cannot share a task with the code that uses their sockets).
+pub struct Firmware<'a, D: Driver> {
+    /// The underlay stack's runner: `underlay.run()` is a task.
+    pub underlay: Runner<'a, D>,
+    /// The overlay stack's runner: `overlay.run()` is a task.
+    pub overlay: Runner<'a, TunnelDevice<'a>>,
+    /// The mesh's UDP socket (for [`mesh`]).
+    pub udp: UdpSocket<'a>,
+    /// The service's socket (for [`serve`]).
+    pub tcp: TcpSocket<'a>,
+    /// The overlay stack (for [`mesh`], which configures its address).
+    pub overlay_stack: Stack<'a>,
+    /// The pipe between the core and the overlay stack (for [`mesh`]).
+    pub pipe: &'a Pipe,
+}
+
+/// Builds both stacks and the sockets in `resources`: the underlay on
+/// `device` with the static address `underlay`, the overlay on the pipe
+/// (addressed later, by [`mesh`]). `seed` seeds the stacks (TCP sequence
+/// numbers, ports).
+pub fn start<D: Driver>(device: D, underlay: StaticConfigV4, seed: u64, resources: &mut Resources) -> Firmware<'_, D> {
     let Resources {
         underlay: underlay_resources,
         overlay: overlay_resources,
@@ -172,8 +183,9 @@ pub async fn run<D: Driver>(
         tcp_tx,
         pipe,
     } = resources;
-    let (u_stack, mut u_runner) = embassy_net::new(device, Config::ipv4_static(underlay), underlay_resources, seed);
-    let (o_stack, mut o_runner) = embassy_net::new(
+    let pipe: &Pipe = pipe;
+    let (u_stack, u_runner) = embassy_net::new(device, Config::ipv4_static(underlay), underlay_resources, seed);
+    let (o_stack, o_runner) = embassy_net::new(
         TunnelDevice::new(pipe),
         Config::default(),
         overlay_resources,
@@ -182,16 +194,13 @@ pub async fn run<D: Driver>(
     let mut udp = UdpSocket::new(u_stack, udp_rx_meta, udp_rx, udp_tx_meta, udp_tx);
     // A fresh socket on a free port cannot fail to bind.
     let _ = udp.bind(PORT);
-    let tcp = TcpSocket::new(o_stack, tcp_rx, tcp_tx);
-    match select4(
-        u_runner.run(),
-        o_runner.run(),
-        mesh(node, &udp, pipe, o_stack, overlay_prefix, status),
-        serve(tcp, status),
-    )
-    .await
-    {
-        Either4::First(n) | Either4::Second(n) | Either4::Third(n) | Either4::Fourth(n) => n,
+    Firmware {
+        underlay: u_runner,
+        overlay: o_runner,
+        udp,
+        tcp: TcpSocket::new(o_stack, tcp_rx, tcp_tx),
+        overlay_stack: o_stack,
+        pipe,
     }
 }
 
@@ -224,8 +233,10 @@ async fn send(udp: &UdpSocket<'_>, to: SocketAddr, datagram: &[u8], status: &Sta
     Status::bump(if sent { &status.tx_datagrams } else { &status.tx_skipped });
 }
 
-/// The mesh loop (see the module docs).
-async fn mesh(
+/// The mesh task (see the module docs): the core between the UDP socket,
+/// the pipe and its timers. `overlay_prefix` is the overlay range's prefix
+/// length (the mesh's `NodeConfig::overlay`).
+pub async fn mesh(
     node: &mut CoreNode,
     udp: &UdpSocket<'_>,
     pipe: &Pipe,
@@ -311,8 +322,8 @@ async fn flush(
     status.peers_up.set(node.members().filter(|m| m.is_up()).count());
 }
 
-/// The overlay service: echoes each line it reads back, then closes.
-async fn serve(mut tcp: TcpSocket<'_>, status: &Status) -> ! {
+/// The service task: echoes each line it reads back, then closes.
+pub async fn serve(mut tcp: TcpSocket<'_>, status: &Status) -> ! {
     let mut line = [0u8; 128];
     loop {
         if tcp.accept(SERVICE_PORT).await.is_err() {
