@@ -204,7 +204,7 @@ impl World {
             self.embedded_by_host.resize(host.index() + 1, None);
         }
         self.embedded_by_host[host.index()] = Some(index);
-        let e = EmbeddedHost::start(self.now, host, addr, identity, network, config, seed, WALL_AT_ZERO);
+        let e = EmbeddedHost::start(self.now, host, addr, identity, network, config, seed);
         self.embedded.push(e);
         self.flush_embedded(index);
         index
@@ -431,7 +431,7 @@ impl World {
     /// be refused (no route) or held (no session yet).
     pub fn send_packet(&mut self, a: usize, packet: &[u8]) -> Result<(), DropReason> {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
-        buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
+        buf[HEADROOM..][..packet.len()].copy_from_slice(packet);
         let now = self.now;
         let h = &mut self.hosts[a];
         let result = match h.node.handle_ip_packet(now, &mut buf, packet.len()) {

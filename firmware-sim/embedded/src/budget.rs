@@ -146,4 +146,25 @@ mod tests {
         assert!(b.pipe < b.ip_resources);
         std::println!("{b}");
     }
+
+    /// Where the core's state stands against the goal (x86_64, as recorded
+    /// in BENCHMARKS.md): a change to the core's tables shows here.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn core_state_is_as_recorded() {
+        let b = Budget::measure();
+        assert_eq!(b.member_slot, 2832, "as in docs/architecture.md");
+        assert!(b.core_state <= 165 * 1024, "{b}");
+    }
+
+    /// The goal: 16 peers in under 64 KiB of core state. Not met
+    /// yet: the ledger sync queue and reassembly buffers (about 70 KB) and
+    /// the member slots with their tunnels inline (16 x 2832) dominate; see
+    /// BENCHMARKS.md, "Embedded node".
+    #[test]
+    #[ignore = "goal not met yet: see BENCHMARKS.md, Embedded node"]
+    fn core_state_for_16_peers_is_under_64_kib() {
+        let b = Budget::measure();
+        assert!(b.core_state_within_goal(), "{b}");
+    }
 }

@@ -22,13 +22,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use embassy_net::{Ipv4Cidr, StaticConfigV4};
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::node::NodeConfig;
-use kairos_core::time::{Duration, Instant};
+use kairos_core::time::Instant;
 use kairos_core::token::NetworkKeys;
 pub use kairos_embedded::budget::Budget;
 use kairos_embedded::firmware::{self, Firmware, Resources, Status};
 use std::mem::size_of_val;
 
 use crate::net::{Delivery, HostId, Network};
+use crate::world::WALL_AT_ZERO;
 use device::{Frames, SimDevice};
 use task::Tasks;
 
@@ -49,8 +50,9 @@ pub struct EmbeddedHost {
 }
 
 impl EmbeddedHost {
-    /// Builds the firmware for `host` (its address on the network) and
-    /// runs it up to its first wait.
+    /// Builds the firmware for `host` (its address on the network; its
+    /// wall clock reads [`WALL_AT_ZERO`] at virtual zero, as other nodes')
+    /// and runs it up to its first wait.
     pub(crate) fn start(
         now: Instant,
         host: HostId,
@@ -59,7 +61,6 @@ impl EmbeddedHost {
         network: &NetworkKeys,
         mut config: NodeConfig,
         seed: u64,
-        wall_at_zero: Duration,
     ) -> Self {
         let IpAddr::V4(addr) = addr else {
             panic!("the simulated underlay is IPv4");
@@ -75,7 +76,7 @@ impl EmbeddedHost {
             network,
             config,
             seed,
-            wall_at_zero,
+            WALL_AT_ZERO,
         )));
         let status: &'static Status = Box::leak(Box::default());
         let frames = Frames::default();
