@@ -1,5 +1,7 @@
 //! The deterministic network simulator for `kairos-core` nodes.
 //!
+//! - [`embedded`]: no_std embedded members (`kairos-embedded` on
+//!   embassy-net) on simulated hosts: their network device, clock and executor.
 //! - [`net`]: a deterministic, sans-IO datagram network (LANs, the four
 //!   classic NAT kinds, faulty links, partitions, virtual time, one seeded
 //!   RNG) that many nodes can run on.
@@ -9,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod embedded;
 pub mod net;
 pub mod scenario;
 pub mod world;

@@ -28,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::embedded::EmbeddedHost;
 use crate::net::{HostId, LanId, Network};
 
 /// The crypto provider simulated nodes use (the no_std default).
@@ -122,6 +123,10 @@ pub struct World {
     pub net: Network,
     /// The nodes, in the order they were added.
     pub hosts: Vec<SimHost>,
+    /// The embedded nodes (no_std firmware on embassy-net), in the order
+    /// they were added.
+    pub embedded: Vec<EmbeddedHost>,
+    embedded_by_host: Vec<Option<usize>>,
     now: Instant,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     by_host: Vec<Option<usize>>,
@@ -137,6 +142,8 @@ impl World {
         World {
             net: Network::new(seed),
             hosts: Vec::new(),
+            embedded: Vec::new(),
+            embedded_by_host: Vec::new(),
             now: Instant::ZERO,
             timers: BinaryHeap::new(),
             by_host: Vec::new(),
@@ -180,6 +187,33 @@ impl World {
         });
         self.reschedule(index);
         index
+    }
+
+    /// Adds an embedded node (the `kairos-embedded` firmware on
+    /// embassy-net; see [`crate::embedded`]) on a new host of `lan`, with
+    /// `config` (its port, beacons and roles are the firmware's). Returns
+    /// its index in [`World::embedded`].
+    pub fn add_embedded(&mut self, lan: LanId, network: &NetworkKeys, config: NodeConfig) -> usize {
+        let index = self.embedded.len();
+        let seed = self.seed ^ 0x5bd1_e995_u64.wrapping_mul(index as u64 + 1).rotate_left(17);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let identity = Identity::generate(&mut rng);
+        let host = self.net.add_host(lan);
+        let addr = self.net.host_addr(host);
+        if self.embedded_by_host.len() <= host.index() {
+            self.embedded_by_host.resize(host.index() + 1, None);
+        }
+        self.embedded_by_host[host.index()] = Some(index);
+        let e = EmbeddedHost::start(self.now, host, addr, identity, network, config, seed);
+        self.embedded.push(e);
+        self.flush_embedded(index);
+        index
+    }
+
+    /// Sends what embedded node `j` transmitted while it started.
+    fn flush_embedded(&mut self, j: usize) {
+        let now = self.now;
+        self.embedded[j].run(&mut self.net, now);
     }
 
     fn start_node(
@@ -274,12 +308,9 @@ impl World {
         loop {
             let net_next = self.net.next_event();
             let timer_next = self.timers.peek().map(|Reverse((t, _))| *t);
-            let next = match (net_next, timer_next) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => break,
-                },
+            let embedded_next = self.embedded.iter().filter_map(|e| e.wake).min();
+            let Some(next) = [net_next, timer_next, embedded_next].into_iter().flatten().min() else {
+                break;
             };
             if next > until {
                 break;
@@ -288,7 +319,10 @@ impl World {
             if net_next == Some(next) {
                 while let Some(d) = self.net.poll(self.now) {
                     let Some(i) = self.by_host.get(d.host.index()).copied().flatten() else {
-                        self.net.recycle(d.bytes);
+                        match self.embedded_by_host.get(d.host.index()).copied().flatten() {
+                            Some(j) => self.embedded[j].deliver(&mut self.net, d),
+                            None => self.net.recycle(d.bytes),
+                        }
                         continue;
                     };
                     let mut bytes = d.bytes;
@@ -305,6 +339,13 @@ impl World {
                     }
                     self.net.recycle(bytes);
                     self.flush(i);
+                }
+            } else if embedded_next == Some(next) {
+                let now = self.now;
+                for e in &mut self.embedded {
+                    if e.wake.is_some_and(|t| t <= now) {
+                        e.run(&mut self.net, now);
+                    }
                 }
             } else {
                 let Reverse((t, i)) = self.timers.pop().expect("peeked");
@@ -382,9 +423,15 @@ impl World {
     pub fn send_ip(&mut self, a: usize, b: usize, marker: u32) -> Result<(), DropReason> {
         let src = self.hosts[a].node.ipv6();
         let dst = self.hosts[b].node.ipv6();
-        let packet = ipv6_packet(src, dst, marker);
+        self.send_packet(a, &ipv6_packet(src, dst, marker))
+    }
+
+    /// Hands the overlay IP `packet` to node `a`, as its local stack would
+    /// (`handle_ip_packet`), and sends the datagram it makes. The packet may
+    /// be refused (no route) or held (no session yet).
+    pub fn send_packet(&mut self, a: usize, packet: &[u8]) -> Result<(), DropReason> {
         let mut buf = vec![0u8; HEADROOM + packet.len() + TAILROOM];
-        buf[HEADROOM..][..packet.len()].copy_from_slice(&packet);
+        buf[HEADROOM..][..packet.len()].copy_from_slice(packet);
         let now = self.now;
         let h = &mut self.hosts[a];
         let result = match h.node.handle_ip_packet(now, &mut buf, packet.len()) {

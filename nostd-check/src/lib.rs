@@ -1,5 +1,7 @@
 //! Uses the core from a `#![no_std]` crate: the token, a handshake and a
-//! sealed packet, so the code paths are really linked in.
+//! sealed packet, so the code paths are really linked in; and the embedded
+//! member (`kairos-embedded`, on embassy-net), whose dependencies must not
+//! bring `std` in either.
 #![no_std]
 
 use core::panic::PanicInfo;
@@ -33,6 +35,16 @@ impl rand_core::RngCore for CountingRng {
 }
 
 impl rand_core::CryptoRng for CountingRng {}
+
+/// The embedded member's core state in bytes, and one packet through its
+/// overlay pipe: links `kairos-embedded` (embassy-net, smoltcp) in.
+#[no_mangle]
+pub extern "C" fn kairos_nostd_embedded(len: usize) -> usize {
+    let pipe = kairos_embedded::pipe::Pipe::new();
+    let packet = [0u8; 64];
+    let queued = pipe.push_to_stack(&packet[..len.min(64)]);
+    kairos_embedded::budget::Budget::measure().core_state + usize::from(queued)
+}
 
 /// Generates a token, handshakes two tunnels in memory and seals a packet;
 /// returns the sealed length (0 on any failure).

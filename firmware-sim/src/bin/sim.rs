@@ -4,18 +4,27 @@
 //! sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]
 //!     [--nat-mix none,full,restricted,port,symmetric] [--networks K]
 //!     [--partition-at SECS --heal-at SECS] [--deadline SECS]
+//! sim --embedded-budget
 //! ```
+//!
+//! `--embedded-budget` prints the RAM an embedded member (`kairos-embedded`)
+//! needs, by part, and exits.
 
 use std::process::ExitCode;
 
+use firmware_sim::net::LanConfig;
 use firmware_sim::scenario::{Nat, Scenario};
+use firmware_sim::world::World;
+use kairos_core::node::NodeConfig;
 use kairos_core::time::Duration;
+use kairos_core::token::NetworkKeys;
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]\n\
          \x20          [--nat-mix none,full,restricted,port,symmetric] [--networks K]\n\
          \x20          [--partition-at SECS --heal-at SECS] [--deadline SECS]\n\
+         \x20      sim --embedded-budget\n\
          Runs N simulated mesh nodes (node 0 public, the bootstrap; the others on its LAN for `none`,\n\
          else each behind its own NAT of the listed kinds, round-robin), spread over K network ids,\n\
          optionally split into two halves (even and odd nodes) for a while, and prints one JSON line.\n\
@@ -30,7 +39,20 @@ fn probability(s: &str) -> Option<f64> {
     s.parse().ok().filter(|p| (0.0..1.0).contains(p))
 }
 
+/// Prints the embedded member's memory budget, measured on one started in
+/// a small world (so the tasks' futures are counted too).
+fn embedded_budget() -> ExitCode {
+    let mut w = World::new(1);
+    let lan = w.net.add_lan(LanConfig::public());
+    let e = w.add_embedded(lan, &NetworkKeys::derive(&[1; 32]), NodeConfig::default());
+    println!("{}", w.embedded[e].budget);
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--embedded-budget") {
+        return embedded_budget();
+    }
     let mut s = Scenario::default();
     let mut args = std::env::args().skip(1);
     let (mut partition_at, mut heal_at) = (None, None);

@@ -12,6 +12,7 @@ use kairos_core::node::{Event, NodeConfig, Path};
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
 
+mod embedded;
 mod faults;
 
 fn keys() -> NetworkKeys {

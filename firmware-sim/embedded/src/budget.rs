@@ -1,0 +1,170 @@
+//! The node's static memory budget, by `size_of` of the concrete types.
+//!
+//! [`Budget::measure`] adds up what an embedded member keeps in RAM for the
+//! capacities of this crate ([`PEERS`](crate::PEERS) members and the
+//! buffers in [`firmware`](crate::firmware)): the core's state (the
+//! [`CoreNode`] with its member table, election views and ledger inline)
+//! and the IP side (both embassy-net stacks, socket buffers, the pipe). The
+//! tasks (both runners, the mesh task with its datagram buffer, the
+//! service) are measured by whoever creates them and added with
+//! [`Budget::with_tasks`].
+//!
+//! It computes sizes only; it never builds a node.
+
+use core::fmt;
+use core::mem::size_of;
+
+use kairos_core::election::MemberView;
+use kairos_core::node::MemberSlot;
+
+use crate::firmware::Resources;
+use crate::pipe::Pipe;
+use crate::{CoreNode, InlineLedger, Provider, PEERS, VIEWS};
+
+/// The goal for the core's state with [`PEERS`] members: 64 KiB.
+pub const CORE_STATE_GOAL: usize = 64 * 1024;
+
+/// Bytes of RAM, by part. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Budget {
+    /// Members the node can hold.
+    pub peers: usize,
+    /// The whole core node (the sum of the four below).
+    pub core_state: usize,
+    /// One member slot (the member's keys, endpoints, timers and its
+    /// tunnel, inline).
+    pub member_slot: usize,
+    /// The member table: `peers` slots.
+    pub member_table: usize,
+    /// The election views.
+    pub views: usize,
+    /// The ledger replica.
+    pub ledger: usize,
+    /// The rest of the node: identity, keys, outbox, packets held for
+    /// sessions coming up, event queue, ledger sync and reassembly.
+    pub node_fixed: usize,
+    /// Both stacks, the socket buffers and the pipe.
+    pub ip_resources: usize,
+    /// The overlay pipe (part of `ip_resources`).
+    pub pipe: usize,
+    /// The tasks' futures and the runners and sockets they own, if
+    /// measured (0 otherwise).
+    pub tasks: usize,
+}
+
+impl Budget {
+    /// The sizes of this build's types.
+    pub fn measure() -> Self {
+        let core_state = size_of::<CoreNode>();
+        let member_slot = size_of::<MemberSlot<Provider>>();
+        let member_table = size_of::<[MemberSlot<Provider>; PEERS]>();
+        let views = size_of::<[MemberView; VIEWS]>();
+        let ledger = size_of::<InlineLedger>();
+        Budget {
+            peers: PEERS,
+            core_state,
+            member_slot,
+            member_table,
+            views,
+            ledger,
+            node_fixed: core_state - member_table - views - ledger,
+            ip_resources: size_of::<Resources>(),
+            pipe: size_of::<Pipe>(),
+            tasks: 0,
+        }
+    }
+
+    /// This budget with tasks of `bytes` in all.
+    pub fn with_tasks(self, bytes: usize) -> Self {
+        Budget { tasks: bytes, ..self }
+    }
+
+    /// All of it: the core's state, the IP resources and the tasks.
+    pub fn total(&self) -> usize {
+        self.core_state + self.ip_resources + self.tasks
+    }
+
+    /// Whether the core's state is within [`CORE_STATE_GOAL`].
+    pub fn core_state_within_goal(&self) -> bool {
+        self.core_state < CORE_STATE_GOAL
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kib = |b: usize| b as f64 / 1024.0;
+        writeln!(f, "embedded member, {} peers (bytes):", self.peers)?;
+        writeln!(
+            f,
+            "  core state        {:>7}  ({:.1} KiB; goal < {} KiB: {})",
+            self.core_state,
+            kib(self.core_state),
+            CORE_STATE_GOAL / 1024,
+            if self.core_state_within_goal() {
+                "met"
+            } else {
+                "NOT met"
+            }
+        )?;
+        writeln!(
+            f,
+            "    member table    {:>7}  ({} x {})",
+            self.member_table, self.peers, self.member_slot
+        )?;
+        writeln!(f, "    ledger          {:>7}", self.ledger)?;
+        writeln!(f, "    election views  {:>7}", self.views)?;
+        writeln!(f, "    node, fixed     {:>7}", self.node_fixed)?;
+        writeln!(
+            f,
+            "  IP resources      {:>7}  (2 stacks, UDP and TCP buffers, pipe {})",
+            self.ip_resources, self.pipe
+        )?;
+        writeln!(
+            f,
+            "  tasks             {:>7}  (runners, mesh task, service)",
+            self.tasks
+        )?;
+        write!(
+            f,
+            "  total             {:>7}  ({:.1} KiB)",
+            self.total(),
+            kib(self.total())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_add_up() {
+        let b = Budget::measure();
+        assert_eq!(b.member_table, PEERS * b.member_slot);
+        assert_eq!(b.core_state, b.member_table + b.views + b.ledger + b.node_fixed);
+        assert!(b.pipe < b.ip_resources);
+        std::println!("{b}");
+    }
+
+    /// Where the core's state stands against the goal (x86_64, as recorded
+    /// in BENCHMARKS.md): a change to the core's tables shows here.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn core_state_is_as_recorded() {
+        let b = Budget::measure();
+        assert_eq!(b.member_slot, 2832, "as in docs/architecture.md");
+        assert!(b.core_state <= 165 * 1024, "{b}");
+    }
+
+    /// The goal: 16 peers in under 64 KiB of core state. Not met
+    /// yet: the ledger sync queue and reassembly buffers (about 70 KB) and
+    /// the member slots with their tunnels inline (16 x 2832) dominate; see
+    /// BENCHMARKS.md, "Embedded node".
+    #[test]
+    #[ignore = "goal not met yet: see BENCHMARKS.md, Embedded node"]
+    fn core_state_for_16_peers_is_under_64_kib() {
+        let b = Budget::measure();
+        assert!(b.core_state_within_goal(), "{b}");
+    }
+}
