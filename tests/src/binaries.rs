@@ -20,6 +20,9 @@ pub const K3S_STANDIN_BIN_VAR: &str = "K3S_STANDIN_BIN";
 /// The override variable for the `e2e-net` helper.
 pub const E2E_NET_BIN_VAR: &str = "E2E_NET_BIN";
 
+/// The override variable for the `impair` relay.
+pub const IMPAIR_BIN_VAR: &str = "IMPAIR_BIN";
+
 /// Finds the binary `name`: `$override_var` if set, else next to the
 /// running executable, else in its parent directory (from `deps/`).
 pub fn locate(name: &str, override_var: &str) -> Result<PathBuf> {
@@ -61,6 +64,11 @@ pub fn kairos() -> Result<PathBuf> {
 /// The `e2e-net` helper.
 pub fn e2e_net() -> Result<PathBuf> {
     locate("e2e-net", E2E_NET_BIN_VAR)
+}
+
+/// The `impair` relay (`tests/src/bin/impair.rs`).
+pub fn impair() -> Result<PathBuf> {
+    locate("impair", IMPAIR_BIN_VAR)
 }
 
 /// The `k3s-standin` binary (what the agent's k3s bootstrap runs in the tests).

@@ -13,6 +13,8 @@
 //! - [`agent`]: agent configs, starting `kairos agent` in a namespace, and
 //!   its HTTP API ([`api`]).
 //! - [`k3s`]: node configs with the k3s bootstrap on the stand-in, and what it recorded.
+//! - [`impair`]: the impairment relay's model (loss, delay, jitter,
+//!   reordering, duplication from a seeded RNG) and starting `impair` in a lab.
 //! - [`scenario`]: whole set-ups shared by the tests and the `demo-mesh` binary.
 //! - [`usage`]: CPU time, resident memory and wire bytes of a running
 //!   process, read from `/proc` (the idle benchmark, `idle-bench`).
@@ -25,6 +27,7 @@ pub mod api;
 pub mod binaries;
 pub mod command;
 pub mod error;
+pub mod impair;
 pub mod k3s;
 pub mod lab;
 pub mod preflight;

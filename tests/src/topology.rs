@@ -1,6 +1,7 @@
 //! Building blocks of test networks, all inside a lab's namespaces:
 //! switches (a Linux bridge in its own namespace, one per segment), hosts
-//! plugged into them by veth pairs, and NAT routers (a namespace with a
+//! plugged into them by veth pairs, direct veth wires between two
+//! namespaces, and NAT routers (a namespace with a
 //! `lan` and a `wan` leg, forwarding, and nftables masquerade).
 //!
 //! Addresses are the caller's; tests use `10.99.x.y` for private segments
@@ -86,6 +87,37 @@ impl Lab {
         self.ip(&segment.ns, &["link", "set", &port, "master", "br0", "up"])?;
         self.ip(ns, &["addr", "add", cidr, "dev", iface])?;
         self.ip(ns, &["link", "set", iface, "up"])?;
+        Ok(())
+    }
+
+    /// Joins `a` and `b` by one veth pair, no switch between: `a_iface`
+    /// in `a` with `a_cidr`, `b_iface` in `b` with `b_cidr`, both up.
+    /// Created inside `a` with the peer put straight into `b`, so nothing
+    /// appears in the machine's own namespace.
+    pub fn wire(
+        &mut self,
+        (a, a_iface, a_cidr): (&Namespace, &str, &str),
+        (b, b_iface, b_cidr): (&Namespace, &str, &str),
+    ) -> Result<()> {
+        self.ip(
+            a,
+            &[
+                "link",
+                "add",
+                a_iface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_iface,
+                "netns",
+                b.name(),
+            ],
+        )?;
+        for (ns, iface, cidr) in [(a, a_iface, a_cidr), (b, b_iface, b_cidr)] {
+            self.ip(ns, &["addr", "add", cidr, "dev", iface])?;
+            self.ip(ns, &["link", "set", iface, "up"])?;
+        }
         Ok(())
     }
 

@@ -838,7 +838,15 @@ where
         if a.identity == self.public {
             return Ok(()); // our own beacon, looped back by multicast
         }
-        let endpoint = SocketAddr::new(from.ip(), a.port);
+        // A beacon may leave from another socket than the mesh one, so its
+        // sender's mesh port is the announced one. A hello or hello reply
+        // leaves from the mesh socket itself: its source is where the
+        // sender is reached, which differs from the announced port behind
+        // a port forward or a NAT that changes ports.
+        let endpoint = match a.kind {
+            AnnounceKind::Beacon => SocketAddr::new(from.ip(), a.port),
+            AnnounceKind::Hello | AnnounceKind::HelloReply => from,
+        };
         // The node id binds both keys: an announcement pairing a known
         // static key with another signing key names another id, and the
         // handshake (which proves the static key) will not match it.

@@ -43,6 +43,9 @@ struct Lan {
     sent: Vec<(usize, SocketAddr, Vec<u8>)>,
     /// A node whose datagrams are lost, both ways (unplugged).
     unplugged: Option<usize>,
+    /// Nodes behind a port forward (or a NAT that changes ports): the
+    /// address the others reach them at and see their datagrams come from.
+    mapped: Vec<Option<SocketAddr>>,
 }
 
 fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> TestNode {
@@ -90,11 +93,20 @@ impl Lan {
             multicast: true,
             sent: Vec::new(),
             unplugged: None,
+            mapped: vec![None; n],
         }
     }
 
     fn index_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.addrs.iter().position(|a| *a == addr)
+        self.addrs
+            .iter()
+            .position(|a| *a == addr)
+            .or_else(|| self.mapped.iter().position(|m| *m == Some(addr)))
+    }
+
+    /// Where node `i`'s datagrams come from, as the others see it.
+    fn seen_from(&self, i: usize) -> SocketAddr {
+        self.mapped[i].unwrap_or(self.addrs[i])
     }
 
     fn flush(&mut self) -> bool {
@@ -107,8 +119,8 @@ impl Lan {
                 match t.destination {
                     Destination::Unicast(to) => {
                         if let Some(j) = self.index_of(to) {
-                            self.sent.push((j, self.addrs[i], bytes.clone()));
-                            self.wire.push_back((j, self.addrs[i], bytes));
+                            self.sent.push((j, self.seen_from(i), bytes.clone()));
+                            self.wire.push_back((j, self.seen_from(i), bytes));
                         }
                     }
                     Destination::LanMulticast => {
@@ -131,7 +143,7 @@ impl Lan {
         for _ in 0..100_000 {
             let sent = self.flush();
             match self.wire.pop_front() {
-                Some((to, from, _)) if self.unplugged.is_some_and(|u| u == to || self.addrs[u] == from) => {}
+                Some((to, from, _)) if self.unplugged.is_some_and(|u| u == to || self.seen_from(u) == from) => {}
                 Some((to, from, mut bytes)) => {
                     let now = self.now;
                     match self.nodes[to].handle_datagram(now, from, &mut bytes) {
@@ -139,7 +151,7 @@ impl Lan {
                         Ok(Input::Consumed) => {}
                         Ok(Input::Send { to: next, datagram }) => {
                             let j = self.index_of(next).expect("relayed to a LAN address");
-                            self.wire.push_back((j, self.addrs[to], datagram.to_vec()));
+                            self.wire.push_back((j, self.seen_from(to), datagram.to_vec()));
                         }
                         Err(e) => self.drops[to].push(e),
                     }
@@ -188,7 +200,7 @@ impl Lan {
         match self.nodes[a].handle_ip_packet(now, &mut buf, packet.len())? {
             Outbound::Datagram { to, datagram } => {
                 let j = self.index_of(to).expect("routed to a LAN address");
-                self.wire.push_back((j, self.addrs[a], datagram.to_vec()));
+                self.wire.push_back((j, self.seen_from(a), datagram.to_vec()));
             }
             Outbound::Queued => {}
         }
@@ -272,6 +284,35 @@ fn bootstrap_hello_without_multicast() {
     lan.advance(Duration::from_secs(60));
     let idle = lan.nodes[1].stats().tx_datagrams - sent;
     assert!(idle <= 24, "{idle} datagrams in 60 s idle");
+}
+
+#[test]
+fn bootstrap_through_port_forwards_uses_the_ports_that_answered() {
+    // Node 0, the bootstrap, is reached through a port forward at
+    // 10.0.0.9:40000; node 1 is behind a NAT that maps its port 51820 to
+    // 10.0.0.8:30000. Both announce port 51820, which neither is reachable
+    // at: the hello and its reply must leave each at the address they came
+    // from, not at the announced port.
+    let forward = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 40000);
+    let nat = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8)), 30000);
+    let mut lan = Lan::new(2, |i, c| {
+        c.lan_beacons = false;
+        if i == 1 {
+            c.bootstrap.push(forward).unwrap();
+        }
+    });
+    lan.multicast = false;
+    lan.mapped = vec![Some(forward), Some(nat)];
+    lan.advance(Duration::from_secs(2));
+    let (zero, one) = (lan.nodes[0].node_id(), lan.nodes[1].node_id());
+    let to_zero = lan.nodes[1].member(&zero).expect("1 knows 0");
+    let to_one = lan.nodes[0].member(&one).expect("0 knows 1");
+    assert!(to_zero.is_up() && to_one.is_up(), "the session is up");
+    assert_eq!(to_zero.endpoint(), Some(forward));
+    assert_eq!(to_one.endpoint(), Some(nat));
+    lan.send_v6(1, 0, 5).unwrap();
+    lan.drive();
+    assert_eq!(lan.delivered[0].len(), 1);
 }
 
 #[test]

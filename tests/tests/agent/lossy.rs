@@ -2,9 +2,9 @@
 //! way from the moment the agents start. The three nodes still get unique
 //! addresses and reach each other, and TCP over the overlay through the
 //! lossy node completes intact in both directions (TCP repairs what the
-//! overlay loses; the overlay must only not stall). The simulator covers
-//! jitter, reordering and duplication (`firmware-sim`, `faults`), which
-//! nftables cannot make.
+//! overlay loses; the overlay must only not stall). Jitter, reordering and
+//! duplication, which nftables cannot make, are `impaired`'s (a userspace
+//! relay) and the simulator's (`firmware-sim`, `faults`).
 //!
 //! nftables sees a UDP GSO send, or a GRO-merged receive, as one packet, so
 //! it drops such a burst whole. The lossy node runs without offloads

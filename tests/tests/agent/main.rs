@@ -16,6 +16,9 @@
 //!   over IPv4 and IPv6 intact, and the batching counters move.
 //! - `lossy`: one node's link drops 20% of UDP each way: the mesh still
 //!   forms and TCP through it completes intact both ways.
+//! - `impaired`: three nodes reach each other only through a relay that
+//!   drops 20%, jitters by 200 ms, reorders and duplicates: the mesh forms
+//!   and TCP completes intact both ways.
 //! - `small_mtu`: the underlay MTU drops below the overlay's packets: outer
 //!   datagrams are fragmented and TCP completes intact both ways.
 //!
@@ -26,6 +29,7 @@
 mod bad_config;
 mod datapath;
 mod foreign_token;
+mod impaired;
 mod lan;
 mod lossy;
 mod nat;
