@@ -10,7 +10,9 @@ use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::election::MemberView;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
+use kairos_core::node::{
+    Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
@@ -23,6 +25,7 @@ type TestNode = Node<
     ChaCha20Rng,
     Ed25519Verifier,
     Vec<MemberSlot<RustCryptoProvider>>,
+    Vec<TunnelSlot<RustCryptoProvider>>,
     Box<TestLedger>,
     Vec<MemberView>,
     256,
@@ -53,6 +56,7 @@ fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> Te
         net,
         config,
         rng,
+        (0..capacity).map(|_| None).collect(),
         (0..capacity).map(|_| None).collect(),
         Box::default(),
         Ed25519Verifier,
@@ -436,9 +440,7 @@ fn a_replayed_initiation_leaves_the_live_session_alone() {
     };
     let handshakes = |lan: &Lan| {
         lan.nodes[to]
-            .member(&peer)
-            .unwrap()
-            .tunnel()
+            .tunnel(&peer)
             .unwrap()
             .stats()
             .handshakes
@@ -665,6 +667,7 @@ fn a_static_key_paired_with_another_signing_key_does_not_lock_its_owner_out() {
             &net,
             c,
             ChaCha20Rng::seed_from_u64(attacker_seed),
+            (0..32).map(|_| None).collect(),
             (0..32).map(|_| None).collect(),
             Box::default(),
             Ed25519Verifier,
