@@ -289,8 +289,7 @@ pub struct Node<
     const Q: usize = { sync::INTENTS },
     const H: usize = STAGED,
     const F: usize = MAX_ENTRY_LEN,
->
-where
+> where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
@@ -792,7 +791,10 @@ where
         let (slot, n) = loop {
             break match candidate {
                 Some(slot) => {
-                    if self.members.as_ref()[slot as usize].as_ref().is_some_and(|m| m.tunnel.is_none()) {
+                    if self.members.as_ref()[slot as usize]
+                        .as_ref()
+                        .is_some_and(|m| m.tunnel.is_none())
+                    {
                         let t = self.new_tunnel(slot, &static_key)?;
                         self.install_tunnel(slot, t)?;
                     }
@@ -1475,7 +1477,9 @@ where
             None => {
                 let idle = |t: &Tunnel<P>| {
                     let owner = t.config().index_slot as usize;
-                    t.poll_timeout().is_none() && owner != slot as usize && members[owner].as_ref().is_some_and(|m| !m.up)
+                    t.poll_timeout().is_none()
+                        && owner != slot as usize
+                        && members[owner].as_ref().is_some_and(|m| !m.up)
                 };
                 let i = pool
                     .iter()
@@ -1774,4 +1778,3 @@ fn source_is<P: CryptoProvider>(member: &Member<P>, prefix: &[u8; 8], packet: &[
         _ => false,
     }
 }
-#[cfg(test)] mod size_probe;

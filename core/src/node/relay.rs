@@ -68,7 +68,10 @@ where
         out[TRANSPORT_HEADER_LEN + 1..RELAY_HEADROOM].copy_from_slice(&id.0);
         let m = self.members.as_mut().get_mut(via as usize)?.as_mut()?;
         let endpoint = m.endpoint?;
-        let sealed = super::pooled(self.tunnels.as_mut(), m.tunnel)?.encapsulate(now, out, 1 + 16 + inner_len).ok()?.len();
+        let sealed = super::pooled(self.tunnels.as_mut(), m.tunnel)?
+            .encapsulate(now, out, 1 + 16 + inner_len)
+            .ok()?
+            .len();
         self.after_tunnel_activity(now, via);
         Some(Transmit {
             destination: Destination::Unicast(endpoint),

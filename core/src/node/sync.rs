@@ -966,7 +966,8 @@ where
                 continue;
             };
             let id = m.id;
-            let (Some(t), Some(endpoint)) = (super::pooled(self.tunnels.as_mut(), m.tunnel), direct_to.or(m.endpoint)) else {
+            let (Some(t), Some(endpoint)) = (super::pooled(self.tunnels.as_mut(), m.tunnel), direct_to.or(m.endpoint))
+            else {
                 continue;
             };
             let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {

@@ -438,13 +438,7 @@ fn a_replayed_initiation_leaves_the_live_session_alone() {
         }
         n
     };
-    let handshakes = |lan: &Lan| {
-        lan.nodes[to]
-            .tunnel(&peer)
-            .unwrap()
-            .stats()
-            .handshakes
-    };
+    let handshakes = |lan: &Lan| lan.nodes[to].tunnel(&peer).unwrap().stats().handshakes;
     let before = handshakes(&lan);
 
     // Busy session: refused, nothing else happens.

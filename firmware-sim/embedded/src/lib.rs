@@ -49,7 +49,7 @@ pub const PEERS: usize = 16;
 /// share them; a member whose tunnel went idle gives it back.
 pub const TUNNELS: usize = 4;
 /// Control messages queued for members (a host queues 256).
-pub const INTENTS: usize = 32;
+pub const INTENTS: usize = 24;
 /// Packets held while their sessions come up (a host holds 8).
 pub const STAGED: usize = 2;
 /// The longest ledger entry taken in fragments (a host takes the longest

@@ -140,12 +140,7 @@ fn longest_outage(trace: &[(Instant, Option<Instant>)]) -> Duration {
 
 fn handshakes(w: &World, a: usize, b: usize) -> u64 {
     let id = w.id(b);
-    w.hosts[a]
-        .node
-        .tunnel(&id)
-        .unwrap()
-        .stats()
-        .handshakes
+    w.hosts[a].node.tunnel(&id).unwrap().stats().handshakes
 }
 
 /// Whether `a` saw its session with `b` go down, or learned `b` again (a
