@@ -1140,7 +1140,7 @@ mod tests {
 
     #[test]
     fn a_new_address_is_published_at_once() {
-        let mut s = SyncState {
+        let mut s: SyncState<4, 0> = SyncState {
             record_dirty: false,
             ..SyncState::default()
         };
@@ -1161,7 +1161,7 @@ mod tests {
 
     #[test]
     fn per_destination_ports_are_not_published_one_by_one() {
-        let mut s = SyncState::default();
+        let mut s: SyncState<4, 0> = SyncState::default();
         s.note_observed(1, at([203, 0, 113, 7], 4000));
         s.record_dirty = false;
         // A symmetric NAT: every member sees its own port.
@@ -1176,7 +1176,7 @@ mod tests {
 
     #[test]
     fn a_changed_mapping_is_published_once_a_second_member_sees_it() {
-        let mut s = SyncState::default();
+        let mut s: SyncState<4, 0> = SyncState::default();
         s.note_observed(1, at([203, 0, 113, 7], 4000));
         s.note_observed(2, at([192, 168, 1, 5], 51820));
         s.record_dirty = false;
