@@ -770,6 +770,7 @@ fn node_seeds() -> Seeds {
         config,
         ChaCha20Rng::seed_from_u64(7),
         (0..4).map(|_| None).collect(),
+        (0..4).map(|_| None).collect(),
         Box::default(),
         FuzzVerifier::default(),
         vec![kairos_core::election::MemberView::default(); 5],

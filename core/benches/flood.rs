@@ -28,7 +28,7 @@ use kairos_core::crypto::RingProvider;
 use kairos_core::election::MemberView;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Input, MemberSlot, Node, NodeConfig};
+use kairos_core::node::{Input, MemberSlot, Node, NodeConfig, TunnelSlot};
 use kairos_core::noise::{create_initiation, LocalKeys, RemoteKeys, Tai64N, DEFAULT_LOAD_THRESHOLD};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
@@ -42,6 +42,7 @@ type BenchNode = Node<
     ChaCha20Rng,
     Ed25519Verifier,
     Vec<MemberSlot<RingProvider>>,
+    Vec<TunnelSlot<RingProvider>>,
     Box<Ledger<256, 65536>>,
     Vec<MemberView>,
     256,
@@ -63,6 +64,7 @@ fn node(net: &NetworkKeys, seed: u64) -> BenchNode {
         net,
         NodeConfig::default(),
         rng,
+        (0..32).map(|_| None).collect(),
         (0..32).map(|_| None).collect(),
         Box::default(),
         Ed25519Verifier,

@@ -18,7 +18,9 @@ use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::election::{MemberView, MAX_RECORD_LEN};
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::ledger::{Ed25519Verifier, Ledger, SignatureVerifier};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
+use kairos_core::node::{
+    Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
@@ -45,6 +47,7 @@ pub type SimNode = Node<
     ChaCha20Rng,
     SharedVerifier,
     Box<[MemberSlot<Provider>]>,
+    Box<[TunnelSlot<Provider>]>,
     Box<SimLedger>,
     Box<[MemberView]>,
     LEDGER_ENTRIES,
@@ -232,6 +235,7 @@ impl World {
             config,
             rng,
             slots,
+            (0..capacity).map(|_| None).collect(),
             Box::default(),
             self.verifier.clone(),
             vec![MemberView::default(); capacity + 1].into_boxed_slice(),

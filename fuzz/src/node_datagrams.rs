@@ -36,7 +36,9 @@ use kairos_core::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
 use kairos_core::election::MemberView;
 use kairos_core::identity::{Identity, PublicIdentity};
 use kairos_core::ledger::{Ed25519Verifier, SignatureVerifier};
-use kairos_core::node::{Destination, Event, Input as NodeInput, MemberSlot, NodeConfig, Outbound, HEADROOM, TAILROOM};
+use kairos_core::node::{
+    Destination, Event, Input as NodeInput, MemberSlot, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+};
 use kairos_core::noise::Tai64N;
 use kairos_core::time::Instant;
 use kairos_core::wire::{ControlKind, MessageType};
@@ -62,6 +64,7 @@ pub type FuzzNode = kairos_core::node::Node<
     ChaCha20Rng,
     FuzzVerifier,
     Vec<MemberSlot<RustCryptoProvider>>,
+    Vec<TunnelSlot<RustCryptoProvider>>,
     Box<FuzzLedger>,
     Vec<MemberView>,
     ENTRIES,
@@ -130,6 +133,7 @@ pub fn node(accept_all: bool) -> FuzzNode {
         network(),
         config,
         ChaCha20Rng::seed_from_u64(NODE_SEED),
+        (0..CAPACITY).map(|_| None).collect(),
         (0..CAPACITY).map(|_| None).collect(),
         Box::default(),
         FuzzVerifier { accept_all },

@@ -181,7 +181,7 @@ impl EntryEncoder<'_> {
     }
 }
 
-struct Slot<S> {
+struct Slot<S, const LEN: usize> {
     sender: Option<S>,
     tag: [u8; 8],
     total: usize,
@@ -189,35 +189,38 @@ struct Slot<S> {
     /// Bit `i`: fragment `i` received.
     have: u32,
     started: Instant,
-    buf: [u8; MAX_ENTRY_LEN],
+    buf: [u8; LEN],
 }
 
-impl<S> Slot<S> {
-    const EMPTY: Slot<S> = Slot {
+impl<S, const LEN: usize> Slot<S, LEN> {
+    const EMPTY: Slot<S, LEN> = Slot {
         sender: None,
         tag: [0; 8],
         total: 0,
         count: 0,
         have: 0,
         started: Instant::ZERO,
-        buf: [0; MAX_ENTRY_LEN],
+        buf: [0; LEN],
     };
 }
 
 /// Puts fragmented entries back together: at most one entry in progress per
-/// sender, in at most `SLOTS` slots of [`MAX_ENTRY_LEN`] bytes each (16.7 KiB;
-/// `size_of` is `SLOTS * 16 760` bytes or so).
+/// sender, in at most `SLOTS` slots of `LEN` bytes each (by default
+/// [`MAX_ENTRY_LEN`], 16.7 KiB; `size_of` is `SLOTS * (LEN + 40)` bytes or
+/// so). The fragments of an entry longer than `LEN` are ignored: a small
+/// device whose ledger has no room for such an entry anyway need not hold
+/// buffers for it.
 ///
 /// `S` names a sender (the Node's peer handle). A fragment of a different
 /// entry from the same sender restarts its slot; when all slots are busy
 /// with other senders, a slot idle past [`REASSEMBLY_TIMEOUT`], else the
 /// oldest, is taken over. A lost fragment therefore costs the entry, which
 /// anti-entropy repairs; nothing here needs a timer.
-pub struct Reassembly<S, const SLOTS: usize> {
-    slots: [Slot<S>; SLOTS],
+pub struct Reassembly<S, const SLOTS: usize, const LEN: usize = MAX_ENTRY_LEN> {
+    slots: [Slot<S, LEN>; SLOTS],
 }
 
-impl<S: Copy + PartialEq, const SLOTS: usize> core::fmt::Debug for Reassembly<S, SLOTS> {
+impl<S: Copy + PartialEq, const SLOTS: usize, const LEN: usize> core::fmt::Debug for Reassembly<S, SLOTS, LEN> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reassembly")
             .field("in_progress", &self.in_progress())
@@ -226,13 +229,13 @@ impl<S: Copy + PartialEq, const SLOTS: usize> core::fmt::Debug for Reassembly<S,
     }
 }
 
-impl<S: Copy + PartialEq, const SLOTS: usize> Default for Reassembly<S, SLOTS> {
+impl<S: Copy + PartialEq, const SLOTS: usize, const LEN: usize> Default for Reassembly<S, SLOTS, LEN> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<S: Copy + PartialEq, const SLOTS: usize> Reassembly<S, SLOTS> {
+impl<S: Copy + PartialEq, const SLOTS: usize, const LEN: usize> Reassembly<S, SLOTS, LEN> {
     /// Empty slots.
     pub const fn new() -> Self {
         Reassembly {
@@ -249,10 +252,10 @@ impl<S: Copy + PartialEq, const SLOTS: usize> Reassembly<S, SLOTS> {
     /// the last missing fragment arrives (pass it to
     /// [`super::Ledger::apply`]); duplicates are ignored.
     pub fn push(&mut self, now: Instant, sender: S, fragment: &FragmentPacket<&[u8]>) -> Option<&[u8]> {
-        if SLOTS == 0 {
+        let (tag, total, count) = (fragment.tag(), fragment.total_len(), fragment.count());
+        if SLOTS == 0 || total > LEN {
             return None;
         }
-        let (tag, total, count) = (fragment.tag(), fragment.total_len(), fragment.count());
         let i = match self.slots.iter().position(|s| s.sender == Some(sender)) {
             Some(i) => i,
             None => self.take_slot(now),
@@ -283,7 +286,7 @@ impl<S: Copy + PartialEq, const SLOTS: usize> Reassembly<S, SLOTS> {
 
     /// A free slot, else one idle too long, else the oldest.
     fn take_slot(&self, now: Instant) -> usize {
-        let idle = |s: &Slot<S>| s.sender.is_none() || s.started + REASSEMBLY_TIMEOUT <= now;
+        let idle = |s: &Slot<S, LEN>| s.sender.is_none() || s.started + REASSEMBLY_TIMEOUT <= now;
         if let Some(i) = self.slots.iter().position(idle) {
             return i;
         }
@@ -369,6 +372,29 @@ mod tests {
         r.push(t0 + Duration::from_secs(2), 3, &f);
         assert_eq!(r.in_progress(), 2);
         assert!(r.slots.iter().all(|s| s.sender != Some(1)));
+    }
+
+    #[test]
+    fn entries_longer_than_the_slots_are_ignored() {
+        let mut out = [0u8; MAX_MESSAGE_LEN];
+        let mut r = Reassembly::<u8, 1, 2048>::new();
+        let now = Instant::from_secs(1);
+        let long = encoder(&[5u8; 3000]);
+        for i in 0..long.messages() {
+            let n = long.emit(i, &mut out).unwrap();
+            let f = FragmentPacket::new_checked(&out[..n]).unwrap();
+            assert!(r.push(now, 1, &f).is_none());
+            assert_eq!(r.in_progress(), 0, "no slot taken for it");
+        }
+        let short = encoder(&[6u8; 1500]);
+        assert!(short.messages() > 1 && short.encoded_len() <= 2048);
+        let mut whole = None;
+        for i in 0..short.messages() {
+            let n = short.emit(i, &mut out).unwrap();
+            let f = FragmentPacket::new_checked(&out[..n]).unwrap();
+            whole = r.push(now, 1, &f).map(|w| w.len());
+        }
+        assert_eq!(whole, Some(short.encoded_len()));
     }
 
     #[test]

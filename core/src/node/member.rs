@@ -6,6 +6,12 @@
 //! capacity, and a slot's index is stable for the member's lifetime, so
 //! session indices can carry it (see `session::INDEX_SLOT_BITS`). Slots with
 //! a tunnel are threaded on an intrusive list so timers only visit those.
+//!
+//! Tunnels live in a second table the caller provides, the tunnel pool
+//! ([`TunnelSlot`]s): a member holds the index of its tunnel there. A pool
+//! as long as the member table gives every member its own; a shorter one
+//! (a small device) holds only the sessions open at once, and a member
+//! whose tunnel went idle gives it back when another member needs one.
 
 use core::net::{Ipv4Addr, SocketAddr};
 
@@ -17,6 +23,9 @@ use crate::time::Instant;
 
 /// One slot of the member table: empty or a member.
 pub type MemberSlot<P> = Option<Member<P>>;
+
+/// One entry of the tunnel pool: free or a member's tunnel.
+pub type TunnelSlot<P> = Option<Tunnel<P>>;
 
 /// How a member was first learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +53,11 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) endpoint: Option<SocketAddr>,
     /// Endpoints its machines record lists.
     pub(crate) candidates: heapless::Vec<SocketAddr, { crate::node::record::MAX_ENDPOINTS }>,
-    pub(crate) tunnel: Option<Tunnel<P>>,
+    /// Its tunnel's index in the tunnel pool.
+    pub(crate) tunnel: Option<u16>,
+    /// The newest initiation timestamp its last tunnel accepted, kept when
+    /// the tunnel went back to the pool (so old initiations stay refused).
+    pub(crate) last_initiation: Tai64N,
     pub(crate) discovery: Discovery,
     /// Newest announcement timestamp seen from it (replays are ignored).
     pub(crate) last_announce: Tai64N,
@@ -79,6 +92,7 @@ pub struct Member<P: CryptoProvider> {
     /// On the node's queue of tunnels to poll for output.
     pub(crate) pending: bool,
     pub(crate) next_pending: Option<u16>,
+    _provider: core::marker::PhantomData<fn() -> P>,
 }
 
 impl<P: CryptoProvider> Member<P> {
@@ -92,6 +106,7 @@ impl<P: CryptoProvider> Member<P> {
             endpoint: None,
             candidates: heapless::Vec::new(),
             tunnel: None,
+            last_initiation: Tai64N::ZERO,
             discovery,
             last_announce: Tai64N::ZERO,
             last_seen: None,
@@ -109,6 +124,7 @@ impl<P: CryptoProvider> Member<P> {
             prev_active: None,
             pending: false,
             next_pending: None,
+            _provider: core::marker::PhantomData,
         }
     }
 
@@ -150,10 +166,5 @@ impl<P: CryptoProvider> Member<P> {
     /// Whether its traffic goes through a relay.
     pub fn is_relayed(&self) -> bool {
         self.via.is_some()
-    }
-
-    /// Its tunnel, if one exists.
-    pub fn tunnel(&self) -> Option<&Tunnel<P>> {
-        self.tunnel.as_ref()
     }
 }

@@ -33,7 +33,7 @@ pub mod sync;
 mod table;
 
 pub use addr::{interface_id, ula, ula_prefix};
-pub use member::{Discovery, Member, MemberSlot};
+pub use member::{Discovery, Member, MemberSlot, TunnelSlot};
 pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
 pub use relay::RELAY_HEADROOM;
 pub use roles::{record_gap, RoleConfig, ELECTION_GAP, RECORD_GAP_MAX};
@@ -48,7 +48,7 @@ use crate::crypto::CryptoProvider;
 use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
 use crate::election::{MemberView, Role};
 use crate::identity::{Identity, NodeId, PublicIdentity};
-use crate::ledger::{Ledger, SignatureVerifier};
+use crate::ledger::{Ledger, SignatureVerifier, MAX_ENTRY_LEN};
 use crate::noise::{consume_initiation, Refusal, RemoteKeys};
 use crate::session::timers::REKEY_TIMEOUT;
 use crate::session::{DropReason, Local, Received, Tunnel, TunnelConfig, TunnelEvent, INDEX_SLOT_MASK};
@@ -178,7 +178,8 @@ pub enum Outbound<'a> {
     Queued,
 }
 
-/// Packets a node holds while their sessions come up.
+/// Packets a node holds while their sessions come up (the default of
+/// [`Node`]'s `H`).
 pub const STAGED: usize = 8;
 /// The largest packet a node holds while a session comes up.
 pub const STAGE_MTU: usize = 1500;
@@ -267,12 +268,33 @@ struct Bootstrap {
 }
 
 /// One member of the mesh. See the module docs.
-pub struct Node<P, R, V, S, L, W, const E: usize, const A: usize>
-where
+///
+/// Storage is the caller's: `S` the member table, `T` the tunnel pool, `L`
+/// the ledger (`E` records, `A` bytes), `W` the election views. The other
+/// capacities have defaults sized for hosts, which a small device lowers:
+/// `Q` queued control intents ([`sync::INTENTS`]), `H` packets held while
+/// sessions come up ([`STAGED`]), `F` the longest ledger entry taken in
+/// fragments ([`MAX_ENTRY_LEN`]; a longer one is dropped, as an entry the
+/// ledger has no room for is).
+pub struct Node<
+    P,
+    R,
+    V,
+    S,
+    T,
+    L,
+    W,
+    const E: usize,
+    const A: usize,
+    const Q: usize = { sync::INTENTS },
+    const H: usize = STAGED,
+    const F: usize = MAX_ENTRY_LEN,
+> where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {
@@ -285,6 +307,8 @@ where
     config: NodeConfig,
     rng: R,
     members: S,
+    /// The tunnel pool: a member with a tunnel holds its index here.
+    tunnels: T,
     active_head: Option<u16>,
     /// Members in the table.
     member_count: usize,
@@ -315,7 +339,7 @@ where
     /// stream of packets to one member skips the walk of the table.
     route_v4: core::cell::Cell<Option<(Ipv4Addr, u16)>>,
     outbox: Outbox<Route>,
-    staged: Deque<Staged, STAGED>,
+    staged: Deque<Staged, H>,
     events: Deque<Event, EVENT_QUEUE>,
     bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
     next_beacon: Instant,
@@ -325,22 +349,27 @@ where
     stats: NodeStats,
     ledger: L,
     verifier: V,
-    sync: SyncState,
+    sync: SyncState<Q, F>,
     roles: Option<Roles<W>>,
     _provider: core::marker::PhantomData<P>,
 }
 
-impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
+impl<P, R, V, S, T, L, W, const E: usize, const A: usize, const Q: usize, const H: usize, const F: usize>
+    Node<P, R, V, S, T, L, W, E, A, Q, H, F>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {
     /// A node with `identity` on the network of `network`. `members` is the
-    /// member table (every slot `None`; at most 65536 slots), `ledger` its
+    /// member table (every slot `None`; at most 65536 slots), `tunnels` the
+    /// tunnel pool (every entry `None`; as long as the member table gives
+    /// every member a session, shorter caps the sessions at once: a
+    /// tunnel gone idle is taken back for another member), `ledger` its
     /// replica of the ledger (empty, or restored from disk), `verifier`
     /// checks ledger signatures; `views` is scratch for the role election
     /// (longer than the network is large: a member table's length plus
@@ -353,6 +382,7 @@ where
         config: NodeConfig,
         rng: R,
         members: S,
+        tunnels: T,
         ledger: L,
         verifier: V,
         views: W,
@@ -381,6 +411,7 @@ where
             config,
             rng,
             members,
+            tunnels,
             active_head: None,
             member_count: 0,
             active: 0,
@@ -478,6 +509,11 @@ where
     pub fn member(&self, id: &NodeId) -> Option<&Member<P>> {
         self.find(id)
             .and_then(|slot| self.members.as_ref()[slot as usize].as_ref())
+    }
+
+    /// The tunnel with member `id`, if it has one.
+    pub fn tunnel(&self, id: &NodeId) -> Option<&Tunnel<P>> {
+        self.tunnels.as_ref().get(self.member(id)?.tunnel? as usize)?.as_ref()
     }
 
     /// How traffic to member `id` travels now (`None`: not a member, or no
@@ -650,6 +686,7 @@ where
         let got = {
             let Node {
                 members,
+                tunnels,
                 local,
                 rng,
                 ula_prefix,
@@ -660,7 +697,7 @@ where
                 .get_mut(slot as usize)
                 .and_then(|m| m.as_mut())
                 .ok_or(DropReason::UnknownIndex)?;
-            let tunnel = member.tunnel.as_mut().ok_or(DropReason::UnknownIndex)?;
+            let tunnel = pooled(tunnels.as_mut(), member.tunnel).ok_or(DropReason::UnknownIndex)?;
             match tunnel.handle_datagram(now, local, rng, from, &mut *buf)? {
                 Received::Ip(packet) => {
                     if !source_is(member, ula_prefix, packet) {
@@ -754,14 +791,22 @@ where
         let (slot, n) = loop {
             break match candidate {
                 Some(slot) => {
+                    if self.members.as_ref()[slot as usize]
+                        .as_ref()
+                        .is_some_and(|m| m.tunnel.is_none())
+                    {
+                        let t = self.new_tunnel(slot, &static_key)?;
+                        self.install_tunnel(slot, t)?;
+                    }
                     let Node {
-                        members, local, rng, ..
+                        members,
+                        tunnels,
+                        local,
+                        rng,
+                        ..
                     } = self;
                     let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
-                    if m.tunnel.is_none() {
-                        m.tunnel = Some(Tunnel::new(local, &static_key, tunnel_config(&self.config, slot))?);
-                    }
-                    let t = m.tunnel.as_mut().expect("just ensured");
+                    let t = pooled(tunnels.as_mut(), m.tunnel).expect("just ensured");
                     let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
                         Ok(r) => r.len(),
                         Err(DropReason::ReplayedInitiation) => {
@@ -810,17 +855,10 @@ where
                         signing_key: opened.signing_key,
                     };
                     let slot = self.place(Member::new(identity, Discovery::Handshake))?;
-                    let Node {
-                        members,
-                        local,
-                        rng,
-                        config,
-                        ..
-                    } = self;
-                    let m = members.as_mut()[slot as usize].as_mut().expect("just placed");
-                    let mut t = Tunnel::with_remote_keys(remote, tunnel_config(config, slot));
+                    let mut t = Tunnel::with_remote_keys(remote, tunnel_config(&self.config, slot));
+                    let Node { local, rng, .. } = self;
                     let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
-                    m.tunnel = Some(t);
+                    self.install_tunnel(slot, t)?;
                     (slot, n)
                 }
             };
@@ -895,7 +933,8 @@ where
             }
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
-        if connect && m.tunnel.as_ref().is_none_or(|t| !t.is_established(now)) {
+        let tunnel = m.tunnel.and_then(|i| self.tunnels.as_ref()[i as usize].as_ref());
+        if connect && tunnel.is_none_or(|t| !t.is_established(now)) {
             self.connect_neighbour(now, slot)?;
         }
         Ok(())
@@ -988,7 +1027,7 @@ where
         let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");
         let (via, id) = (m.via, m.id);
         let endpoint = m.endpoint;
-        let sealed = match m.tunnel.as_mut() {
+        let sealed = match pooled(self.tunnels.as_mut(), m.tunnel) {
             Some(t) => t.encapsulate(now, &mut buf[RELAY_HEADROOM..], len).map(|d| d.len()),
             None => Err(DropReason::NoSession),
         };
@@ -1030,7 +1069,8 @@ where
         let i = self.staged.iter().position(|p| {
             self.members.as_ref()[p.slot as usize]
                 .as_ref()
-                .is_some_and(|m| m.tunnel.as_ref().is_some_and(|t| t.is_established(now)))
+                .and_then(|m| self.tunnels.as_ref()[m.tunnel? as usize].as_ref())
+                .is_some_and(|t| t.is_established(now))
         })?;
         // Take it out of the middle of the queue, keeping the order of the rest.
         let mut taken = None;
@@ -1094,7 +1134,7 @@ where
             if m.timer.is_none_or(|t| t > now) {
                 continue;
             }
-            if let Some(t) = m.tunnel.as_mut() {
+            if let Some(t) = pooled(self.tunnels.as_mut(), m.tunnel) {
                 t.handle_timeout(now);
             }
             self.after_tunnel_activity(now, slot);
@@ -1256,12 +1296,16 @@ where
         // one stays at the head while it has more.
         while let Some(slot) = self.pending_head {
             let Node {
-                members, local, rng, ..
+                members,
+                tunnels,
+                local,
+                rng,
+                ..
             } = self;
             let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
             let (id, via, endpoint, up) = (m.id, m.via, m.endpoint, m.up);
             let silent = up && m.last_seen.is_none_or(|t| now.saturating_since(t) >= SILENT_AFTER);
-            let Some(t) = m.tunnel.as_mut() else {
+            let Some(t) = pooled(tunnels.as_mut(), m.tunnel) else {
                 self.pop_pending();
                 continue;
             };
@@ -1429,6 +1473,52 @@ where
         Ok(slot as u16)
     }
 
+    /// Gives the member in `slot` the tunnel `t`, in a free entry of the
+    /// pool, else in one whose tunnel went idle (no session, no handshake
+    /// under way): its member gives it back. With neither, the pool is
+    /// full (`TableFull`).
+    fn install_tunnel(&mut self, slot: u16, mut t: Tunnel<P>) -> Result<(), DropReason> {
+        let members = self.members.as_ref();
+        let pool = self.tunnels.as_ref();
+        let index = match pool.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                let idle = |t: &Tunnel<P>| {
+                    let owner = t.config().index_slot as usize;
+                    t.poll_timeout().is_none()
+                        && owner != slot as usize
+                        && members[owner].as_ref().is_some_and(|m| !m.up)
+                };
+                let i = pool
+                    .iter()
+                    .position(|e| e.as_ref().is_some_and(idle))
+                    .ok_or(DropReason::TableFull)?;
+                let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
+                self.release_tunnel(owner);
+                i
+            }
+        };
+        let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+        t.refuse_initiations_until(m.last_initiation);
+        m.tunnel = Some(index as u16);
+        self.tunnels.as_mut()[index] = Some(t);
+        Ok(())
+    }
+
+    /// Takes the idle tunnel of the member in `slot` back to the pool.
+    fn release_tunnel(&mut self, slot: u16) {
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.as_mut()[i as usize].take()) {
+            m.last_initiation = m.last_initiation.max(t.last_initiation());
+        }
+        let old_timer = m.timer.take();
+        m.connecting_since = None;
+        self.note_timer(old_timer, None);
+        self.deactivate(slot);
+    }
+
     fn new_tunnel(&self, slot: u16, remote_static: &[u8; 32]) -> Result<Tunnel<P>, DropReason> {
         Ok(Tunnel::new(
             &self.local,
@@ -1473,10 +1563,10 @@ where
             .is_some_and(|m| m.tunnel.is_none())
         {
             let t = self.new_tunnel(slot, &static_key)?;
-            self.members.as_mut()[slot as usize].as_mut().expect("checked").tunnel = Some(t);
+            self.install_tunnel(slot, t)?;
         }
         let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
-        m.tunnel.as_mut().expect("just ensured").connect();
+        pooled(self.tunnels.as_mut(), m.tunnel).expect("just ensured").connect();
         if !m.up && m.connecting_since.is_none() {
             m.connecting_since = Some(now);
             let due = now + relay::RELAY_AFTER;
@@ -1533,7 +1623,9 @@ where
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
             return;
         };
-        let Some(t) = m.tunnel.as_mut() else { return };
+        let Some(t) = pooled(self.tunnels.as_mut(), m.tunnel) else {
+            return;
+        };
         let id = m.id;
         let mut up = m.up;
         let mut events: Vec<Event, 4> = Vec::new();
@@ -1622,7 +1714,9 @@ where
             return;
         };
         let (id, was_up, endpoint, old_timer) = (m.id, m.up, m.endpoint, m.timer);
-        m.tunnel = None;
+        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.as_mut()[i as usize].take()) {
+            m.last_initiation = m.last_initiation.max(t.last_initiation());
+        }
         m.up = false;
         m.timer = None;
         m.via = None;
@@ -1660,6 +1754,11 @@ fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
         index_slot: slot as u32,
         persistent_keepalive: config.persistent_keepalive,
     }
+}
+
+/// The tunnel at `index` in the tunnel pool.
+fn pooled<P: CryptoProvider>(pool: &mut [TunnelSlot<P>], index: Option<u16>) -> Option<&mut Tunnel<P>> {
+    pool.get_mut(index? as usize)?.as_mut()
 }
 
 /// The first 8 bytes of a node id: its overlay interface id and its hash.

@@ -24,7 +24,7 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Destination, MemberSlot, Node, Route, Transmit};
+use super::{Destination, MemberSlot, Node, Route, Transmit, TunnelSlot};
 use crate::crypto::CryptoProvider;
 use crate::identity::NodeId;
 use crate::ledger::{Ledger, SignatureVerifier};
@@ -42,12 +42,14 @@ pub const RELAY_AFTER: Duration = Duration::from_secs(2);
 /// How often a relayed member's direct endpoints are probed.
 pub const UPGRADE_INTERVAL: Duration = Duration::from_secs(10);
 
-impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
+impl<P, R, V, S, T, L, W, const E: usize, const A: usize, const Q: usize, const H: usize, const F: usize>
+    Node<P, R, V, S, T, L, W, E, A, Q, H, F>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[crate::election::MemberView]>,
 {
@@ -66,7 +68,10 @@ where
         out[TRANSPORT_HEADER_LEN + 1..RELAY_HEADROOM].copy_from_slice(&id.0);
         let m = self.members.as_mut().get_mut(via as usize)?.as_mut()?;
         let endpoint = m.endpoint?;
-        let sealed = m.tunnel.as_mut()?.encapsulate(now, out, 1 + 16 + inner_len).ok()?.len();
+        let sealed = super::pooled(self.tunnels.as_mut(), m.tunnel)?
+            .encapsulate(now, out, 1 + 16 + inner_len)
+            .ok()?
+            .len();
         self.after_tunnel_activity(now, via);
         Some(Transmit {
             destination: Destination::Unicast(endpoint),
@@ -221,7 +226,7 @@ where
                     let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
                     m.via = Some(via);
                     m.connecting_since = Some(now);
-                    if let Some(t) = m.tunnel.as_mut() {
+                    if let Some(t) = super::pooled(self.tunnels.as_mut(), m.tunnel) {
                         t.connect_now();
                     }
                     let due = now + RELAY_AFTER;

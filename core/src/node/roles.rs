@@ -24,7 +24,7 @@ use crate::ledger::{Ledger, SignatureVerifier};
 use crate::time::{Duration, Instant};
 use rand_core::{CryptoRng, RngCore};
 
-use super::member::MemberSlot;
+use super::member::{MemberSlot, TunnelSlot};
 
 /// The shortest gap between two election runs caused by ledger changes.
 pub const ELECTION_GAP: Duration = Duration::from_millis(250);
@@ -156,12 +156,14 @@ impl<W> Roles<W> {
     }
 }
 
-impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
+impl<P, R, V, S, T, L, W, const E: usize, const A: usize, const Q: usize, const H: usize, const F: usize>
+    Node<P, R, V, S, T, L, W, E, A, Q, H, F>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {

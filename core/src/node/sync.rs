@@ -41,7 +41,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::ipam::{self, Claim};
 use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
-use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit};
+use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit, TunnelSlot};
 use crate::crypto::CryptoProvider;
 use crate::election::{ALIVE, ROLES};
 use crate::identity::NodeId;
@@ -79,8 +79,9 @@ pub const CLAIM_DELAY: Duration = Duration::from_secs(1);
 pub const FIRST_RECORD_WAIT: Duration = Duration::from_secs(1);
 /// Ids asked for in one request intent.
 const REQUEST_IDS: usize = 16;
-/// Queued intents at most; past that the oldest are dropped (anti-entropy
-/// repairs what they would have carried).
+/// Queued intents at most, unless the node is given another number (its
+/// `Q`); past that the oldest are dropped (anti-entropy repairs what they
+/// would have carried).
 pub const INTENTS: usize = 256;
 
 /// Something to send to a member, encoded when polled.
@@ -120,9 +121,9 @@ pub(crate) enum Intent {
 }
 
 /// The control plane's state inside a [`Node`].
-pub(crate) struct SyncState {
-    pub(crate) intents: heapless::Deque<Intent, INTENTS>,
-    pub(crate) reassembly: crate::ledger::Reassembly<u16, 2>,
+pub(crate) struct SyncState<const Q: usize, const F: usize> {
+    pub(crate) intents: heapless::Deque<Intent, Q>,
+    pub(crate) reassembly: crate::ledger::Reassembly<u16, 2, F>,
     pub(crate) next_sync: Instant,
     pub(crate) sync_gap: Duration,
     /// Addresses other members saw us at, newest first.
@@ -144,7 +145,7 @@ pub(crate) struct SyncState {
     pub(crate) forward_at: Option<Instant>,
 }
 
-impl SyncState {
+impl<const Q: usize, const F: usize> SyncState<Q, F> {
     /// The member in `slot` saw us at `addr`. A new address is published at
     /// once (the first one, or after a move); another port at an address
     /// already published only once a second member reports it too. A NAT
@@ -183,7 +184,7 @@ impl SyncState {
     }
 }
 
-impl Default for SyncState {
+impl<const Q: usize, const F: usize> Default for SyncState<Q, F> {
     fn default() -> Self {
         SyncState {
             intents: heapless::Deque::new(),
@@ -204,12 +205,14 @@ impl Default for SyncState {
     }
 }
 
-impl<P, R, V, S, L, W, const E: usize, const A: usize> Node<P, R, V, S, L, W, E, A>
+impl<P, R, V, S, T, L, W, const E: usize, const A: usize, const Q: usize, const H: usize, const F: usize>
+    Node<P, R, V, S, T, L, W, E, A, Q, H, F>
 where
     P: CryptoProvider,
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
+    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[crate::election::MemberView]>,
 {
@@ -963,7 +966,8 @@ where
                 continue;
             };
             let id = m.id;
-            let (Some(t), Some(endpoint)) = (m.tunnel.as_mut(), direct_to.or(m.endpoint)) else {
+            let (Some(t), Some(endpoint)) = (super::pooled(self.tunnels.as_mut(), m.tunnel), direct_to.or(m.endpoint))
+            else {
                 continue;
             };
             let Ok(sealed) = t.encapsulate(now, &mut out[base..], n + 1).map(|d| d.len()) else {
@@ -1136,7 +1140,7 @@ mod tests {
 
     #[test]
     fn a_new_address_is_published_at_once() {
-        let mut s = SyncState {
+        let mut s: SyncState<4, 0> = SyncState {
             record_dirty: false,
             ..SyncState::default()
         };
@@ -1157,7 +1161,7 @@ mod tests {
 
     #[test]
     fn per_destination_ports_are_not_published_one_by_one() {
-        let mut s = SyncState::default();
+        let mut s: SyncState<4, 0> = SyncState::default();
         s.note_observed(1, at([203, 0, 113, 7], 4000));
         s.record_dirty = false;
         // A symmetric NAT: every member sees its own port.
@@ -1172,7 +1176,7 @@ mod tests {
 
     #[test]
     fn a_changed_mapping_is_published_once_a_second_member_sees_it() {
-        let mut s = SyncState::default();
+        let mut s: SyncState<4, 0> = SyncState::default();
         s.note_observed(1, at([203, 0, 113, 7], 4000));
         s.note_observed(2, at([192, 168, 1, 5], 51820));
         s.record_dirty = false;

@@ -175,6 +175,22 @@ impl<P: CryptoProvider> Tunnel<P> {
         self.peer_signing_key.as_ref()
     }
 
+    /// Its settings.
+    pub fn config(&self) -> &TunnelConfig {
+        &self.config
+    }
+
+    /// The timestamp of the newest initiation accepted.
+    pub fn last_initiation(&self) -> Tai64N {
+        self.last_timestamp
+    }
+
+    /// Refuses initiations not newer than `timestamp`, as if one with it
+    /// had been accepted (an earlier tunnel to the same peer did).
+    pub fn refuse_initiations_until(&mut self, timestamp: Tai64N) {
+        self.last_timestamp = self.last_timestamp.max(timestamp);
+    }
+
     /// Traffic counters.
     pub fn stats(&self) -> TunnelStats {
         self.stats

@@ -10,7 +10,9 @@ use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::election::MemberView;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM};
+use kairos_core::node::{
+    Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+};
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
@@ -23,6 +25,7 @@ type TestNode = Node<
     ChaCha20Rng,
     Ed25519Verifier,
     Vec<MemberSlot<RustCryptoProvider>>,
+    Vec<TunnelSlot<RustCryptoProvider>>,
     Box<TestLedger>,
     Vec<MemberView>,
     256,
@@ -49,6 +52,10 @@ struct Lan {
 }
 
 fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> TestNode {
+    node_with_tunnels(seed, net, config, capacity, capacity)
+}
+
+fn node_with_tunnels(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize, tunnels: usize) -> TestNode {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let id = Identity::generate(&mut rng);
     Node::new(
@@ -57,6 +64,7 @@ fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> Te
         config,
         rng,
         (0..capacity).map(|_| None).collect(),
+        (0..tunnels).map(|_| None).collect(),
         Box::default(),
         Ed25519Verifier,
         vec![MemberView::default(); capacity + 1],
@@ -411,13 +419,15 @@ fn a_node_that_leaves_is_reported_down_at_once() {
 }
 
 /// The memory a node spends per peer, as `docs/architecture.md` states it:
-/// a member slot (the tunnel inline), a view slot for the election, and the
+/// a member slot, a tunnel in the pool (a host gives every slot one), a
+/// view slot for the election, and the
 /// peer's four ledger entries (machine record, address claim, role record,
 /// advertisement) in the replica.
 #[test]
 fn memory_per_peer_is_as_documented() {
     use core::mem::size_of;
     let slot = size_of::<MemberSlot<RustCryptoProvider>>();
+    let tunnel = size_of::<TunnelSlot<RustCryptoProvider>>();
     let view = size_of::<MemberView>();
     let mut lan = Lan::new(3, |_, _| {});
     lan.advance(Duration::from_secs(5));
@@ -426,10 +436,39 @@ fn memory_per_peer_is_as_documented() {
     assert_eq!(ledger.records(), 12, "four entries per member");
     let (arena, _) = ledger.arena_usage();
     let arena_per_peer = arena / 3;
-    std::println!("per peer: member slot {slot} B, view {view} B, ledger arena {arena_per_peer} B + 4 records");
+    std::println!(
+        "per peer: member slot {slot} B, tunnel {tunnel} B, view {view} B, ledger arena {arena_per_peer} B + 4 records"
+    );
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
-    assert_eq!((slot, view), (2832, 168));
+    assert_eq!((slot, tunnel, view), (400, 2448, 168));
+}
+
+/// A node with a pool of one tunnel (a small device) keeps one session at
+/// a time: the others' handshakes are refused (`TableFull`), nothing
+/// breaks, and it still learns the whole mesh through its one neighbour.
+#[test]
+fn a_pool_of_one_tunnel_holds_one_session() {
+    let net = NetworkKeys::derive(&[1; 32]);
+    let mut lan = Lan::new(4, |_, _| {});
+    let mut c = NodeConfig::default();
+    c.port = 51820;
+    c.neighbors = 1;
+    lan.nodes[0] = node_with_tunnels(7, &net, c, 32, 1);
+    lan.advance(Duration::from_secs(20));
+    let small = &lan.nodes[0];
+    assert_eq!(small.members().count(), 3, "it knows every member");
+    assert_eq!(small.members().filter(|m| m.is_up()).count(), 1);
+    assert_eq!(small.members().filter(|m| small.tunnel(&m.id()).is_some()).count(), 1);
+    assert_eq!(
+        small.ledger().records(),
+        lan.nodes[1].ledger().records(),
+        "the whole ledger"
+    );
+    assert!(small.ipv4().is_some());
+    for i in 1..4 {
+        assert_eq!(lan.nodes[i].members().count(), 3);
+    }
 }
 
 /// A captured initiation replayed later, from anywhere, is refused and
@@ -475,15 +514,7 @@ fn a_replayed_initiation_leaves_the_live_session_alone() {
         }
         n
     };
-    let handshakes = |lan: &Lan| {
-        lan.nodes[to]
-            .member(&peer)
-            .unwrap()
-            .tunnel()
-            .unwrap()
-            .stats()
-            .handshakes
-    };
+    let handshakes = |lan: &Lan| lan.nodes[to].tunnel(&peer).unwrap().stats().handshakes;
     let before = handshakes(&lan);
 
     // Busy session: refused, nothing else happens.
@@ -706,6 +737,7 @@ fn a_static_key_paired_with_another_signing_key_does_not_lock_its_owner_out() {
             &net,
             c,
             ChaCha20Rng::seed_from_u64(attacker_seed),
+            (0..32).map(|_| None).collect(),
             (0..32).map(|_| None).collect(),
             Box::default(),
             Ed25519Verifier,

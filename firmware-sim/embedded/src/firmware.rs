@@ -132,15 +132,17 @@ impl Status {
 pub fn core_node(
     identity: Identity,
     network: &NetworkKeys,
-    config: NodeConfig,
+    mut config: NodeConfig,
     seed: u64,
     wall_at_zero: Duration,
 ) -> CoreNode {
+    config.neighbors = config.neighbors.min(crate::TUNNELS);
     CoreNode::new(
         identity,
         network,
         config,
         ChaCha20Rng::seed_from_u64(seed),
+        core::array::from_fn(|_| None),
         core::array::from_fn(|_| None),
         InlineLedger::default(),
         kairos_core::ledger::Ed25519Verifier,

@@ -39,11 +39,24 @@ pub mod pipe;
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::election::MemberView;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{MemberSlot, Node};
+use kairos_core::node::{MemberSlot, Node, TunnelSlot};
 use rand_chacha::ChaCha20Rng;
 
 /// Members the node can know besides itself.
 pub const PEERS: usize = 16;
+/// Tunnels (sessions open at once): the node's proactive sessions
+/// (`NodeConfig::neighbors` is held to this) and those made for traffic
+/// share them; a member whose tunnel went idle gives it back.
+pub const TUNNELS: usize = 4;
+/// Control messages queued for members (a host queues 256).
+pub const INTENTS: usize = 24;
+/// Packets held while their sessions come up (a host holds 8).
+pub const STAGED: usize = 2;
+/// The longest ledger entry taken in fragments (a host takes the longest
+/// there is, 16.7 KiB). Every entry this node reads (machine records,
+/// address claims, role records) travels whole, in under 1200 bytes; a
+/// longer one (a kubeconfig) would not fit [`LEDGER_ARENA`] anyway.
+pub const ENTRY_LEN: usize = 2048;
 /// Election views: one per member and one for the node itself.
 pub const VIEWS: usize = PEERS + 1;
 /// Ledger records: four per member (machine, address claim, role record,
@@ -83,14 +96,19 @@ impl AsMut<Ledger<LEDGER_ENTRIES, LEDGER_ARENA>> for InlineLedger {
 }
 
 /// The core's node with every table inline: [`PEERS`] member slots,
-/// [`VIEWS`] election views, the ledger. Its size is the core's state.
+/// [`TUNNELS`] tunnels, [`VIEWS`] election views, the ledger, and the
+/// small queues above. Its size is the core's state.
 pub type CoreNode = Node<
     Provider,
     ChaCha20Rng,
     Ed25519Verifier,
     [MemberSlot<Provider>; PEERS],
+    [TunnelSlot<Provider>; TUNNELS],
     InlineLedger,
     [MemberView; VIEWS],
     LEDGER_ENTRIES,
     LEDGER_ARENA,
+    INTENTS,
+    STAGED,
+    ENTRY_LEN,
 >;

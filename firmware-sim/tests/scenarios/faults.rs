@@ -140,14 +140,7 @@ fn longest_outage(trace: &[(Instant, Option<Instant>)]) -> Duration {
 
 fn handshakes(w: &World, a: usize, b: usize) -> u64 {
     let id = w.id(b);
-    w.hosts[a]
-        .node
-        .member(&id)
-        .unwrap()
-        .tunnel()
-        .unwrap()
-        .stats()
-        .handshakes
+    w.hosts[a].node.tunnel(&id).unwrap().stats().handshakes
 }
 
 /// Whether `a` saw its session with `b` go down, or learned `b` again (a
@@ -263,10 +256,11 @@ fn restart_with_skewed_clock(w: &mut World, skew: Duration, ahead: bool) -> (Dur
         (0..n).filter(|&i| i != 1).all(|i| {
             let (to, from) = (w.id(i), w.id(1));
             w.hosts[1].node.member(&to).is_some_and(|m| m.is_up())
+                && w.hosts[i].node.member(&from).is_some_and(|m| m.is_up())
                 && w.hosts[i]
                     .node
-                    .member(&from)
-                    .is_some_and(|m| m.is_up() && m.tunnel().is_some_and(|t| t.stats().last_handshake >= Some(start)))
+                    .tunnel(&from)
+                    .is_some_and(|t| t.stats().last_handshake >= Some(start))
         })
     };
     let ok = run_until(w, Duration::from_secs(120), back);

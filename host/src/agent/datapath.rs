@@ -592,6 +592,7 @@ mod tests {
             config,
             OsRng,
             slots,
+            (0..4).map(|_| None).collect(),
             Box::<AgentLedger>::default(),
             Ed25519Verifier,
             vec![MemberView::default(); 5].into_boxed_slice(),

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use kairos_core::crypto::DefaultProvider;
 use kairos_core::election::{ElectionConfig, ForcedRole, MemberView, MAX_MASTERS};
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{MemberSlot, Node, NodeConfig, RoleConfig};
+use kairos_core::node::{MemberSlot, Node, NodeConfig, RoleConfig, TunnelSlot};
 use kairos_core::time::Duration;
 use kairos_core::token::MAX_BOOTSTRAP;
 use rand_core::OsRng;
@@ -33,6 +33,7 @@ pub type MeshNode = Node<
     OsRng,
     Ed25519Verifier,
     Box<[MemberSlot<Provider>]>,
+    Box<[TunnelSlot<Provider>]>,
     Box<AgentLedger>,
     Box<[MemberView]>,
     LEDGER_ENTRIES,

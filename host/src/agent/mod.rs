@@ -137,6 +137,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 
     let capacity = mesh::member_capacity(&config);
     let slots: Box<[kairos_core::node::MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+    // One tunnel per member slot: every member can have a session.
+    let tunnels: Box<[kairos_core::node::TunnelSlot<Provider>]> = (0..capacity).map(|_| None).collect();
     let views = vec![kairos_core::election::MemberView::default(); capacity + 1].into_boxed_slice();
     let mut node = Node::new(
         loaded.identity,
@@ -144,6 +146,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         node_config,
         OsRng,
         slots,
+        tunnels,
         ledger,
         Ed25519Verifier,
         views,

@@ -470,8 +470,8 @@ fn relay_of(node: &MeshNode, id: &NodeId) -> Option<String> {
     }
 }
 
-fn rtt_ms(m: &Member<Provider>) -> Option<f64> {
-    let rtt = m.tunnel()?.handshake_rtt()?;
+fn rtt_ms(node: &MeshNode, id: &NodeId) -> Option<f64> {
+    let rtt = node.tunnel(id)?.handshake_rtt()?;
     // Milliseconds with microsecond precision.
     Some(rtt.as_micros() as f64 / 1000.0)
 }
@@ -498,7 +498,7 @@ pub fn machines(node: &MeshNode, now: Instant, info: &AgentInfo) -> Vec<Machine>
                 network_id: d.network_id.clone(),
                 role: d.role.clone(),
                 kind: d.info.as_ref().map(|i| i.kind),
-                rtt_ms: rtt_ms(m),
+                rtt_ms: rtt_ms(node, &id),
                 edge_peer_id: id.to_string(),
                 edge_hostname: field(|i| &i.hostname),
                 edge_os: field(|i| &i.os),
@@ -521,7 +521,7 @@ pub fn peers(node: &MeshNode, now: Instant) -> Vec<Peer> {
         .members()
         .map(|m| {
             let id = m.id();
-            let stats = m.tunnel().map(|t| t.stats()).unwrap_or_default();
+            let stats = node.tunnel(&id).map(|t| t.stats()).unwrap_or_default();
             let hostname = node
                 .ledger()
                 .get(INFO.as_bytes(), &buckets::owner_key(&id))
@@ -536,7 +536,7 @@ pub fn peers(node: &MeshNode, now: Instant) -> Vec<Peer> {
                 path: Path::of(m),
                 endpoint: m.endpoint().map(|e| e.to_string()),
                 relay: relay_of(node, &id),
-                rtt_ms: rtt_ms(m),
+                rtt_ms: rtt_ms(node, &id),
                 rx_bytes: stats.rx_bytes,
                 tx_bytes: stats.tx_bytes,
                 handshakes: stats.handshakes,
@@ -760,7 +760,7 @@ pub(crate) mod tests {
     use kairos_core::election::MemberView;
     use kairos_core::identity::Identity;
     use kairos_core::ledger::Ed25519Verifier;
-    use kairos_core::node::{MemberSlot, Node, NodeConfig};
+    use kairos_core::node::{MemberSlot, Node, NodeConfig, TunnelSlot};
     use kairos_core::token::NetworkKeys;
     use rand_core::OsRng;
 
@@ -771,6 +771,7 @@ pub(crate) mod tests {
             .stack_size(64 << 20)
             .spawn(move || {
                 let slots: Box<[MemberSlot<Provider>]> = (0..4).map(|_| None).collect();
+                let tunnels: Box<[TunnelSlot<Provider>]> = (0..4).map(|_| None).collect();
                 let views = vec![MemberView::default(); 5].into_boxed_slice();
                 let ledger: Box<AgentLedger> = Box::default();
                 let mut node: MeshNode = Node::new(
@@ -779,6 +780,7 @@ pub(crate) mod tests {
                     NodeConfig::default(),
                     OsRng,
                     slots,
+                    tunnels,
                     ledger,
                     Ed25519Verifier,
                     views,
