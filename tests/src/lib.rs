@@ -14,6 +14,7 @@
 //!   its HTTP API ([`api`]).
 //! - [`k3s`]: node configs with the k3s bootstrap on the stand-in, and what it recorded.
 //! - [`scenario`]: whole set-ups shared by the tests and the `demo-mesh` binary.
+//! - [`user`]: an unprivileged account for the tests of what runs without root.
 //! - [`usage`]: CPU time, resident memory and wire bytes of a running
 //!   process, read from `/proc` (the idle benchmark, `idle-bench`).
 //!
@@ -32,6 +33,7 @@ pub mod probe;
 pub mod scenario;
 pub mod topology;
 pub mod usage;
+pub mod user;
 pub mod wait;
 
 pub use error::{HarnessError, Result};

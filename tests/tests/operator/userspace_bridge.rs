@@ -1,0 +1,223 @@
+//! A rootless bridge (issue 9): `kairos bridge --userspace`, run as an
+//! unprivileged user made for the test, joins a two-node mesh on the LAN
+//! (beacons and the mesh socket unprivileged), and a web page served on a
+//! node's overlay address is fetched through its SOCKS5 proxy (by address
+//! and by the node's host name) and through a port forward; a bigger
+//! download through the forward arrives intact, and a port nobody listens
+//! on is refused.
+
+use std::time::Duration;
+
+use kairos_tests::agent::{hostname, lab_with_agent};
+use kairos_tests::binaries;
+use kairos_tests::command::Output;
+use kairos_tests::lab::{Lab, Namespace};
+use kairos_tests::preflight::note;
+use kairos_tests::scenario::{LanMesh, LAN_PREFIX};
+use kairos_tests::user::SystemUser;
+use kairos_tests::wait::{wait_for, Poll};
+use kairos_tests::{HarnessError, Result};
+use rustix::process::Signal;
+
+use crate::{missing_tool, DEADLINE};
+
+/// The unprivileged account the bridge runs as.
+const USER: &str = "kairos-e2e-rootless";
+/// The page the node serves.
+const PAGE: &str = "<html><body>hello from the overlay</body></html>\n";
+/// The port of the page on the node's overlay address.
+const PAGE_PORT: u16 = 8080;
+/// The port of the big file.
+const BIG_PORT: u16 = 8081;
+/// The bridge's SOCKS5 proxy (on its namespace's loopback).
+const SOCKS: &str = "127.0.0.1:1080";
+/// The bridge's forward to the page.
+const PAGE_FORWARD: &str = "127.0.0.1:18080";
+/// The bridge's forward to the big file.
+const BIG_FORWARD: &str = "127.0.0.1:18081";
+/// The big file: enough to fill the stack's windows many times over.
+const BIG_BYTES: usize = 4 << 20;
+/// How long one curl may take.
+const CURL_LIMIT: Duration = Duration::from_secs(30);
+
+fn check(what: impl Into<String>) -> HarnessError {
+    HarnessError::Check(what.into())
+}
+
+/// `curl -sS args...` inside `ns`.
+fn curl(lab: &Lab, ns: &Namespace, args: &[&str]) -> Result<Output> {
+    let mut full = vec!["-sS", "--max-time", "15"];
+    full.extend_from_slice(args);
+    lab.exec(ns, "curl", &full, CURL_LIMIT)
+}
+
+/// Retries `curl args...` until it prints `want` (the first request may
+/// wait for the session to come up).
+fn fetch(lab: &Lab, ns: &Namespace, what: &str, args: &[&str], want: &str) -> Result<()> {
+    wait_for(what, DEADLINE, || {
+        let out = curl(lab, ns, args)?;
+        Ok::<_, HarnessError>(if out.success() && out.stdout == want {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{}: {:.200} {}", out.status, out.stdout, out.stderr))
+        })
+    })
+    .map(drop)
+}
+
+/// The real, effective, saved and file-system user ids of a process.
+fn uids(pid: u32) -> Result<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| HarnessError::io(format!("reading /proc/{pid}/status"), e))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .ok_or_else(|| check("no Uid: line"))?;
+    Ok(line[4..].split_whitespace().filter_map(|u| u.parse().ok()).collect())
+}
+
+#[test]
+fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
+    let test = "userspace_bridge";
+    let Some((lab, kairos)) = lab_with_agent(test) else {
+        return Ok(());
+    };
+    // Made before the lab's guard binding, so it is dropped after it: the
+    // lab stops the bridge first, then the account goes.
+    let user = SystemUser::ensure(USER)?;
+    let mut lab = lab;
+    let has_curl = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mesh = LanMesh::start(&mut lab, &kairos, 2, None)?;
+    let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
+    let a = mesh.agents[0].clone();
+    let a_ipv4 = summaries[0].ipv4.clone().ok_or_else(|| check("a has no IPv4"))?;
+
+    // a serves a page and a big file on its overlay address only.
+    let page = lab.dir().join("page.html");
+    std::fs::write(&page, PAGE).map_err(|e| HarnessError::io("writing the page", e))?;
+    let big = lab.dir().join("big.bin");
+    let big_bytes: Vec<u8> = (0..BIG_BYTES).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(&big, &big_bytes).map_err(|e| HarnessError::io("writing the big file", e))?;
+    let net = binaries::e2e_net()?;
+    for (port, file) in [(PAGE_PORT, &page), (BIG_PORT, &big)] {
+        let bind = format!("{a_ipv4}:{port}");
+        let file = file.to_string_lossy().into_owned();
+        lab.spawn(
+            &a.ns,
+            &format!("a-http-{port}"),
+            &net,
+            &["http-serve", &bind, "300", &file],
+            &[],
+        )?;
+    }
+
+    // The operator's machine on the same LAN, the bridge as a plain user.
+    let op_ns = lab.host("op")?;
+    lab.plug(&op_ns, &mesh.lan, "eth0", &format!("{LAN_PREFIX}.50/24"))?;
+    let page_forward = format!("{PAGE_FORWARD}={a_ipv4}:{PAGE_PORT}");
+    let big_forward = format!("{BIG_FORWARD}={a_ipv4}:{BIG_PORT}");
+    let bridge = lab.start_bridge_as(
+        &kairos,
+        &op_ns,
+        "op",
+        &mesh.token,
+        &[
+            "--userspace",
+            "--socks",
+            SOCKS,
+            "--forward",
+            &page_forward,
+            "--forward",
+            &big_forward,
+        ],
+        Some(&user),
+    )?;
+    let own = lab.wait_address(&bridge, DEADLINE)?.value;
+    let ids = uids(lab.pid(bridge.process))?;
+    assert!(
+        ids.len() == 4 && ids.iter().all(|&u| u == user.uid()),
+        "the bridge runs as {} (uid {}), not root: Uid: {ids:?}",
+        user.name(),
+        user.uid()
+    );
+    assert_eq!(own.raw["interface"], "userspace", "{}", own.raw);
+    assert_eq!(own.raw["userspace"]["socks"], SOCKS, "{}", own.raw);
+    assert_eq!(
+        own.raw["userspace"]["forwards"][0],
+        page_forward.as_str(),
+        "{}",
+        own.raw
+    );
+    assert_ne!(own.ipv4.as_deref(), Some(a_ipv4.as_str()));
+    let link = lab.exec(&op_ns, "ip", &["-o", "link", "show"], Duration::from_secs(5))?;
+    assert!(!link.stdout.contains("kairos0"), "no interface: {}", link.stdout);
+
+    if !has_curl {
+        missing_tool("curl (apt-get install curl)", "the SOCKS5 and forward fetches");
+        lab.finish();
+        return Ok(());
+    }
+    let url = format!("http://{a_ipv4}:{PAGE_PORT}/");
+    fetch(
+        &lab,
+        &op_ns,
+        "the page over SOCKS5",
+        &["--socks5-hostname", SOCKS, &url],
+        PAGE,
+    )?;
+    let by_name = format!("http://{}:{PAGE_PORT}/", hostname("a"));
+    fetch(
+        &lab,
+        &op_ns,
+        "the page over SOCKS5 by a's host name",
+        &["--socks5-hostname", SOCKS, &by_name],
+        PAGE,
+    )?;
+    let forwarded = format!("http://{PAGE_FORWARD}/");
+    fetch(&lab, &op_ns, "the page over the forward", &[&forwarded], PAGE)?;
+
+    // A download bigger than every buffer on the way arrives whole.
+    let out_file = lab.dir().join("big.out");
+    let out_arg = out_file.to_string_lossy().into_owned();
+    let big_url = format!("http://{BIG_FORWARD}/");
+    let started = std::time::Instant::now();
+    let out = curl(&lab, &op_ns, &["-o", &out_arg, &big_url])?;
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.success(), "the big download: {}", out.stderr);
+    let got = std::fs::read(&out_file).map_err(|e| HarnessError::io("reading the download", e))?;
+    assert!(got == big_bytes, "{} of {BIG_BYTES} bytes, intact: false", got.len());
+    note(&format!(
+        "[bench] {test}: {} MiB through the forward in {took:.2} s ({:.0} Mbit/s, debug build)",
+        BIG_BYTES >> 20,
+        (BIG_BYTES * 8) as f64 / took / 1e6
+    ));
+
+    // Nothing listens on port 9: the proxy says refused, the client fails.
+    let closed = format!("http://{a_ipv4}:9/");
+    let out = curl(&lab, &op_ns, &["--socks5-hostname", SOCKS, &closed])?;
+    assert!(!out.success(), "port 9 is closed: {}", out.stdout);
+    // curl shows the SOCKS reply code: 5, connection refused.
+    assert!(out.stderr.contains("(5)"), "refused: {}", out.stderr);
+    // Outside the overlay: refused at once.
+    let out = curl(
+        &lab,
+        &op_ns,
+        &[
+            "--socks5-hostname",
+            SOCKS,
+            &format!("http://{LAN_PREFIX}.11:{PAGE_PORT}/"),
+        ],
+    )?;
+    assert!(!out.success(), "the underlay is not proxied: {}", out.stdout);
+    assert!(out.stderr.contains("(3)"), "network unreachable: {}", out.stderr);
+
+    lab.signal(bridge.process, Signal::INT)?;
+    let status = lab.wait_exit(bridge.process, Duration::from_secs(10))?;
+    assert!(status.success(), "the bridge exits 0 on Ctrl-C: {status}");
+    lab.finish();
+    drop(user);
+    Ok(())
+}
