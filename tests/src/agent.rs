@@ -213,15 +213,34 @@ impl Lab {
     /// Writes `config` for node `name` and starts `kairos agent --config
     /// FILE` inside `ns`.
     pub fn start_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &NodeConfig) -> Result<Agent> {
+        self.start_agent_as(kairos, ns, name, config, None)
+    }
+
+    /// [`Lab::start_agent`], run as `user` when given (through `setpriv`,
+    /// no capabilities): its node directory is given to the user first,
+    /// so it can make its state dir there. Restarts run as root.
+    pub fn start_agent_as(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        config: &NodeConfig,
+        user: Option<&SystemUser>,
+    ) -> Result<Agent> {
         let node_dir = self.dir().join(name);
         std::fs::create_dir_all(&node_dir)
             .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
+        if let Some(u) = user {
+            u.chown(&node_dir)?;
+        }
         let state_dir = node_dir.join("state");
         let config_path = node_dir.join("config.yaml");
         std::fs::write(&config_path, config.to_yaml(&state_dir))
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
         let started = Instant::now();
-        let process = self.spawn_agent(kairos, ns, name, &config_path, config, &state_dir)?;
+        let wrapper = user.map(setpriv).unwrap_or_default();
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let process = self.spawn_agent(kairos, ns, name, &wrapper, &config_path, config, &state_dir)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),
@@ -256,15 +275,17 @@ impl Lab {
             agent.config.clone(),
             agent.state_dir.clone(),
         );
-        agent.process = self.spawn_agent(kairos, &ns, &name, &config_path, &config, &state_dir)?;
+        agent.process = self.spawn_agent(kairos, &ns, &name, &[], &config_path, &config, &state_dir)?;
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_agent(
         &mut self,
         kairos: &Kairos,
         ns: &Namespace,
         name: &str,
+        wrapper: &[&str],
         config_path: &Path,
         config: &NodeConfig,
         state_dir: &Path,
@@ -280,7 +301,7 @@ impl Lab {
             }
             None => None,
         };
-        self.spawn_named(kairos, ns, name, &[], &args, &env, tmpfs)
+        self.spawn_named(kairos, ns, name, wrapper, &args, &env, tmpfs)
     }
 
     /// Starts `kairos args...` inside `ns` with its own UTS namespace and
@@ -370,15 +391,10 @@ impl Lab {
         let node_dir = self.dir().join(name);
         std::fs::create_dir_all(&node_dir)
             .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
-        let setpriv = match user {
-            Some(u) => {
-                u.chown(&node_dir)?;
-                let mut w = vec!["setpriv".to_owned()];
-                w.extend(u.setpriv_args());
-                w
-            }
-            None => Vec::new(),
-        };
+        if let Some(u) = user {
+            u.chown(&node_dir)?;
+        }
+        let setpriv = user.map(setpriv).unwrap_or_default();
         let wrapper: Vec<&str> = setpriv.iter().map(String::as_str).collect();
         let state_dir = node_dir.join("state");
         let config = NodeConfig::new(token);
@@ -473,6 +489,13 @@ impl Lab {
         })
         .map(|w| w.elapsed)
     }
+}
+
+/// `setpriv ... --`, which runs the program after it as `user`.
+fn setpriv(user: &SystemUser) -> Vec<String> {
+    let mut w = vec!["setpriv".to_owned()];
+    w.extend(user.setpriv_args());
+    w
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 //! node's overlay address is fetched through its SOCKS5 proxy (by address
 //! and by the node's host name) and through a port forward; a bigger
 //! download through the forward arrives intact, and a port nobody listens
-//! on is refused.
+//! on is refused. `get-kubeconfig --userspace-forward`, run as that user
+//! too, points the kubeconfig at the forward. A `kairos agent` with
+//! `p2p.vpn.create: false`, as the same user, joins for coordination only.
 
 use std::time::Duration;
 
-use kairos_tests::agent::{hostname, lab_with_agent};
+use kairos_tests::agent::{hostname, lab_with_agent, NodeConfig};
 use kairos_tests::binaries;
 use kairos_tests::command::Output;
 use kairos_tests::lab::{Lab, Namespace};
@@ -214,10 +216,163 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     assert!(!out.success(), "the underlay is not proxied: {}", out.stdout);
     assert!(out.stderr.contains("(3)"), "network unreachable: {}", out.stderr);
 
+    check_get_kubeconfig(&lab, &kairos, &user, &a, &op_ns, &a_ipv4)?;
+    check_agent_without_interface(&mut lab, &kairos, &user, &mesh, &bridge)?;
+
     lab.signal(bridge.process, Signal::INT)?;
     let status = lab.wait_exit(bridge.process, Duration::from_secs(10))?;
     assert!(status.success(), "the bridge exits 0 on Ctrl-C: {status}");
     lab.finish();
     drop(user);
+    Ok(())
+}
+
+/// A kubeconfig a master would publish (k3s writes the server as 127.0.0.1).
+const KUBECONFIG: &str = "apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: ZTJlLWZha2UtY2E=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+users:
+- name: default
+  user:
+    token: e2e-fake
+";
+
+/// `get-kubeconfig --userspace-forward`, as the unprivileged user through
+/// the rootless bridge's API: the server is the local forward, and TLS is
+/// verified for the master's overlay address.
+fn check_get_kubeconfig(
+    lab: &Lab,
+    kairos: &kairos_tests::agent::Kairos,
+    user: &SystemUser,
+    a: &kairos_tests::agent::Agent,
+    op_ns: &Namespace,
+    a_ipv4: &str,
+) -> Result<()> {
+    let program = kairos.path().to_string_lossy().into_owned();
+    let file = lab.dir().join("published-kubeconfig.yaml");
+    std::fs::write(&file, KUBECONFIG).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
+    let file = file.to_string_lossy().into_owned();
+    let api = a.api();
+    for args in [
+        vec!["ledger", "put", "kairos", "ip-master", a_ipv4, "--api", &api],
+        vec![
+            "ledger",
+            "put",
+            "kairos",
+            "master-kubeconfig",
+            "--file",
+            &file,
+            "--api",
+            &api,
+        ],
+    ] {
+        lab.exec_ok(&a.ns, &program, &args, Duration::from_secs(20))?;
+    }
+    let mut as_user: Vec<String> = user.setpriv_args();
+    as_user.extend(
+        [
+            &program,
+            "get-kubeconfig",
+            "--userspace-forward",
+            "--api",
+            "127.0.0.1:8080",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let as_user: Vec<&str> = as_user.iter().map(String::as_str).collect();
+    let fetched = wait_for("get-kubeconfig --userspace-forward as the user", DEADLINE, || {
+        let out = lab.exec(op_ns, "setpriv", &as_user, Duration::from_secs(20))?;
+        Ok::<_, HarnessError>(if out.success() {
+            Poll::Ready(out)
+        } else {
+            Poll::Pending(format!("{}: {}{}", out.status, out.stdout, out.stderr))
+        })
+    })?
+    .value;
+    assert!(
+        fetched.stdout.contains("server: https://127.0.0.1:6443\n"),
+        "the server is the forward: {}",
+        fetched.stdout
+    );
+    assert!(
+        fetched.stdout.contains(&format!("tls-server-name: {a_ipv4}\n")),
+        "TLS verified for the master's address: {}",
+        fetched.stdout
+    );
+    let hint = format!("--forward 127.0.0.1:6443={a_ipv4}:6443");
+    assert!(
+        fetched.stderr.contains(&hint),
+        "the forward to start: {}",
+        fetched.stderr
+    );
+    let has_kubectl = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_kubectl {
+        let out_file = lab.dir().join("kubeconfig");
+        std::fs::write(&out_file, &fetched.stdout).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
+        let out = lab.exec(
+            op_ns,
+            "kubectl",
+            &["config", "view", "--kubeconfig", &out_file.to_string_lossy()],
+            Duration::from_secs(20),
+        )?;
+        assert!(out.success(), "kubectl config view: {}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!("tls-server-name: {a_ipv4}")),
+            "kubectl reads tls-server-name: {}",
+            out.stdout
+        );
+    } else {
+        missing_tool(
+            "kubectl (apt-get install kubernetes-client)",
+            "the kubectl check of get-kubeconfig --userspace-forward",
+        );
+    }
+    Ok(())
+}
+
+/// `kairos agent` with `p2p.vpn.create: false`, as the unprivileged user:
+/// it joins (an address from the mesh, up on the bridge) without an
+/// interface.
+fn check_agent_without_interface(
+    lab: &mut Lab,
+    kairos: &kairos_tests::agent::Kairos,
+    user: &SystemUser,
+    mesh: &LanMesh,
+    bridge: &kairos_tests::agent::Agent,
+) -> Result<()> {
+    let c_ns = lab.host("c")?;
+    lab.plug(&c_ns, &mesh.lan, "eth0", &format!("{LAN_PREFIX}.13/24"))?;
+    let mut config = NodeConfig::new(&mesh.token);
+    config.p2p_yaml = "  vpn:\n    create: false\n".to_owned();
+    let c = lab.start_agent_as(kairos, &c_ns, "c", &config, Some(user))?;
+    let own = lab.wait_address(&c, DEADLINE)?.value;
+    assert!(own.raw["interface"].is_null(), "no interface: {}", own.raw);
+    let ids = uids(lab.pid(c.process))?;
+    assert!(ids.iter().all(|&u| u == user.uid()), "c runs as the user: {ids:?}");
+    let link = lab.exec(&c_ns, "ip", &["-o", "link", "show"], Duration::from_secs(5))?;
+    assert!(!link.stdout.contains("kairos0"), "no interface: {}", link.stdout);
+    let c_id = own.node_id.clone();
+    wait_for("the bridge to see c up", DEADLINE, || {
+        let machines = lab.machines(bridge)?;
+        Ok::<_, HarnessError>(if machines.iter().any(|m| m.node_id == c_id && m.up) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{machines:?}"))
+        })
+    })?;
     Ok(())
 }
