@@ -68,7 +68,7 @@ pub async fn serve(listener: TcpListener, target: SocketAddr, stack: StackHandle
                 let stack = stack.clone();
                 tokio::spawn(async move {
                     match stack.open(target).await {
-                        Ok(opened) => stack.attach(opened, stream).await,
+                        Ok(opened) => stack.attach(opened, stream, Vec::new()).await,
                         Err(e) => {
                             tracing::info!(%peer, %target, error = %e, "forwarded connection failed; reset");
                             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

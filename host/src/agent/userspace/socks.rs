@@ -248,7 +248,10 @@ pub async fn handshake(
         stream.write_all(&[VERSION, NO_AUTH]).await?;
         loop {
             match parse_request(&buf) {
-                Ok(Some((_, target))) => return Ok(target),
+                Ok(Some((used, target))) => {
+                    buf.drain(..used);
+                    return Ok(target);
+                }
                 Ok(None) => read_more(&mut stream, &mut buf).await?,
                 Err(Refusal::Reply(code)) => {
                     stream.write_all(&reply(code, unspecified)).await?;
@@ -272,7 +275,9 @@ pub async fn handshake(
         Ok(opened) => {
             stream.write_all(&reply(ReplyCode::Succeeded, opened.local)).await?;
             tracing::debug!(%target, "SOCKS connection open");
-            stack.attach(opened, stream).await;
+            // Bytes after the request (a client that did not wait for the
+            // reply) go first.
+            stack.attach(opened, stream, buf).await;
             Ok(())
         }
         Err(e) => {

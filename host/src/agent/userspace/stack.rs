@@ -106,6 +106,7 @@ enum Request {
     Attach {
         id: u64,
         stream: TcpStream,
+        early: Vec<u8>,
     },
 }
 
@@ -126,9 +127,18 @@ impl StackHandle {
         answer.await.unwrap_or(Err(OpenError::Stopped))
     }
 
-    /// Splices `stream` to the connection `opened`.
-    pub async fn attach(&self, opened: Opened, stream: TcpStream) {
-        let _ = self.requests.send(Request::Attach { id: opened.id, stream }).await;
+    /// Splices `stream` to the connection `opened`; `early`: bytes the
+    /// client sent before it was answered (a SOCKS client that did not
+    /// wait), which go first.
+    pub async fn attach(&self, opened: Opened, stream: TcpStream, early: Vec<u8>) {
+        let _ = self
+            .requests
+            .send(Request::Attach {
+                id: opened.id,
+                stream,
+                early,
+            })
+            .await;
     }
 }
 
@@ -171,6 +181,8 @@ enum Phase {
 
 struct Pipe {
     stream: TcpStream,
+    /// Bytes of the client read before the splice, sent first.
+    early: Vec<u8>,
     /// The client sent its FIN (the overlay side was closed after it).
     client_eof: bool,
     /// The overlay side's FIN was passed on (the stream's write half shut).
@@ -193,6 +205,7 @@ pub struct Stack {
     inbound: mpsc::Receiver<Vec<u8>>,
     outbound: mpsc::UnboundedSender<Vec<u8>>,
     addresses: mpsc::UnboundedReceiver<Ipv4Addr>,
+    addresses_open: bool,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -224,6 +237,7 @@ impl Stack {
             inbound,
             outbound,
             addresses,
+            addresses_open: true,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         };
         stack.set_addresses(ipv4);
@@ -281,10 +295,10 @@ impl Stack {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS {
             let mut progress = false;
-            loop {
+            while self.addresses_open {
                 match self.addresses.poll_recv(cx) {
                     Poll::Ready(Some(a)) => self.set_addresses(Some(a)),
-                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Ready(None) => self.addresses_open = false,
                     Poll::Pending => break,
                 }
             }
@@ -372,10 +386,11 @@ impl Stack {
                     let _ = reply.send(Err(e));
                 }
             },
-            Request::Attach { id, stream } => match self.conns.get_mut(&id) {
+            Request::Attach { id, stream, early } => match self.conns.get_mut(&id) {
                 Some(conn) if matches!(conn.phase, Phase::Waiting { .. }) => {
                     conn.phase = Phase::Piping(Pipe {
                         stream,
+                        early,
                         client_eof: false,
                         client_shut: false,
                     });
@@ -552,8 +567,13 @@ enum Step {
 /// Moves bytes between `socket` and the stream as far as both have room.
 fn pump(cx: &mut Context<'_>, socket: &mut tcp::Socket<'_>, pipe: &mut Pipe, progress: &mut bool) -> Step {
     if socket.state() == State::Closed {
-        // Reset by the target (or timed out) before both sides finished.
-        return Step::Reset;
+        // Both FINs passed on and acknowledged: done. Otherwise the target
+        // reset it (or it timed out) before both sides finished.
+        return if pipe.client_eof && pipe.client_shut {
+            Step::Close
+        } else {
+            Step::Reset
+        };
     }
     // Overlay -> client.
     while socket.can_recv() {
@@ -582,8 +602,14 @@ fn pump(cx: &mut Context<'_>, socket: &mut tcp::Socket<'_>, pipe: &mut Pipe, pro
             Poll::Pending => {}
         }
     }
-    // Client -> overlay.
-    while !pipe.client_eof && socket.may_send() && socket.can_send() {
+    // Client -> overlay: what was read before the splice, then the stream.
+    if !pipe.early.is_empty() && socket.can_send() {
+        if let Ok(n) = socket.send_slice(&pipe.early) {
+            pipe.early.drain(..n);
+            *progress = true;
+        }
+    }
+    while pipe.early.is_empty() && !pipe.client_eof && socket.may_send() && socket.can_send() {
         let read = socket.send(|buf| {
             let mut rb = ReadBuf::new(buf);
             match Pin::new(&mut pipe.stream).poll_read(cx, &mut rb) {
@@ -655,35 +681,201 @@ mod tests {
         assert!(!same_network(ip("10.1.0.5"), ip("fd00:1::1"), 0));
     }
 
-    /// Two stacks wired back to back (the driver's part played by the
-    /// test, which moves packets between them): a connection from one to
-    /// a listener of the other, refused, and not in the overlay.
-    #[tokio::test]
-    async fn connections_open_refuse_and_splice() {
-        let v6 = |n: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n);
-        let (a, a_handle, mut a_ch) = Stack::new(1400, Some(Ipv4Addr::new(10, 1, 0, 1)), 24, v6(1));
-        let (b, b_handle, mut b_ch) = Stack::new(1400, Some(Ipv4Addr::new(10, 1, 0, 2)), 24, v6(2));
-        tokio::spawn(a.run());
-        tokio::spawn(b.run());
-        // The wire: a's packets to b, b's to a.
-        let (a_in, b_in) = (a_ch.inbound.clone(), b_ch.inbound.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    Some(p) = a_ch.outbound.recv() => { let _ = b_in.try_send(p); }
-                    Some(p) = b_ch.outbound.recv() => { let _ = a_in.try_send(p); }
-                    else => break,
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Notify;
+
+    /// The far end of the overlay: a bare smoltcp interface at 10.1.0.2
+    /// with TCP sockets the test drives by hand, wired to the stack under
+    /// test through the driver's channels.
+    struct Far {
+        iface: Interface,
+        device: QueueDevice,
+        sockets: SocketSet<'static>,
+    }
+
+    impl Far {
+        fn listen(&mut self, port: u16) -> SocketHandle {
+            let mut s = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 8192]),
+                tcp::SocketBuffer::new(vec![0; 8192]),
+            );
+            s.listen(port).unwrap();
+            self.sockets.add(s)
+        }
+
+        fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(h)
+        }
+    }
+
+    struct Wire {
+        far: Arc<Mutex<Far>>,
+        kick: Arc<Notify>,
+    }
+
+    impl Wire {
+        /// The stack under test (10.1.0.1/24) and the far end, running.
+        fn start() -> (StackHandle, Wire) {
+            let v6 = |n: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n);
+            let (stack, handle, mut ch) = Stack::new(1400, Some(Ipv4Addr::new(10, 1, 0, 1)), 24, v6(1));
+            tokio::spawn(stack.run());
+            let mut device = QueueDevice::new(1400);
+            let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::now());
+            iface.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(Ipv4Addr::new(10, 1, 0, 2).into(), 24));
+            });
+            let far = Arc::new(Mutex::new(Far {
+                iface,
+                device,
+                sockets: SocketSet::new(Vec::new()),
+            }));
+            let kick = Arc::new(Notify::new());
+            let (far2, kick2) = (far.clone(), kick.clone());
+            tokio::spawn(async move {
+                loop {
+                    let delay = {
+                        let mut f = far2.lock().unwrap();
+                        let Far { iface, device, sockets } = &mut *f;
+                        while let Ok(p) = ch.outbound.try_recv() {
+                            device.push_rx(p);
+                        }
+                        iface.poll(Instant::now(), device, sockets);
+                        while let Some(p) = device.pop_tx() {
+                            let _ = ch.inbound.try_send(p);
+                        }
+                        iface
+                            .poll_delay(Instant::now(), sockets)
+                            .map_or(Duration::from_millis(50), |d| Duration::from_micros(d.total_micros()))
+                    };
+                    tokio::select! {
+                        Some(p) = ch.outbound.recv() => { far2.lock().unwrap().device.push_rx(p); }
+                        () = tokio::time::sleep(delay) => {}
+                        () = kick2.notified() => {}
+                    };
                 }
+            });
+            (handle, Wire { far, kick })
+        }
+
+        /// Does `f` to the far end and lets it send what it made.
+        fn with<R>(&self, f: impl FnOnce(&mut Far) -> R) -> R {
+            let r = f(&mut self.far.lock().unwrap());
+            self.kick.notify_one();
+            r
+        }
+
+        /// Waits (5 s at most) until `f` says yes about the far end.
+        async fn until(&self, what: &str, mut f: impl FnMut(&mut Far) -> bool) {
+            let deadline = StdInstant::now() + Duration::from_secs(5);
+            while !self.with(&mut f) {
+                assert!(StdInstant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
-        });
-        // Nothing listens on b: an RST, refused.
-        let refused = a_handle.open("10.1.0.2:80".parse().unwrap()).await;
-        assert_eq!(refused.unwrap_err(), OpenError::Refused);
+        }
+    }
+
+    /// A loopback stream pair: the client's end and the one the stack gets.
+    async fn stream_pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// Refused, outside the overlay, and a connection whose halves close
+    /// one at a time: each FIN reaches the other side while the other
+    /// direction still carries data.
+    #[tokio::test]
+    async fn bytes_and_half_closes_cross_the_stack() {
+        let (stack, wire) = Wire::start();
+        let refused = stack.open("10.1.0.2:81".parse().unwrap()).await;
+        assert_eq!(refused.unwrap_err(), OpenError::Refused, "nothing listens: an RST");
         assert_eq!(
-            a_handle.open("192.0.2.1:80".parse().unwrap()).await.unwrap_err(),
+            stack.open("192.0.2.1:80".parse().unwrap()).await.unwrap_err(),
             OpenError::NotOverlay
         );
-        drop(b_handle);
-        let _ = (a_ch.address.clone(), b_ch.address.clone());
+        assert_eq!(
+            stack.open("[fd01::2]:80".parse().unwrap()).await.unwrap_err(),
+            OpenError::NotOverlay
+        );
+
+        let h = wire.with(|f| f.listen(80));
+        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        assert_eq!(opened.local.ip(), IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)));
+        let (mut client, server) = stream_pair().await;
+        stack.attach(opened, server, b"early ".to_vec()).await;
+
+        client.write_all(b"ping").await.unwrap();
+        let mut got = Vec::new();
+        wire.until("ping at the far end", |f| {
+            let s = f.socket(h);
+            if s.can_recv() {
+                s.recv(|d| {
+                    got.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            got == b"early ping"
+        })
+        .await;
+        // The far end answers and closes its half.
+        wire.with(|f| {
+            let s = f.socket(h);
+            s.send_slice(b"pong").unwrap();
+            s.close();
+        });
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"pong", "the data, then EOF: the FIN passed on");
+        // The other half still carries data, then its FIN.
+        client.write_all(b"more").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        wire.until("more and the client's FIN at the far end", |f| {
+            let s = f.socket(h);
+            while s.can_recv() {
+                s.recv(|d| {
+                    got.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            got == b"more" && !s.is_active()
+        })
+        .await;
+    }
+
+    /// A reset on either side resets the other.
+    #[tokio::test]
+    async fn resets_cross_the_stack() {
+        let (stack, wire) = Wire::start();
+        // The far end resets: the client's read fails.
+        let h = wire.with(|f| f.listen(80));
+        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        let (mut client, server) = stream_pair().await;
+        stack.attach(opened, server, Vec::new()).await;
+        wire.until("established", |f| f.socket(h).may_send()).await;
+        wire.with(|f| f.socket(h).abort());
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the client hears of it");
+        assert_eq!(
+            r.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset),
+            "an RST, not a clean close"
+        );
+
+        // The client resets: the far end's socket is reset.
+        let h = wire.with(|f| f.listen(80));
+        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        let (client, server) = stream_pair().await;
+        stack.attach(opened, server, Vec::new()).await;
+        wire.until("established", |f| f.socket(h).may_send()).await;
+        reset_stream(client);
+        wire.until("the far end reset", |f| f.socket(h).state() == State::Closed)
+            .await;
     }
 }
