@@ -2,7 +2,7 @@
 //! unprivileged user made for the test, joins a two-node mesh on the LAN
 //! (beacons and the mesh socket unprivileged), and a web page served on a
 //! node's overlay address is fetched through its SOCKS5 proxy (by address
-//! and by the node's host name) and through a port forward; a bigger
+//! by IPv6 and by the node's host name) and through a port forward; a bigger
 //! download through the forward arrives intact, and a port nobody listens
 //! on is refused. `get-kubeconfig --userspace-forward`, run as that user
 //! too, points the kubeconfig at the forward. A `kairos agent` with
@@ -96,6 +96,7 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     let summaries = mesh.wait_addresses(&mut lab, DEADLINE)?;
     let a = mesh.agents[0].clone();
     let a_ipv4 = summaries[0].ipv4.clone().ok_or_else(|| check("a has no IPv4"))?;
+    let a_ipv6 = summaries[0].ipv6.clone().ok_or_else(|| check("a has no IPv6"))?;
 
     // a serves a page and a big file on its overlay address only.
     let page = lab.dir().join("page.html");
@@ -104,23 +105,30 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     let big_bytes: Vec<u8> = (0..BIG_BYTES).map(|i| (i * 7 + i / 4096) as u8).collect();
     std::fs::write(&big, &big_bytes).map_err(|e| HarnessError::io("writing the big file", e))?;
     let net = binaries::e2e_net()?;
-    for (port, file) in [(PAGE_PORT, &page), (BIG_PORT, &big)] {
-        let bind = format!("{a_ipv4}:{port}");
+    let servers = [
+        (format!("{a_ipv4}:{PAGE_PORT}"), &page, "page"),
+        (format!("{a_ipv4}:{BIG_PORT}"), &big, "big"),
+        (format!("[{a_ipv6}]:{PAGE_PORT}"), &page, "page-v6"),
+    ];
+    for (bind, file, label) in servers {
         let file = file.to_string_lossy().into_owned();
         lab.spawn(
             &a.ns,
-            &format!("a-http-{port}"),
+            &format!("a-http-{label}"),
             &net,
             &["http-serve", &bind, "300", &file],
             &[],
         )?;
     }
 
+    let ca = start_tls_server(&mut lab, &a, &a_ipv4)?;
+
     // The operator's machine on the same LAN, the bridge as a plain user.
     let op_ns = lab.host("op")?;
     lab.plug(&op_ns, &mesh.lan, "eth0", &format!("{LAN_PREFIX}.50/24"))?;
     let page_forward = format!("{PAGE_FORWARD}={a_ipv4}:{PAGE_PORT}");
     let big_forward = format!("{BIG_FORWARD}={a_ipv4}:{BIG_PORT}");
+    let api_forward = format!("127.0.0.1:6443={a_ipv4}:6443");
     let bridge = lab.start_bridge_as(
         &kairos,
         &op_ns,
@@ -134,6 +142,8 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
             &page_forward,
             "--forward",
             &big_forward,
+            "--forward",
+            &api_forward,
         ],
         Some(&user),
     )?;
@@ -156,6 +166,9 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     assert_ne!(own.ipv4.as_deref(), Some(a_ipv4.as_str()));
     let link = lab.exec(&op_ns, "ip", &["-o", "link", "show"], Duration::from_secs(5))?;
     assert!(!link.stdout.contains("kairos0"), "no interface: {}", link.stdout);
+    // The stack in the process answers pings to the bridge's address.
+    let bridge_ipv4 = own.ipv4.clone().ok_or_else(|| check("the bridge has no IPv4"))?;
+    lab.wait_ping(&a, &bridge_ipv4, DEADLINE)?;
 
     if !has_curl {
         missing_tool("curl (apt-get install curl)", "the SOCKS5 and forward fetches");
@@ -176,6 +189,14 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
         &op_ns,
         "the page over SOCKS5 by a's host name",
         &["--socks5-hostname", SOCKS, &by_name],
+        PAGE,
+    )?;
+    let v6_url = format!("http://[{a_ipv6}]:{PAGE_PORT}/");
+    fetch(
+        &lab,
+        &op_ns,
+        "the page over SOCKS5 by IPv6",
+        &["--socks5-hostname", SOCKS, &v6_url],
         PAGE,
     )?;
     let forwarded = format!("http://{PAGE_FORWARD}/");
@@ -216,7 +237,7 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     assert!(!out.success(), "the underlay is not proxied: {}", out.stdout);
     assert!(out.stderr.contains("(3)"), "network unreachable: {}", out.stderr);
 
-    check_get_kubeconfig(&lab, &kairos, &user, &a, &op_ns, &a_ipv4)?;
+    check_get_kubeconfig(&lab, &kairos, &user, &a, &op_ns, &a_ipv4, ca.as_deref())?;
     check_agent_without_interface(&mut lab, &kairos, &user, &mesh, &bridge)?;
 
     lab.signal(bridge.process, Signal::INT)?;
@@ -227,12 +248,13 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     Ok(())
 }
 
-/// A kubeconfig a master would publish (k3s writes the server as 127.0.0.1).
+/// A kubeconfig a master would publish (k3s writes the server as
+/// 127.0.0.1), with `CA` for the certificate authority's data.
 const KUBECONFIG: &str = "apiVersion: v1
 kind: Config
 clusters:
 - cluster:
-    certificate-authority-data: ZTJlLWZha2UtY2E=
+    certificate-authority-data: CA
     server: https://127.0.0.1:6443
   name: default
 contexts:
@@ -247,9 +269,67 @@ users:
     token: e2e-fake
 ";
 
+/// A stand-in for the Kubernetes API on `a`: `openssl s_server` on
+/// `a_ipv4:6443` with a self-signed certificate for that address only (as
+/// k3s's names the node's address, not 127.0.0.1). Returns the
+/// certificate's base64 for `certificate-authority-data`; `None` without
+/// openssl.
+fn start_tls_server(lab: &mut Lab, a: &kairos_tests::agent::Agent, a_ipv4: &str) -> Result<Option<String>> {
+    if !std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing_tool("openssl", "the kubectl call through the forward");
+        return Ok(None);
+    }
+    let dir = lab.dir().to_path_buf();
+    let (cert, key) = (dir.join("k3s-cert.pem"), dir.join("k3s-key.pem"));
+    let (cert, key) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let san = format!("subjectAltName=IP:{a_ipv4}");
+    kairos_tests::command::run_ok(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=k3s-standin",
+            "-addext",
+            &san,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+        Duration::from_secs(20),
+    )?;
+    let accept = format!("{a_ipv4}:6443");
+    lab.spawn(
+        &a.ns,
+        "a-tls",
+        std::path::Path::new("openssl"),
+        &[
+            "s_server", "-accept", &accept, "-cert", &cert, "-key", &key, "-www", "-quiet",
+        ],
+        &[],
+    )?;
+    let b64 = kairos_tests::command::run_ok("base64", &["-w0", &cert], Duration::from_secs(5))?;
+    Ok(Some(b64.trim().to_owned()))
+}
+
 /// `get-kubeconfig --userspace-forward`, as the unprivileged user through
 /// the rootless bridge's API: the server is the local forward, and TLS is
-/// verified for the master's overlay address.
+/// verified for the master's overlay address. With openssl and kubectl,
+/// kubectl reaches a TLS server on the master's overlay address through
+/// the forward and verifies its certificate, and without
+/// `tls-server-name` the same call fails verification.
 fn check_get_kubeconfig(
     lab: &Lab,
     kairos: &kairos_tests::agent::Kairos,
@@ -257,10 +337,12 @@ fn check_get_kubeconfig(
     a: &kairos_tests::agent::Agent,
     op_ns: &Namespace,
     a_ipv4: &str,
+    ca: Option<&str>,
 ) -> Result<()> {
     let program = kairos.path().to_string_lossy().into_owned();
     let file = lab.dir().join("published-kubeconfig.yaml");
-    std::fs::write(&file, KUBECONFIG).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
+    let published = KUBECONFIG.replace("CA", ca.unwrap_or("ZTJlLWZha2UtY2E="));
+    std::fs::write(&file, published).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
     let file = file.to_string_lossy().into_owned();
     let api = a.api();
     for args in [
@@ -335,6 +417,45 @@ fn check_get_kubeconfig(
             "kubectl reads tls-server-name: {}",
             out.stdout
         );
+        if ca.is_some() {
+            let kubeconfig = out_file.to_string_lossy().into_owned();
+            let raw = wait_for("kubectl through the forward", DEADLINE, || {
+                let out = lab.exec(
+                    op_ns,
+                    "kubectl",
+                    &["--kubeconfig", &kubeconfig, "get", "--raw", "/"],
+                    Duration::from_secs(20),
+                )?;
+                Ok::<_, HarnessError>(if out.success() {
+                    Poll::Ready(out.stdout)
+                } else {
+                    Poll::Pending(format!("{}: {}{}", out.status, out.stdout, out.stderr))
+                })
+            })?
+            .value;
+            assert!(raw.contains("s_server"), "the stand-in's page: {raw:.300}");
+            // The same without tls-server-name: the certificate is not for 127.0.0.1.
+            let unnamed = lab.dir().join("kubeconfig-unnamed");
+            let text = fetched.stdout.replace(&format!("    tls-server-name: {a_ipv4}\n"), "");
+            std::fs::write(&unnamed, text).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
+            let out = lab.exec(
+                op_ns,
+                "kubectl",
+                &["--kubeconfig", &unnamed.to_string_lossy(), "get", "--raw", "/"],
+                Duration::from_secs(20),
+            )?;
+            assert!(
+                !out.success(),
+                "verification fails without tls-server-name: {}",
+                out.stdout
+            );
+            assert!(out.stderr.contains("x509"), "a certificate error: {}", out.stderr);
+            note(&format!(
+                "userspace_bridge: kubectl verified the master's certificate through the forward \
+                 (tls-server-name {a_ipv4}); without it: {}",
+                out.stderr.lines().last().unwrap_or_default()
+            ));
+        }
     } else {
         missing_tool(
             "kubectl (apt-get install kubernetes-client)",
