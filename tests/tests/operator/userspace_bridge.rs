@@ -166,6 +166,17 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     assert_ne!(own.ipv4.as_deref(), Some(a_ipv4.as_str()));
     let link = lab.exec(&op_ns, "ip", &["-o", "link", "show"], Duration::from_secs(5))?;
     assert!(!link.stdout.contains("kairos0"), "no interface: {}", link.stdout);
+    let program = kairos.path().to_string_lossy().into_owned();
+    let status = lab.exec_ok(
+        &op_ns,
+        &program,
+        &["status", "--api", "127.0.0.1:8080"],
+        Duration::from_secs(20),
+    )?;
+    assert!(
+        status.contains(&format!("Proxy:   SOCKS5 {SOCKS}; forwards {page_forward}, ")),
+        "kairos status shows the proxy: {status}"
+    );
     // The stack in the process answers pings to the bridge's address.
     let bridge_ipv4 = own.ipv4.clone().ok_or_else(|| check("the bridge has no IPv4"))?;
     lab.wait_ping(&a, &bridge_ipv4, DEADLINE)?;
