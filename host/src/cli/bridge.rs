@@ -46,8 +46,10 @@ and port forwards (--forward LISTEN=OVERLAY_IP:PORT, repeatable), TCP only. SOCK
 are overlay addresses in text or the members' host names (`curl --socks5-hostname ... \
 http://e2e-a:8080/`). `kairos get-kubeconfig --userspace-forward` writes a kubeconfig for a \
 forward to the master's port 6443. The proxy has no authentication: its listeners stay on \
-loopback unless --allow-remote-proxy. --no-interface joins without any (API and ledger only, \
-no traffic). It finds nodes on the same LAN by their encrypted beacons \
+loopback unless --allow-remote-proxy. --no-interface joins without any overlay (API and ledger \
+only, no traffic).
+
+It finds nodes on the same LAN by their encrypted beacons \
 and dials the bootstrap endpoints in the token and in --bootstrap. Its identity and address \
 are kept in --state-dir (default /var/lib/kairos-bridge as root, else \
 $XDG_STATE_HOME/kairos-bridge or ~/.local/state/kairos-bridge), so it gets the same address \
@@ -116,7 +118,8 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "CIDR", value_parser = overlay_of)]
     pub address: Option<OverlayRange>,
 
-    /// MTU of the interface, 1280 to 9000 (default 1368, as the agent).
+    /// MTU of the interface (or of the --userspace stack), 1280 to 9000
+    /// (default 1368, as the agent).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(1280..=9000))]
     pub mtu: Option<u16>,
 

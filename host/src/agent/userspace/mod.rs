@@ -27,7 +27,6 @@ pub mod stack;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -124,8 +123,6 @@ impl Listeners {
 pub struct Link {
     channels: Channels,
     names: watch::Sender<Names>,
-    /// Delivered packets dropped because the stack's queue was full.
-    dropped: AtomicU64,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -150,11 +147,6 @@ impl Link {
     pub fn try_recv(&mut self) -> Option<Vec<u8>> {
         self.channels.outbound.try_recv().ok()
     }
-
-    /// Delivered packets dropped so far (the stack was behind).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for Link {
@@ -167,8 +159,10 @@ impl Drop for Link {
 
 impl PacketSink for Link {
     async fn write(&self, packet: &[u8]) -> io::Result<usize> {
+        // A full queue drops the packet, as a NIC's ring would; TCP
+        // sends it again.
         if self.channels.inbound.try_send(packet.to_vec()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(len = packet.len(), "the userspace stack is behind; packet dropped");
         }
         Ok(packet.len())
     }
@@ -192,10 +186,5 @@ pub fn start(listeners: Listeners, mtu: usize, ipv4: Option<Ipv4Addr>, ipv4_pref
         forwards = %listeners.info.forwards.join(" "),
         "userspace stack started (no interface)"
     );
-    Link {
-        channels,
-        names,
-        dropped: AtomicU64::new(0),
-        tasks,
-    }
+    Link { channels, names, tasks }
 }
