@@ -463,7 +463,8 @@ impl Stack {
             self.iface.poll(Instant::now(), &mut self.device, &mut self.sockets);
             self.sockets.remove(conn.handle);
             match conn.phase {
-                Phase::Piping(pipe) => reset_stream(pipe.stream),
+                // Dropped unfinished: an RST (see `Drop for Pipe`).
+                Phase::Piping(pipe) => drop(pipe),
                 Phase::Connecting { reply, .. } => {
                     let _ = reply.send(Err(OpenError::Stopped));
                 }
@@ -551,6 +552,17 @@ impl Stack {
             }
         }
         progress
+    }
+}
+
+impl Drop for Pipe {
+    /// A splice dropped before both FINs were passed on (a reset, an
+    /// address move, the stack stopping) resets the client's stream, so it
+    /// never takes a cut-off transfer for a complete one.
+    fn drop(&mut self) {
+        if !(self.client_eof && self.client_shut) {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
     }
 }
 
@@ -717,8 +729,16 @@ mod tests {
     impl Wire {
         /// The stack under test (10.1.0.1/24) and the far end, running.
         fn start() -> (StackHandle, Wire) {
+            let (handle, wire, _) = Wire::start_with(Some(Ipv4Addr::new(10, 1, 0, 1)));
+            (handle, wire)
+        }
+
+        /// [`Wire::start`] with the stack's IPv4 address `ipv4` (maybe
+        /// none yet), and the sender that assigns it.
+        fn start_with(ipv4: Option<Ipv4Addr>) -> (StackHandle, Wire, mpsc::UnboundedSender<Ipv4Addr>) {
             let v6 = |n: u16| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n);
-            let (stack, handle, mut ch) = Stack::new(1400, Some(Ipv4Addr::new(10, 1, 0, 1)), 24, v6(1));
+            let (stack, handle, mut ch) = Stack::new(1400, ipv4, 24, v6(1));
+            let address = ch.address.clone();
             tokio::spawn(stack.run());
             let mut device = QueueDevice::new(1400);
             let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::now());
@@ -755,7 +775,7 @@ mod tests {
                     };
                 }
             });
-            (handle, Wire { far, kick })
+            (handle, Wire { far, kick }, address)
         }
 
         /// Does `f` to the far end and lets it send what it made.
@@ -877,5 +897,40 @@ mod tests {
         reset_stream(client);
         wire.until("the far end reset", |f| f.socket(h).state() == State::Closed)
             .await;
+    }
+
+    /// No IPv4 connection before the mesh assigns an address; when the
+    /// address moves, the connections from the old one are reset.
+    #[tokio::test]
+    async fn the_address_comes_and_moves() {
+        let (stack, wire, address) = Wire::start_with(None);
+        assert_eq!(
+            stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap_err(),
+            OpenError::NoAddress
+        );
+        address.send(Ipv4Addr::new(10, 1, 0, 1)).unwrap();
+        let h = wire.with(|f| f.listen(80));
+        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        assert_eq!(opened.local.ip(), IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)));
+        let (mut client, server) = stream_pair().await;
+        stack.attach(opened, server, Vec::new()).await;
+        wire.until("established", |f| f.socket(h).may_send()).await;
+
+        address.send(Ipv4Addr::new(10, 1, 0, 3)).unwrap();
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the client hears of it");
+        assert_eq!(r.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
+        wire.until("the far end reset", |f| f.socket(h).state() == State::Closed)
+            .await;
+        let h = wire.with(|f| f.listen(80));
+        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        assert_eq!(
+            opened.local.ip(),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)),
+            "the new address"
+        );
+        wire.until("established", |f| f.socket(h).may_send()).await;
     }
 }
