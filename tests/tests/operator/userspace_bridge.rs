@@ -16,6 +16,7 @@ use kairos_tests::command::Output;
 use kairos_tests::lab::{Lab, Namespace};
 use kairos_tests::preflight::note;
 use kairos_tests::scenario::{LanMesh, LAN_PREFIX};
+use kairos_tests::usage::{ticks_per_second, Usage};
 use kairos_tests::user::SystemUser;
 use kairos_tests::wait::{wait_for, Poll};
 use kairos_tests::{HarnessError, Result};
@@ -39,6 +40,8 @@ const PAGE_FORWARD: &str = "127.0.0.1:18080";
 const BIG_FORWARD: &str = "127.0.0.1:18081";
 /// The big file: enough to fill the stack's windows many times over.
 const BIG_BYTES: usize = 4 << 20;
+/// How long the bridge's CPU time is measured (idle, then behind a slow reader).
+const CPU_WINDOW: Duration = Duration::from_secs(2);
 /// How long one curl may take.
 const CURL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -247,6 +250,44 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
     )?;
     assert!(!out.success(), "the underlay is not proxied: {}", out.stdout);
     assert!(out.stderr.contains("(3)"), "network unreachable: {}", out.stderr);
+
+    // Idle, the stack sleeps until its next timer; behind a reader that
+    // takes 20 kB/s of a 4 MiB download, it waits on the reader (the
+    // buffers full, the far end's window closed) instead of spinning.
+    let pid = lab.pid(bridge.process);
+    let cpu = || -> Result<f64> {
+        let before = Usage::read(pid, "lo")?;
+        std::thread::sleep(CPU_WINDOW);
+        Ok(Usage::read(pid, "lo")?.since(&before, ticks_per_second()).cpu_percent)
+    };
+    let idle = cpu()?;
+    let slow = lab.spawn(
+        &op_ns,
+        "slow-reader",
+        std::path::Path::new("curl"),
+        &[
+            "-sS",
+            "--max-time",
+            "10",
+            "--limit-rate",
+            "20k",
+            "-o",
+            "/dev/null",
+            &big_url,
+        ],
+        &[],
+    )?;
+    let behind_slow_reader = cpu()?;
+    lab.kill(slow)?;
+    note(&format!(
+        "[bench] {test}: the userspace bridge uses {idle:.1}% CPU idle, {behind_slow_reader:.1}% behind a \
+         20 kB/s reader, over {CPU_WINDOW:?} each"
+    ));
+    assert!(idle < 10.0, "the bridge spins when idle: {idle:.1}%");
+    assert!(
+        behind_slow_reader < 20.0,
+        "the bridge spins behind a slow reader: {behind_slow_reader:.1}%"
+    );
 
     check_get_kubeconfig(&lab, &kairos, &user, &a, &op_ns, &a_ipv4, ca.as_deref())?;
     check_agent_without_interface(&mut lab, &kairos, &user, &mesh, &bridge)?;
