@@ -249,13 +249,12 @@ impl Stack {
         (stack, StackHandle { requests: requests_tx }, channels)
     }
 
-    /// Runs until the driver drops its channels.
+    /// Runs until the driver drops its channels. The connections still
+    /// spliced then are reset on the client's side (`Drop for Pipe`); the
+    /// overlay side hears nothing more, as when the bridge leaves.
     pub async fn run(mut self) {
         std::future::poll_fn(|cx| self.poll(cx)).await;
-        for conn in self.conns.values() {
-            self.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
-        }
-        tracing::debug!("userspace stack stopped");
+        tracing::debug!(connections = self.conns.len(), "userspace stack stopped");
     }
 
     fn set_addresses(&mut self, ipv4: Option<Ipv4Addr>) {
