@@ -370,6 +370,45 @@ mod tests {
         );
     }
 
+    /// Any bytes: the parsers never panic, take at most what they were
+    /// given, and a prefix of a message they accept is incomplete, never
+    /// an error (seeded, so a failure repeats).
+    #[test]
+    fn the_parsers_take_any_bytes() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly well-formed heads, so the deeper branches run.
+            if len > 3 && next() % 4 != 0 {
+                buf[0] = VERSION;
+                buf[1] = [CONNECT, 2, 3][(next() % 3) as usize];
+                buf[3] = [1, 3, 4, 9][(next() % 4) as usize];
+                if buf[3] == 3 && len > 4 {
+                    buf[4] %= 32;
+                }
+            }
+            if let Ok(Some((used, _))) = parse_greeting(&buf) {
+                assert!(used <= buf.len());
+                for cut in 0..used {
+                    assert_eq!(parse_greeting(&buf[..cut]), Ok(None), "{buf:?} cut at {cut}");
+                }
+            }
+            if let Ok(Some((used, _))) = parse_request(&buf) {
+                assert!(used <= buf.len());
+                for cut in 0..used {
+                    assert_eq!(parse_request(&buf[..cut]), Ok(None), "{buf:?} cut at {cut}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn replies() {
         assert_eq!(
