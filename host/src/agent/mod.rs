@@ -20,8 +20,9 @@
 //!
 //! Start-up, in order, so that a failure leaves nothing behind: the state
 //! dir (locked), identity, ledger and role record from disk; the UDP socket;
-//! bootstrap endpoints; the API listener; the LAN socket; the node; the
-//! interface. Then the driver runs until SIGTERM or SIGINT, saves state and
+//! bootstrap endpoints; the API listener; the userspace stack's listeners
+//! (`bridge --userspace`); the LAN socket; the node; the interface (or the
+//! userspace stack). Then the driver runs until SIGTERM or SIGINT, saves state and
 //! removes the interface (the kernel deletes a non-persistent TUN device
 //! with its addresses and routes when its file is closed, so a crash cleans
 //! up too). The documentation for operators is `docs/agent.md`.
