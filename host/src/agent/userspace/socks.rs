@@ -445,18 +445,19 @@ mod tests {
         assert_eq!(resolve(&name("example.com"), &names), None);
     }
 
-    /// A client's whole exchange, against a stack with no address yet: a
-    /// refusal with "network unreachable", after the method reply.
+    /// A client's whole exchange: a target outside the overlay is refused
+    /// with "network unreachable", after the method reply.
     #[tokio::test]
     async fn a_client_is_told_why() {
-        let (stack, handle, channels) = super::super::stack::Stack::new(1400, None, 24, "fd00::1".parse().unwrap());
+        let (stack, handle, channels) =
+            super::super::stack::Stack::new(1400, Some(Ipv4Addr::new(10, 1, 0, 1)), 24, "fd00::1".parse().unwrap());
         let stack_task = tokio::spawn(stack.run());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_names_tx, names) = watch::channel(Names::default());
         let server = tokio::spawn(serve(listener, handle, names));
         let mut c = TcpStream::connect(addr).await.unwrap();
-        c.write_all(&[5, 1, 0, 5, 1, 0, 1, 10, 1, 0, 7, 0, 80]).await.unwrap();
+        c.write_all(&[5, 1, 0, 5, 1, 0, 1, 192, 0, 2, 7, 0, 80]).await.unwrap();
         let mut answer = [0u8; 12];
         c.read_exact(&mut answer).await.unwrap();
         assert_eq!(answer[..2], [5, 0], "no authentication");

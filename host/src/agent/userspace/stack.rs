@@ -68,7 +68,8 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// Why a connection could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
-    /// The mesh has not given this bridge an IPv4 address yet.
+    /// The mesh has not given this bridge an IPv4 address (within
+    /// [`CONNECT_TIMEOUT`] of asking).
     #[error("this bridge has no overlay IPv4 address yet")]
     NoAddress,
     /// The target is outside the overlay ranges.
@@ -156,6 +157,13 @@ pub struct Channels {
 /// Packets from the driver waiting for the stack.
 const INBOUND: usize = 1024;
 
+/// A connection asked for before this node had an IPv4 address.
+struct Unaddressed {
+    target: SocketAddr,
+    reply: oneshot::Sender<Result<Opened, OpenError>>,
+    deadline: StdInstant,
+}
+
 /// One proxied connection.
 struct Conn {
     handle: SocketHandle,
@@ -195,6 +203,8 @@ pub struct Stack {
     device: QueueDevice,
     sockets: SocketSet<'static>,
     conns: HashMap<u64, Conn>,
+    /// Opens waiting for the IPv4 address (at most [`CONNECT_TIMEOUT`]).
+    unaddressed: Vec<Unaddressed>,
     next_id: u64,
     next_port: u16,
     ipv4: Option<Ipv4Addr>,
@@ -227,6 +237,7 @@ impl Stack {
             device,
             sockets: SocketSet::new(Vec::new()),
             conns: HashMap::new(),
+            unaddressed: Vec::new(),
             next_id: 0,
             next_port: *EPHEMERAL.start() + (OsRng.next_u32() % 16384) as u16,
             ipv4: None,
@@ -287,7 +298,31 @@ impl Stack {
         });
         if let Some(a) = ipv4 {
             tracing::info!(ipv4 = %a, "userspace stack addressed");
+            for u in std::mem::take(&mut self.unaddressed) {
+                self.on_request(Request::Open {
+                    target: u.target,
+                    reply: u.reply,
+                });
+            }
         }
+    }
+
+    /// Fails the opens that waited for the address too long, and forgets
+    /// those whose client went away; `true` if any went.
+    fn expire_unaddressed(&mut self) -> bool {
+        if self.unaddressed.is_empty() {
+            return false;
+        }
+        let now = StdInstant::now();
+        let (gone, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unaddressed)
+            .into_iter()
+            .partition(|u| now >= u.deadline || u.reply.is_closed());
+        self.unaddressed = waiting;
+        let any = !gone.is_empty();
+        for u in gone {
+            let _ = u.reply.send(Err(OpenError::NoAddress));
+        }
+        any
     }
 
     /// One wake-up: everything that can be done without waiting.
@@ -324,6 +359,7 @@ impl Stack {
             let now = Instant::now();
             progress |= self.iface.poll(now, &mut self.device, &mut self.sockets) != smoltcp::iface::PollResult::None;
             progress |= self.step_connections(cx);
+            progress |= self.expire_unaddressed();
             // What the connections wrote goes out in this round.
             self.iface.poll(now, &mut self.device, &mut self.sockets);
             while let Some(p) = self.device.pop_tx() {
@@ -349,12 +385,16 @@ impl Stack {
             .iface
             .poll_delay(Instant::now(), &self.sockets)
             .map(|d| now + Duration::from_micros(d.total_micros()));
-        let deadlines = self.conns.values().filter_map(|c| match &c.phase {
-            Phase::Connecting { deadline, .. } | Phase::Waiting { deadline } | Phase::Closing { deadline } => {
-                Some(*deadline)
-            }
-            Phase::Piping(_) => None,
-        });
+        let deadlines = self
+            .conns
+            .values()
+            .filter_map(|c| match &c.phase {
+                Phase::Connecting { deadline, .. } | Phase::Waiting { deadline } | Phase::Closing { deadline } => {
+                    Some(*deadline)
+                }
+                Phase::Piping(_) => None,
+            })
+            .chain(self.unaddressed.iter().map(|u| u.deadline));
         let Some(at) = smol.into_iter().chain(deadlines).min() else {
             return;
         };
@@ -379,6 +419,17 @@ impl Stack {
                             },
                         },
                     );
+                }
+                Err(OpenError::NoAddress) => {
+                    // The mesh assigns it within seconds of the start:
+                    // wait for it rather than fail a client started with
+                    // the bridge.
+                    let deadline = StdInstant::now() + CONNECT_TIMEOUT;
+                    self.unaddressed.push(Unaddressed {
+                        target,
+                        reply,
+                        deadline,
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(%target, error = %e, "userspace connection not opened");
@@ -898,18 +949,22 @@ mod tests {
             .await;
     }
 
-    /// No IPv4 connection before the mesh assigns an address; when the
-    /// address moves, the connections from the old one are reset.
+    /// An IPv4 connection asked for before the mesh assigns an address
+    /// waits for it; when the address moves, the connections from the old
+    /// one are reset.
     #[tokio::test]
     async fn the_address_comes_and_moves() {
         let (stack, wire, address) = Wire::start_with(None);
-        assert_eq!(
-            stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap_err(),
-            OpenError::NoAddress
-        );
-        address.send(Ipv4Addr::new(10, 1, 0, 1)).unwrap();
         let h = wire.with(|f| f.listen(80));
-        let opened = stack.open("10.1.0.2:80".parse().unwrap()).await.unwrap();
+        // Asked for before the address: it waits for it.
+        let early = tokio::spawn({
+            let stack = stack.clone();
+            async move { stack.open("10.1.0.2:80".parse().unwrap()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!early.is_finished(), "waits for the address");
+        address.send(Ipv4Addr::new(10, 1, 0, 1)).unwrap();
+        let opened = early.await.unwrap().unwrap();
         assert_eq!(opened.local.ip(), IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)));
         let (mut client, server) = stream_pair().await;
         stack.attach(opened, server, Vec::new()).await;
