@@ -49,6 +49,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # checked by kubectl (any kubectl on PATH will do).
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
   if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]}"
     apt-get update -qq

@@ -16,6 +16,7 @@ use crate::command::{self, DEFAULT_LIMIT};
 use crate::error::{HarnessError, Result};
 use crate::lab::{Lab, Namespace, ProcessId};
 use crate::preflight;
+use crate::user::SystemUser;
 use crate::wait::{wait_for, Poll, Waited};
 
 /// The agent's UDP port in the tests.
@@ -212,15 +213,34 @@ impl Lab {
     /// Writes `config` for node `name` and starts `kairos agent --config
     /// FILE` inside `ns`.
     pub fn start_agent(&mut self, kairos: &Kairos, ns: &Namespace, name: &str, config: &NodeConfig) -> Result<Agent> {
+        self.start_agent_as(kairos, ns, name, config, None)
+    }
+
+    /// [`Lab::start_agent`], run as `user` when given (through `setpriv`,
+    /// no capabilities): its node directory is given to the user first,
+    /// so it can make its state dir there. Restarts run as root.
+    pub fn start_agent_as(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        config: &NodeConfig,
+        user: Option<&SystemUser>,
+    ) -> Result<Agent> {
         let node_dir = self.dir().join(name);
         std::fs::create_dir_all(&node_dir)
             .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
+        if let Some(u) = user {
+            u.chown(&node_dir)?;
+        }
         let state_dir = node_dir.join("state");
         let config_path = node_dir.join("config.yaml");
         std::fs::write(&config_path, config.to_yaml(&state_dir))
             .map_err(|e| HarnessError::io(format!("writing {}", config_path.display()), e))?;
         let started = Instant::now();
-        let process = self.spawn_agent(kairos, ns, name, &config_path, config, &state_dir)?;
+        let wrapper = user.map(setpriv).unwrap_or_default();
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let process = self.spawn_agent(kairos, ns, name, &wrapper, &config_path, config, &state_dir)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),
@@ -255,15 +275,17 @@ impl Lab {
             agent.config.clone(),
             agent.state_dir.clone(),
         );
-        agent.process = self.spawn_agent(kairos, &ns, &name, &config_path, &config, &state_dir)?;
+        agent.process = self.spawn_agent(kairos, &ns, &name, &[], &config_path, &config, &state_dir)?;
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_agent(
         &mut self,
         kairos: &Kairos,
         ns: &Namespace,
         name: &str,
+        wrapper: &[&str],
         config_path: &Path,
         config: &NodeConfig,
         state_dir: &Path,
@@ -279,20 +301,23 @@ impl Lab {
             }
             None => None,
         };
-        self.spawn_named(kairos, ns, name, &args, &env, tmpfs)
+        self.spawn_named(kairos, ns, name, wrapper, &args, &env, tmpfs)
     }
 
     /// Starts `kairos args...` inside `ns` with its own UTS namespace and
     /// the host name `e2e-<name>` (as separate machines would have), so
     /// the members' names differ; with `tmpfs` (size, directory), also in
     /// a mount namespace of its own (unshare(1) makes its mounts private)
-    /// with a tmpfs of that size on the directory. `unshare` and `sh`
+    /// with a tmpfs of that size on the directory. `wrapper` goes before
+    /// the program (e.g. `setpriv ... --`). `unshare`, `sh` and the wrapper
     /// exec, so the PID is kairos's.
+    #[allow(clippy::too_many_arguments)]
     fn spawn_named(
         &mut self,
         kairos: &Kairos,
         ns: &Namespace,
         name: &str,
+        wrapper: &[&str],
         args: &[&str],
         env: &[(&str, &str)],
         tmpfs: Option<(&str, &Path)>,
@@ -318,6 +343,7 @@ impl Lab {
         if let Some((size, dir)) = &mount_args {
             full.extend([*size, dir.as_str()]);
         }
+        full.extend_from_slice(wrapper);
         full.push(&program);
         full.extend_from_slice(args);
         let mut env: Vec<(&str, &str)> = env.to_vec();
@@ -347,9 +373,29 @@ impl Lab {
         token: &str,
         extra: &[&str],
     ) -> Result<Agent> {
+        self.start_bridge_as(kairos, ns, name, token, extra, None)
+    }
+
+    /// [`Lab::start_bridge`], run as `user` when given (through
+    /// `setpriv`, no capabilities): its node directory is given to the user
+    /// first, so it can make its state dir there.
+    pub fn start_bridge_as(
+        &mut self,
+        kairos: &Kairos,
+        ns: &Namespace,
+        name: &str,
+        token: &str,
+        extra: &[&str],
+        user: Option<&SystemUser>,
+    ) -> Result<Agent> {
         let node_dir = self.dir().join(name);
         std::fs::create_dir_all(&node_dir)
             .map_err(|e| HarnessError::io(format!("creating {}", node_dir.display()), e))?;
+        if let Some(u) = user {
+            u.chown(&node_dir)?;
+        }
+        let setpriv = user.map(setpriv).unwrap_or_default();
+        let wrapper: Vec<&str> = setpriv.iter().map(String::as_str).collect();
         let state_dir = node_dir.join("state");
         let config = NodeConfig::new(token);
         let state = state_dir.to_string_lossy().into_owned();
@@ -357,7 +403,7 @@ impl Lab {
         let mut args = vec!["bridge", "--state-dir", &state, "--api", &api];
         args.extend_from_slice(extra);
         let started = Instant::now();
-        let process = self.spawn_named(kairos, ns, name, &args, &[("KAIROS_TOKEN", token)], None)?;
+        let process = self.spawn_named(kairos, ns, name, &wrapper, &args, &[("KAIROS_TOKEN", token)], None)?;
         self.apis.push((
             name.to_owned(),
             ns.clone(),
@@ -443,6 +489,13 @@ impl Lab {
         })
         .map(|w| w.elapsed)
     }
+}
+
+/// `setpriv ... --`, which runs the program after it as `user`.
+fn setpriv(user: &SystemUser) -> Vec<String> {
+    let mut w = vec!["setpriv".to_owned()];
+    w.extend(user.setpriv_args());
+    w
 }
 
 #[cfg(test)]

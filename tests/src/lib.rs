@@ -16,6 +16,7 @@
 //! - [`impair`]: the impairment relay's model (loss, delay, jitter,
 //!   reordering, duplication from a seeded RNG) and starting `impair` in a lab.
 //! - [`scenario`]: whole set-ups shared by the tests and the `demo-mesh` binary.
+//! - [`user`]: an unprivileged account for the tests of what runs without root.
 //! - [`usage`]: CPU time, resident memory and wire bytes of a running
 //!   process, read from `/proc` (the idle benchmark, `idle-bench`).
 //!
@@ -35,6 +36,7 @@ pub mod probe;
 pub mod scenario;
 pub mod topology;
 pub mod usage;
+pub mod user;
 pub mod wait;
 
 pub use error::{HarnessError, Result};

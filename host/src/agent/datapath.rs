@@ -261,6 +261,27 @@ impl TxPath {
         flush(&mut batch, seg, socket, stats).await;
     }
 
+    /// Seals and sends one IP packet made inside the process (the
+    /// userspace stack's), copied into place; one packet, no offloads.
+    pub async fn handle_packet(
+        &mut self,
+        node: &mut MeshNode,
+        now: Instant,
+        socket: &MeshSocket,
+        stats: &mut DatapathStats,
+        packet: &[u8],
+    ) {
+        let Some(room) = self.buf.get_mut(HEADROOM..HEADROOM + packet.len()) else {
+            tracing::debug!(
+                len = packet.len(),
+                "overlay packet larger than any interface read; dropped"
+            );
+            return;
+        };
+        room.copy_from_slice(packet);
+        self.single(node, now, socket, stats, packet.len()).await;
+    }
+
     /// The packet at `buf[HEADROOM..][..len]`, checksums complete: sealed and sent.
     async fn single(
         &mut self,

@@ -26,7 +26,7 @@ use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 
-use super::datapath::{DatapathStats, RxPath, TxPath};
+use super::datapath::{DatapathStats, PacketSink, RxPath, TxPath};
 use super::dns::{self, DnsView};
 use super::lan::LanBeacons;
 use super::mesh::MeshNode;
@@ -37,6 +37,7 @@ use super::status::{
 };
 use super::tun::Interface;
 use super::udp::MeshSocket;
+use super::userspace::Link;
 use crate::clock::Clock;
 use crate::k3s::{K3sInputs, K3sOutput};
 use crate::state::blobs;
@@ -125,6 +126,7 @@ enum Wake {
     Udp(io::Result<usize>),
     Lan(io::Result<(usize, SocketAddr)>),
     Tun(io::Result<usize>),
+    Stack(Option<Vec<u8>>),
     Command(Option<Command>),
     Timer,
     Snapshot,
@@ -148,6 +150,8 @@ pub struct Driver {
     dns: Option<watch::Sender<DnsView>>,
     /// The k3s bootstrap, when it runs.
     k3s: Option<K3sLink>,
+    /// The userspace stack, in place of the interface (`bridge --userspace`).
+    userspace: Option<Link>,
     /// Something the DNS view or the k3s inputs derive from may have
     /// changed since they were last sent.
     side_dirty: bool,
@@ -187,6 +191,8 @@ pub struct Parts {
     pub dns: Option<watch::Sender<DnsView>>,
     /// The k3s bootstrap, when it runs.
     pub k3s: Option<K3sLink>,
+    /// The userspace stack, in place of the interface (`bridge --userspace`).
+    pub userspace: Option<Link>,
 }
 
 /// The driver's side of the k3s bootstrap ([`crate::k3s::run`]).
@@ -219,6 +225,7 @@ impl Driver {
             paths: HashMap::new(),
             dns: parts.dns,
             k3s: parts.k3s,
+            userspace: parts.userspace,
             side_dirty: true,
             snapshot_due: None,
             not_before: None,
@@ -246,6 +253,7 @@ impl Driver {
                     lan_rx,
                     snapshot_due,
                     k3s,
+                    userspace,
                     ..
                 } = &mut self;
                 let snapshot_due = *snapshot_due;
@@ -253,6 +261,7 @@ impl Driver {
                     r = rx_path.recv(socket) => Wake::Udp(r),
                     r = lan_recv(lan.as_ref(), lan_rx) => Wake::Lan(r),
                     r = tx_path.recv(tun.as_ref()) => Wake::Tun(r),
+                    p = stack_recv(userspace.as_mut()) => Wake::Stack(p),
                     c = commands.recv() => Wake::Command(c),
                     () = sleep_until(timer) => Wake::Timer,
                     () = sleep_until(snapshot_due) => Wake::Snapshot,
@@ -267,11 +276,17 @@ impl Driver {
                         node,
                         socket,
                         tun,
+                        userspace,
                         rx_path,
                         datapath,
                         ..
                     } = &mut self;
-                    rx_path.handle(node, now, socket, tun.as_ref(), datapath, msgs).await;
+                    let sink = match (tun.as_ref(), userspace.as_ref()) {
+                        (Some(t), _) => Some(Sink::Tun(t)),
+                        (None, Some(s)) => Some(Sink::Stack(s)),
+                        (None, None) => None,
+                    };
+                    rx_path.handle(node, now, socket, sink.as_ref(), datapath, msgs).await;
                 }
                 Wake::Lan(Ok((n, from))) => self.on_beacon(from, n),
                 Wake::Udp(Err(e)) | Wake::Lan(Err(e)) => {
@@ -292,6 +307,11 @@ impl Driver {
                 }
                 Wake::Tun(Err(e)) => {
                     tracing::error!(error = %e, "cannot read from the interface; stopping");
+                    break;
+                }
+                Wake::Stack(Some(packet)) => self.on_stack_packet(packet).await,
+                Wake::Stack(None) => {
+                    tracing::error!("the userspace stack stopped; stopping");
                     break;
                 }
                 Wake::Command(Some(Command::Shutdown) | None) => break,
@@ -477,6 +497,9 @@ impl Driver {
                         tracing::error!(error = %e, "cannot put the overlay address on the interface");
                     }
                 }
+                if let Some(stack) = &self.userspace {
+                    stack.set_address(addr);
+                }
             }
             Event::RoleChanged(role) => {
                 match role {
@@ -495,9 +518,44 @@ impl Driver {
         }
     }
 
-    /// Sends the DNS resolver its view and the k3s bootstrap its inputs,
-    /// if they changed.
+    /// Seals and sends `packet` from the userspace stack, then the others
+    /// it has ready (up to a batch, so the other sources get their turn).
+    async fn on_stack_packet(&mut self, packet: Vec<u8>) {
+        const BATCH: usize = 64;
+        let now = self.clock.now();
+        self.not_before = None;
+        let Driver {
+            node,
+            socket,
+            tx_path,
+            datapath,
+            userspace,
+            ..
+        } = self;
+        tx_path.handle_packet(node, now, socket, datapath, &packet).await;
+        for _ in 1..BATCH {
+            let Some(p) = userspace.as_mut().and_then(Link::try_recv) else {
+                break;
+            };
+            tx_path.handle_packet(node, now, socket, datapath, &p).await;
+        }
+    }
+
+    /// Sends the DNS resolver its view, the userspace stack the members'
+    /// names and the k3s bootstrap its inputs, if they changed.
     fn update_side_tasks(&mut self) {
+        if let Some(stack) = &self.userspace {
+            let names = status::member_names(&self.node);
+            let hosts: Vec<dns::Host> = names.iter().filter_map(dns::Host::of).collect();
+            let names = dns::Names::new(&hosts);
+            stack.names().send_if_modified(|cur| {
+                let changed = *cur != names;
+                if changed {
+                    *cur = names;
+                }
+                changed
+            });
+        }
         if let Some(dns) = &self.dns {
             let names = status::member_names(&self.node);
             let hosts: Vec<dns::Host> = names.iter().filter_map(dns::Host::of).collect();
@@ -648,6 +706,30 @@ pub fn delete_bucket(node: &mut MeshNode, now: Instant, bucket: &[u8]) -> Result
 async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
     if let Err(e) = socket.send_to(datagram, to).await {
         tracing::debug!(%to, error = %e, "cannot send");
+    }
+}
+
+/// Where the packets the node delivers go: the interface or the
+/// userspace stack.
+enum Sink<'a> {
+    Tun(&'a Interface),
+    Stack(&'a Link),
+}
+
+impl PacketSink for Sink<'_> {
+    async fn write(&self, packet: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Tun(t) => t.write(packet).await,
+            Sink::Stack(s) => s.write(packet).await,
+        }
+    }
+}
+
+/// The next packet of the userspace stack; never, without one.
+async fn stack_recv(stack: Option<&mut Link>) -> Option<Vec<u8>> {
+    match stack {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 

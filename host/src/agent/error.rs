@@ -39,6 +39,9 @@ pub enum AgentError {
     /// The interface could not be made or configured.
     #[error(transparent)]
     Tun(#[from] TunError),
+    /// A listener of the userspace stack (SOCKS, a forward) could not be bound.
+    #[error("{0} (pick another address with --socks or --forward)")]
+    Userspace(#[from] super::userspace::BindError),
     /// An environment setting has a value the agent does not know.
     #[error("{name}={value:?} is not understood: expected {expected}")]
     Setting {

@@ -16,11 +16,13 @@
 //! | `dns` | the resolver of members' names (`p2p.dns`, `bridge --dns`) |
 //! | `info` | the machine info record (`owner/info`) |
 //! | `notify` | systemd readiness |
+//! | `userspace` | `bridge --userspace`: the overlay on smoltcp, SOCKS5 and forwards |
 //!
 //! Start-up, in order, so that a failure leaves nothing behind: the state
 //! dir (locked), identity, ledger and role record from disk; the UDP socket;
-//! bootstrap endpoints; the API listener; the LAN socket; the node; the
-//! interface. Then the driver runs until SIGTERM or SIGINT, saves state and
+//! bootstrap endpoints; the API listener; the userspace stack's listeners
+//! (`bridge --userspace`); the LAN socket; the node; the interface (or the
+//! userspace stack). Then the driver runs until SIGTERM or SIGINT, saves state and
 //! removes the interface (the kernel deletes a non-persistent TUN device
 //! with its addresses and routes when its file is closed, so a crash cleans
 //! up too). The documentation for operators is `docs/agent.md`.
@@ -42,6 +44,7 @@ pub mod snapshot;
 pub mod status;
 pub mod tun;
 pub mod udp;
+pub mod userspace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,6 +126,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         source,
     })?;
 
+    let userspace_listeners = match &config.userspace {
+        Some(u) => Some(userspace::Listeners::bind(u).await?),
+        None => None,
+    };
+
     let lan = if config.mesh.lan_beacons {
         match lan::LanBeacons::open(&config.mesh.interface) {
             Ok(l) => Some(l),
@@ -169,6 +177,21 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     } else {
         None
     };
+    let userspace_info = userspace_listeners.as_ref().map(|l| l.info().clone());
+    let userspace = userspace_listeners.map(|l| {
+        userspace::start(
+            l,
+            usize::from(config.mesh.mtu),
+            node.ipv4(),
+            config.mesh.address.prefix_len(),
+            node.ipv6(),
+        )
+    });
+    let interface = match (&tun, &userspace) {
+        (Some(t), _) => Some(t.name().to_owned()),
+        (None, Some(_)) => Some(userspace::INTERFACE.to_owned()),
+        (None, None) => None,
+    };
     let offload = status::OffloadInfo::new(tun.as_ref().map(|t| t.offload()), socket.offload());
     match tun.as_ref().map(|t| t.offload()) {
         Some(tun::Offload::Off(why)) => tracing::warn!(
@@ -184,7 +207,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         kind = config.kind.as_str(),
         network_id = %config.network_id,
         listen = %listen,
-        interface = tun.as_ref().map(|t| t.name()).unwrap_or("none"),
+        interface = interface.as_deref().unwrap_or("none"),
         mtu = config.mesh.mtu,
         ipv6 = %node.ipv6(),
         overlay = %config.mesh.address,
@@ -205,7 +228,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     })?;
     let info = AgentInfo {
         network_id: (!bridge).then(|| config.network_id.clone()),
-        interface: tun.as_ref().map(|t| t.name().to_owned()),
+        interface,
+        userspace: userspace_info,
         listen,
         overlay: config.mesh.address.to_string(),
         started,
@@ -246,6 +270,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         overlay_prefix: config.mesh.address.prefix_len(),
         dns,
         k3s,
+        userspace,
     });
     notify::notify("READY=1");
     driver.run().await;

@@ -65,6 +65,9 @@ pub struct Summary {
     pub network_id: Option<String>,
     /// The overlay interface, `null` without one (`p2p.vpn.create: false`).
     pub interface: Option<String>,
+    /// The userspace stack's SOCKS5 proxy and forwards (`kairos bridge
+    /// --userspace`, whose interface is `userspace`); `null` otherwise.
+    pub userspace: Option<super::userspace::UserspaceInfo>,
     /// The overlay IPv4 address, `null` until assigned.
     pub ipv4: Option<String>,
     /// The overlay IPv6 address.
@@ -305,6 +308,8 @@ pub struct AgentInfo {
     pub network_id: Option<String>,
     /// The interface name, if one was made.
     pub interface: Option<String>,
+    /// The userspace stack's listeners (`bridge --userspace`).
+    pub userspace: Option<super::userspace::UserspaceInfo>,
     /// The mesh socket's address.
     pub listen: SocketAddr,
     /// The overlay IPv4 range.
@@ -387,6 +392,7 @@ pub fn summary(node: &MeshNode, info: &AgentInfo) -> Summary {
         node_id: node_id.clone(),
         network_id: info.network_id.clone(),
         interface: info.interface.clone(),
+        userspace: info.userspace.clone(),
         ipv4: node.ipv4().map(|a| a.to_string()),
         ipv6: node.ipv6().to_string(),
         overlay: info.overlay.clone(),
@@ -797,6 +803,7 @@ pub(crate) mod tests {
         AgentInfo {
             network_id: Some("kairos".into()),
             interface: None,
+            userspace: None,
             listen: "[::]:51820".parse().unwrap(),
             overlay: "10.1.0.0/24".into(),
             started: StdInstant::now(),

@@ -22,7 +22,8 @@ What it does, in order:
 environment overrides. A config with an error is refused before anything is touched, with \
 every problem's line and column (exit 2); `kairos validate FILE` shows the same.
   2. Checks that it can create an interface: root or CAP_NET_ADMIN, and /dev/net/tun (exit 1 \
-with what is missing and how to fix it).
+with what is missing and how to fix it). With p2p.vpn.create: false there is no interface and \
+no root is needed: the node joins for coordination only (ledger, election, relaying, API).
   3. Opens and locks the state directory (p2p.mesh.state_dir, default /var/lib/kairos-mesh): the \
 node's keys (first start: generated; a damaged identity.key stops the start and is never \
 replaced), the ledger snapshot, its address claim and role record (a damaged one is moved aside \

@@ -4,9 +4,11 @@
 //! points its servers at the master's overlay address (key `ip-master`) with
 //! [`rewrite_kubeconfig`], and prints it: stdout carries the kubeconfig and
 //! nothing else, so `kairos get-kubeconfig > kubeconfig` works. Read-only.
+//! With `--userspace-forward`, the servers are a local port forward of a
+//! rootless bridge instead ([`point_at_forward`]).
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use base64::Engine as _;
 use clap::Args;
@@ -33,6 +35,12 @@ stdout; notes go to stderr.
 The Kubernetes API is then reached over the encrypted overlay: run this on a node of the mesh, \
 or on an operator machine that runs `kairos bridge` (keep it running while you use kubectl).
 
+A bridge without root (`kairos bridge --userspace`) reaches the master through a local port \
+forward instead: --userspace-forward [LISTEN] (default 127.0.0.1:6443) writes the server as \
+https://LISTEN and sets `tls-server-name` to the master's overlay address, which is what the \
+k3s certificate names, so kubectl still verifies it. Start the bridge with the forward the \
+command prints on stderr (--forward LISTEN=IP-MASTER:6443).
+
 When several clusters share the network (several network_ids), pick one with --network-id; \
 without it the command fails with their names (exit 2). When no master has published a \
 kubeconfig yet, it fails (exit 1) and lists the members it sees with their network_id and role \
@@ -52,6 +60,13 @@ pub struct GetKubeconfigArgs {
     /// several clusters share the network.
     #[arg(long, value_name = "ID")]
     pub network_id: Option<String>,
+
+    /// Point the kubeconfig at a local port forward of `kairos bridge
+    /// --userspace` (IP:PORT or a port on 127.0.0.1; default
+    /// 127.0.0.1:6443), verifying TLS for the master's overlay address.
+    #[arg(long, value_name = "LISTEN", num_args = 0..=1, default_missing_value = "127.0.0.1:6443",
+          value_parser = forward_listen)]
+    pub userspace_forward: Option<SocketAddr>,
 
     #[command(flatten)]
     pub api: ApiArgs,
@@ -104,8 +119,25 @@ pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
         Some(ip) => Some(parse_ip_master(ip).map_err(|e| failed(format!("{IP_MASTER_KEY} in bucket {bucket}: {e}")))?),
         None => None,
     };
-    let rewritten = rewrite_kubeconfig(&published_yaml, ip_master)
+    let mut rewritten = rewrite_kubeconfig(&published_yaml, ip_master)
         .map_err(|e| failed(format!("the kubeconfig of network_id {bucket}: {e}")))?;
+    if let Some(listen) = args.userspace_forward {
+        let targets = rewritten.servers.clone();
+        rewritten = point_at_forward(&rewritten.yaml, listen)
+            .map_err(|e| failed(format!("the kubeconfig of network_id {bucket}: {e}")))?;
+        for t in targets {
+            if let Some((host, port)) = split_server(&t) {
+                let host = match host.parse::<IpAddr>() {
+                    Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                    _ => host.to_owned(),
+                };
+                eprintln!(
+                    "for the forward: kairos bridge --userspace --forward {listen}={host}:{}",
+                    port.unwrap_or(DEFAULT_PORT)
+                );
+            }
+        }
+    }
     if ip_master.is_none() {
         eprintln!(
             "warning: the master of network_id {bucket} has not published its overlay address ({IP_MASTER_KEY}); \
@@ -265,6 +297,58 @@ pub fn rewrite_kubeconfig(yaml: &str, ip_master: Option<IpAddr>) -> Result<Rewri
     Ok(Rewritten { yaml, servers })
 }
 
+/// `--userspace-forward`: `IP:PORT`, `localhost:PORT` or a port on 127.0.0.1.
+fn forward_listen(s: &str) -> Result<SocketAddr, String> {
+    const EXPECTED: &str = "expected IP:PORT (e.g. 127.0.0.1:6443) or a port";
+    let s = s.trim();
+    let local = |p: &str| {
+        p.parse::<u16>()
+            .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
+    };
+    let addr = match (local(s), s.strip_prefix("localhost:")) {
+        (Ok(a), _) => a,
+        (Err(_), Some(p)) => local(p).map_err(|_| EXPECTED.to_owned())?,
+        (Err(_), None) => s.parse::<SocketAddr>().map_err(|_| EXPECTED.to_owned())?,
+    };
+    if addr.port() == 0 || addr.ip().is_unspecified() {
+        return Err(EXPECTED.to_owned());
+    }
+    Ok(addr)
+}
+
+/// Points every cluster of `yaml` (already rewritten for the master) at
+/// the local forward `listen`, and sets its `tls-server-name` to the host
+/// it pointed at (the master's overlay address, which the k3s certificate
+/// names), unless the cluster already has one.
+pub fn point_at_forward(yaml: &str, listen: SocketAddr) -> Result<Rewritten, KubeconfigError> {
+    let mut doc: Yaml = serde_yaml_ng::from_str(yaml).map_err(|e| KubeconfigError::BadYaml(e.to_string()))?;
+    let clusters = doc
+        .get_mut("clusters")
+        .and_then(Yaml::as_sequence_mut)
+        .ok_or(KubeconfigError::NoClusters)?;
+    let new = format!("https://{listen}");
+    let mut servers = Vec::new();
+    for entry in clusters.iter_mut() {
+        let Some(Yaml::Mapping(cluster)) = entry.get_mut("cluster") else {
+            continue;
+        };
+        let Some(server) = cluster.get("server") else { continue };
+        let published = server.as_str().unwrap_or_default().to_owned();
+        let (host, _) = split_server(&published).ok_or_else(|| KubeconfigError::BadServer(published.clone()))?;
+        let host = host.to_owned();
+        cluster.insert(Yaml::from("server"), Yaml::String(new.clone()));
+        if !cluster.contains_key("tls-server-name") {
+            cluster.insert(Yaml::from("tls-server-name"), Yaml::String(host));
+        }
+        servers.push(new.clone());
+    }
+    if servers.is_empty() {
+        return Err(KubeconfigError::NoClusters);
+    }
+    let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| KubeconfigError::BadYaml(e.to_string()))?;
+    Ok(Rewritten { yaml, servers })
+}
+
 /// The host (IPv6 without brackets) and port of `[scheme://]host[:port][/path]`.
 fn split_server(server: &str) -> Option<(&str, Option<u16>)> {
     let rest = server.split_once("://").map_or(server, |(_, r)| r);
@@ -406,6 +490,74 @@ users:
         assert_eq!(
             rewrite_kubeconfig("clusters:\n- cluster:\n    server: 'https://:99999'\n", ip("10.1.0.7")),
             Err(KubeconfigError::BadServer("https://:99999".into()))
+        );
+    }
+
+    #[test]
+    fn points_at_a_userspace_forward_and_keeps_tls_verification() {
+        let at_master = rewrite_kubeconfig(K3S, ip("10.1.0.7")).unwrap();
+        let out = point_at_forward(&at_master.yaml, "127.0.0.1:6443".parse().unwrap()).unwrap();
+        assert_eq!(out.servers, ["https://127.0.0.1:6443"]);
+        assert_eq!(
+            out.yaml,
+            K3S.replace(
+                "    server: https://127.0.0.1:6443\n",
+                "    server: https://127.0.0.1:6443\n    tls-server-name: 10.1.0.7\n"
+            ),
+            "the server is the forward, the certificate is checked for the master's address"
+        );
+        let doc: Yaml = serde_yaml_ng::from_str(&out.yaml).unwrap();
+        assert!(
+            doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"].is_null(),
+            "verification stays on"
+        );
+
+        // An IPv6 forward is bracketed; an IPv6 master is the bare name.
+        let v6 = rewrite_kubeconfig(K3S, ip("fd00::7")).unwrap();
+        let out = point_at_forward(&v6.yaml, "[::1]:16443".parse().unwrap()).unwrap();
+        assert_eq!(out.servers, ["https://[::1]:16443"]);
+        let doc: Yaml = serde_yaml_ng::from_str(&out.yaml).unwrap();
+        assert_eq!(doc["clusters"][0]["cluster"]["tls-server-name"], Yaml::from("fd00::7"));
+
+        // A name the publisher chose is kept.
+        let named = at_master
+            .yaml
+            .replace("    server:", "    tls-server-name: k3s.internal\n    server:");
+        let out = point_at_forward(&named, "127.0.0.1:6443".parse().unwrap()).unwrap();
+        let doc: Yaml = serde_yaml_ng::from_str(&out.yaml).unwrap();
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["tls-server-name"],
+            Yaml::from("k3s.internal")
+        );
+        assert_eq!(
+            point_at_forward("kind: Config\n", "127.0.0.1:1".parse().unwrap()),
+            Err(KubeconfigError::NoClusters)
+        );
+    }
+
+    #[test]
+    fn forward_listen_addresses() {
+        assert_eq!(forward_listen("127.0.0.1:6443"), Ok("127.0.0.1:6443".parse().unwrap()));
+        assert_eq!(forward_listen("16443"), Ok("127.0.0.1:16443".parse().unwrap()));
+        assert_eq!(forward_listen("localhost:7443"), Ok("127.0.0.1:7443".parse().unwrap()));
+        assert_eq!(forward_listen("[::1]:6443"), Ok("[::1]:6443".parse().unwrap()));
+        for bad in ["", "0", "0.0.0.0:6443", "host:6443", "127.0.0.1"] {
+            assert!(forward_listen(bad).is_err(), "{bad:?}");
+        }
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            Command::GetKubeconfig(a) => a.userspace_forward,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parse(&["kairos", "get-kubeconfig"]), None);
+        assert_eq!(
+            parse(&["kairos", "get-kubeconfig", "--userspace-forward"]),
+            Some("127.0.0.1:6443".parse().unwrap())
+        );
+        assert_eq!(
+            parse(&["kairos", "get-kubeconfig", "--userspace-forward", "16443"]),
+            Some("127.0.0.1:16443".parse().unwrap())
         );
     }
 

@@ -113,21 +113,46 @@ pub fn render_summary(s: &Value) -> String {
         .get("uptime_s")
         .and_then(Value::as_u64)
         .map_or("-".to_owned(), duration);
-    let lines = [
+    let mut lines = vec![
         ("Node", node),
         ("Network", network),
         ("Role", role),
         ("Overlay", overlay),
+    ];
+    if let Some(proxy) = s.get("userspace").and_then(userspace_line) {
+        lines.push(("Proxy", proxy));
+    }
+    lines.extend([
         ("Listen", text(s, "listen")),
         ("Members", members),
         ("Uptime", uptime),
         ("Version", text(s, "version")),
-    ];
+    ]);
     let mut out = String::new();
     for (label, value) in lines {
         let _ = writeln!(out, "{:<9}{value}", format!("{label}:"));
     }
     out
+}
+
+/// The `Proxy:` line of `bridge --userspace`: its SOCKS5 proxy and forwards.
+fn userspace_line(u: &Value) -> Option<String> {
+    if !u.is_object() {
+        return None;
+    }
+    let socks = match u.get("socks") {
+        Some(Value::String(a)) => format!("SOCKS5 {a}"),
+        _ => "SOCKS5 off".to_owned(),
+    };
+    let forwards: Vec<&str> = u
+        .get("forwards")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some(match forwards.as_slice() {
+        [] => socks,
+        f => format!("{socks}; forwards {}", f.join(", ")),
+    })
 }
 
 /// The table of the other members (or a line saying there are none).
@@ -351,6 +376,17 @@ mod tests {
         );
         assert!(out.contains("Role:    -\n"), "{out}");
         assert!(out.contains("Overlay: no address yet\n"), "{out}");
+        let rootless = json!({"node_id": "n", "kind": "bridge", "interface": "userspace", "ipv4": "10.1.0.9",
+            "userspace": {"socks": "127.0.0.1:1080", "forwards": ["127.0.0.1:6443=10.1.0.7:6443"]}});
+        let out = render_summary(&rootless);
+        assert!(out.contains("Overlay: 10.1.0.9 on userspace\n"), "{out}");
+        assert!(
+            out.contains("Proxy:   SOCKS5 127.0.0.1:1080; forwards 127.0.0.1:6443=10.1.0.7:6443\n"),
+            "{out}"
+        );
+        let no_socks = json!({"node_id": "n", "userspace": {"socks": null, "forwards": []}});
+        assert!(render_summary(&no_socks).contains("Proxy:   SOCKS5 off\n"));
+        assert!(!render_summary(&agent).contains("Proxy:"), "only in userspace mode");
         let undecided = json!({"node_id": "n", "kind": "agent", "role": null});
         assert!(render_summary(&undecided).contains("Role:    not decided yet\n"));
     }

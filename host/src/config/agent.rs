@@ -91,6 +91,9 @@ pub struct AgentConfig {
     /// Whether this is a node (`kairos agent`) or an operator's bridge
     /// (`kairos bridge`: a member with no cluster role).
     pub kind: NodeKind,
+    /// The userspace overlay of `kairos bridge --userspace` (smoltcp, SOCKS5,
+    /// forwards) in place of the interface; never set by a cloud-config.
+    pub userspace: Option<crate::agent::userspace::UserspaceConfig>,
     /// The top-level `k3s:` block, as written (for the k3s bootstrap).
     #[allow(dead_code)] // for the k3s bootstrap (issue 6)
     pub k3s: Option<OpaqueYaml>,

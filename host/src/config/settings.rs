@@ -145,6 +145,7 @@ impl Settings {
             },
             network_token,
             kind: NodeKind::Agent,
+            userspace: None,
             k3s,
             k3s_agent,
         })

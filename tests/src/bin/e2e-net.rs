@@ -9,6 +9,7 @@
 //! e2e-net udp-ask SECONDS TARGET...            from one socket, ask each target; print "TARGET SEEN-AS" lines
 //! e2e-net http METHOD HOST:PORT PATH [FILE]     any request (body from FILE); print the status line, then the body
 //! e2e-net dns SERVER NAME A|AAAA                one DNS query; print "rcode N" then one address per line
+//! e2e-net http-serve BIND SECONDS FILE          answer every request with FILE (HTTP/1.0, Content-Length)
 //! ```
 //!
 //! Every command is bounded in time (SECONDS) and in size, and talks only
@@ -45,9 +46,10 @@ fn main() -> ExitCode {
         ["http", method, addr, path] => http(method, addr, path, None),
         ["http", method, addr, path, file] => http(method, addr, path, Some(file)),
         ["dns", server, name, qtype] => dns(server, name, qtype),
+        ["http-serve", bind, secs, file] => http_serve(bind, secs, file),
         _ => {
             eprintln!(
-                "usage: e2e-net http-get|tcp-sink|tcp-source|udp-echo|udp-ask|http|dns ... (see the source's docs)"
+                "usage: e2e-net http-get|tcp-sink|tcp-source|udp-echo|udp-ask|http|dns|http-serve ... (see the source's docs)"
             );
             return ExitCode::from(2);
         }
@@ -142,6 +144,51 @@ fn request(method: &str, addr: &str, path: &str, body: &[u8]) -> Result<(String,
         body = dechunk(&body)?;
     }
     Ok((head.lines().next().unwrap_or_default().to_owned(), body))
+}
+
+/// Serves `file` (read once, at most [`MAX_BYTES`]) to every request on
+/// `bind` until `secs` pass: one thread per connection, which reads the
+/// request head, writes a 200 with the file and closes.
+fn http_serve(bind: &str, secs: &str, file: &str) -> Result<()> {
+    let until = Instant::now() + seconds(secs)?;
+    let body = std::fs::read(file).map_err(|e| format!("read {file}: {e}"))?;
+    if body.len() as u64 > MAX_BYTES {
+        return Err(format!("{file} is larger than {MAX_BYTES} bytes"));
+    }
+    let body: &'static [u8] = Box::leak(body.into_boxed_slice());
+    let bind: SocketAddr = parse("address", bind)?;
+    let listener = TcpListener::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    eprintln!("serving {} bytes on {bind}", body.len());
+    while Instant::now() < until {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                thread::spawn(move || {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(body);
+                    let _ = stream.shutdown(Shutdown::Write);
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Sends one DNS query for `name` to `server` (port 53 unless given) and

@@ -13,7 +13,7 @@ use kairos_tests::{HarnessError, Result};
 use rustix::process::Signal;
 use serde_json::Value;
 
-use crate::DEADLINE;
+use crate::{missing_tool, DEADLINE};
 
 /// How long one CLI command may take.
 const CLI_LIMIT: Duration = Duration::from_secs(20);
@@ -527,13 +527,4 @@ fn check_bad_requests(lab: &Lab, mesh: &LanMesh, bridge: &Agent) -> Result<()> {
     // The bridge is still there after all of it.
     lab.summary(bridge)?;
     Ok(())
-}
-
-/// A tool a part of the test needs is missing: fail under CI (which
-/// installs it), skip that part loudly elsewhere.
-fn missing_tool(tool: &str, part: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but {tool} is missing: test.sh installs it");
-    }
-    note(&format!("SKIPPED {part}: {tool} is not installed"));
 }

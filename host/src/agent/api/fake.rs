@@ -29,6 +29,7 @@ pub fn fake_summary() -> Summary {
         node_id: ME.into(),
         network_id: Some("kairos".into()),
         interface: Some("kairos0".into()),
+        userspace: None,
         ipv4: Some("10.1.0.7".into()),
         ipv6: "fd12:3456:789a::1".into(),
         overlay: "10.1.0.0/24".into(),
