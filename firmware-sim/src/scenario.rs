@@ -47,7 +47,8 @@ pub enum Nat {
 }
 
 impl Nat {
-    /// Parses `none`, `full`, `restricted`, `port`, `symmetric`.
+    /// Parses `none`, `full`, `restricted`, `port`, `symmetric`, `linux`
+    /// (a Linux router's conntrack masquerade).
     pub fn parse(s: &str) -> Option<Nat> {
         Some(match s {
             "none" => Nat::None,
@@ -55,6 +56,7 @@ impl Nat {
             "restricted" => Nat::Behind(NatKind::RestrictedCone),
             "port" => Nat::Behind(NatKind::PortRestrictedCone),
             "symmetric" => Nat::Behind(NatKind::Symmetric),
+            "linux" => Nat::Behind(NatKind::LinuxConntrack),
             _ => return None,
         })
     }

@@ -84,6 +84,10 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) next_probe: Option<Instant>,
     /// The nonce of our last direct probe.
     pub(crate) probe_nonce: u64,
+    /// Where a timed punch we lead stands (see `node::relay`).
+    pub(crate) punch: Punch,
+    /// Punch attempts led since the pair was last direct.
+    pub(crate) punch_tries: u16,
     /// The tunnel's next timer, cached after every call into it.
     pub(crate) timer: Option<Instant>,
     /// Intrusive list of slots with a tunnel.
@@ -93,6 +97,19 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) pending: bool,
     pub(crate) next_pending: Option<u16>,
     _provider: core::marker::PhantomData<fn() -> P>,
+}
+
+/// Where a timed punch that this node leads with a relayed member stands;
+/// its instants are kept in `Member::next_probe` (see `node::relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Punch {
+    /// None under way; `next_probe` is the next attempt.
+    Idle,
+    /// `PUNCH_REQUEST` (step 1) sent at `next_probe`, waiting for the
+    /// member's `PUNCH_NOTIFY` with `probe_nonce`.
+    Waiting,
+    /// Step 2 sent; our probes leave at `next_probe`.
+    ProbeAt,
 }
 
 impl<P: CryptoProvider> Member<P> {
@@ -119,6 +136,8 @@ impl<P: CryptoProvider> Member<P> {
             batches: false,
             next_probe: None,
             probe_nonce: 0,
+            punch: Punch::Idle,
+            punch_tries: 0,
             timer: None,
             next_active: None,
             prev_active: None,

@@ -12,13 +12,32 @@
 //! id in place (same size) and reseals for B: no copy.
 //!
 //! A member's traffic goes through a relay (`Member::via`) once a direct
-//! handshake has gone unanswered for [`RELAY_AFTER`]. While relayed, each
-//! side probes the member's published endpoints directly every
-//! [`UPGRADE_INTERVAL`] (`PATH_PROBE`, sealed in the session); a probe that
-//! arrives directly is answered directly (`PATH_PROBE_REPLY`), and a reply
-//! that arrives directly proves the path both ways: the member goes direct.
-//! The probes of both sides also open their NATs' filters for each other,
-//! which is how cone NATs get punched without a coordinator.
+//! handshake has gone unanswered for [`RELAY_AFTER`]. While relayed, the
+//! two sides probe each other's published endpoints directly
+//! (`PATH_PROBE`, sealed in the session); a probe that arrives directly is
+//! answered directly (`PATH_PROBE_REPLY`), and a reply that arrives
+//! directly proves the path both ways: the member goes direct. The probes
+//! of both sides also open their NATs' filters for each other, which is
+//! how cone NATs get punched without a coordinator.
+//!
+//! **Timed punches.** The probes must cross: a Linux router (conntrack
+//! `masquerade`, most home routers) that gets a probe before its own host
+//! has sent anything to the prober keeps an entry for it, and the host's
+//! own datagrams to the prober then leave from another port, which the
+//! prober's router filters. So the side with the lower node id leads, the
+//! way libp2p's DCUtR does: it sends `PUNCH_REQUEST` (step 1) through the
+//! relay; the other answers at once with `PUNCH_NOTIFY`; the leader, now
+//! knowing the relay path's round trip, sends `PUNCH_REQUEST` (step 2)
+//! and probes half a round trip later, when step 2 arrives and the other
+//! probes. Before the timed attempts come [`PUNCH_QUICK_TRIES`] quick ones
+//! from both sides, 10 s apart, as soon as the pair is relayed: each side
+//! probes and asks the other to probe at once. They get most pairs direct
+//! within seconds, on lossy links too. Then the gaps are [`PUNCH_QUIET`],
+//! longer than conntrack keeps an unanswered entry (any direct datagram in
+//! between would keep the routers' entries alive), and later grow to
+//! [`PUNCH_GAP_MAX`] ([`punch_gap`]). An older node answers any `PUNCH_REQUEST` by
+//! probing at once and never sends `PUNCH_NOTIFY`; the leader then probes
+//! after [`PUNCH_REPLY_WAIT`].
 
 use core::net::SocketAddr;
 
@@ -39,8 +58,36 @@ pub const RELAY_TICK: Duration = Duration::from_millis(250);
 pub const RELAY_HEADROOM: usize = TRANSPORT_HEADER_LEN + 1 + 16;
 /// How long a direct handshake may go unanswered before relaying.
 pub const RELAY_AFTER: Duration = Duration::from_secs(2);
-/// How often a relayed member's direct endpoints are probed.
+/// How long a probe nonce stays the one a reply must carry.
 pub const UPGRADE_INTERVAL: Duration = Duration::from_secs(10);
+/// The wait before a timed punch attempt: longer than Linux conntrack
+/// keeps an entry nobody answered (`nf_conntrack_udp_timeout`, 30 s), plus
+/// the two sides' quick attempts being up to [`UPGRADE_INTERVAL`] apart.
+pub const PUNCH_QUIET: Duration = Duration::from_secs(45);
+/// The longest wait between punch attempts.
+pub const PUNCH_GAP_MAX: Duration = Duration::from_secs(280);
+/// How long the leader waits for `PUNCH_NOTIFY` before probing anyway.
+pub const PUNCH_REPLY_WAIT: Duration = Duration::from_secs(2);
+/// Quick punch attempts, [`UPGRADE_INTERVAL`] apart, that both sides make
+/// (each probes and asks the other to probe at once) before the timed
+/// ones: they get most pairs direct within seconds, on lossy links too,
+/// but between two Linux routers they keep the stray entries alive.
+pub const PUNCH_QUICK_TRIES: u16 = 4;
+
+/// The wait after punch attempt `tries` (0 for the first) before the next:
+/// [`UPGRADE_INTERVAL`] between the quick ones, then [`PUNCH_QUIET`] three
+/// times, then twice as long each time up to [`PUNCH_GAP_MAX`].
+pub fn punch_gap(tries: u16) -> Duration {
+    let quick = PUNCH_QUICK_TRIES - 1;
+    match tries {
+        t if t < quick => UPGRADE_INTERVAL,
+        t if t < quick + 3 => PUNCH_QUIET,
+        t => {
+            let doublings = u32::from(t - quick - 2).min(4);
+            (PUNCH_QUIET * (1 << doublings)).min(PUNCH_GAP_MAX)
+        }
+    }
+}
 
 impl<P, R, V, S, T, L, W, const E: usize, const A: usize, const Q: usize, const H: usize, const F: usize>
     Node<P, R, V, S, T, L, W, E, A, Q, H, F>
@@ -205,7 +252,9 @@ where
                     .connecting_since
                     .is_some_and(|t| now.saturating_since(t) >= RELAY_AFTER);
                 let stuck = !m.up && waited;
-                let probe = m.up && m.via.is_some() && m.next_probe.is_none_or(|t| now >= t);
+                // Both sides make the quick attempts; the lower id leads
+                // the timed ones.
+                let probe = m.up && m.via.is_some() && (m.punch_tries < PUNCH_QUICK_TRIES || self.id < m.id);
                 (m.next_active, stuck, probe)
             };
             cursor = next;
@@ -235,12 +284,83 @@ where
                 }
             }
             if wants_probe {
-                // Ask it (through the relay, end to end) to probe us at
-                // the same moment, so both NATs open for each other.
-                self.queue(super::sync::Intent::Punch { to: slot });
-                self.probe_direct(now, slot);
+                if let Some(due) = self.punch_step(now, slot) {
+                    wake = Some(wake.map_or(due, |w| w.min(due)));
+                }
             }
         }
         self.relay_wake = wake;
+    }
+
+    /// Moves the punch this node leads with the relayed member in `slot`
+    /// on (see the module docs); returns when it needs to be called again.
+    fn punch_step(&mut self, now: Instant, slot: u16) -> Option<Instant> {
+        use super::member::Punch;
+        let nonce = self.rng.next_u64();
+        let m = self.members.as_mut()[slot as usize].as_mut()?;
+        let tries = m.punch_tries;
+        let at = m.next_probe.unwrap_or(now);
+        let (probe, step) = match m.punch {
+            Punch::Idle if now < at => return Some(at),
+            // A quick attempt: ask it (through the relay, end to end) to
+            // probe us, and probe now.
+            Punch::Idle if tries < PUNCH_QUICK_TRIES => (true, 0),
+            Punch::Idle => {
+                m.punch = Punch::Waiting;
+                m.next_probe = Some(now);
+                m.probe_nonce = nonce;
+                (false, 1)
+            }
+            // No answer: an older node (it probed when asked), or lost.
+            Punch::Waiting if now >= at + PUNCH_REPLY_WAIT => (true, u8::MAX),
+            Punch::Waiting => return Some(at + PUNCH_REPLY_WAIT),
+            Punch::ProbeAt if now >= at => (true, u8::MAX),
+            Punch::ProbeAt => return Some(at),
+        };
+        if step <= 1 {
+            m.punch_tries = tries.saturating_add(1);
+            self.queue(super::sync::Intent::Punch { to: slot, step, nonce });
+        }
+        if !probe {
+            return Some(now + PUNCH_REPLY_WAIT);
+        }
+        // Probes out; the next attempt after this one's gap.
+        let next = Some(now + punch_gap(self.members.as_ref()[slot as usize].as_ref()?.punch_tries - 1));
+        if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+            m.punch = Punch::Idle;
+        }
+        self.probe_direct(now, slot);
+        self.keep_next_probe(slot, next);
+        next
+    }
+
+    /// Puts back the attempt's gap that `probe_direct` replaced.
+    fn keep_next_probe(&mut self, slot: u16, next: Option<Instant>) {
+        if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+            m.next_probe = next;
+        }
+    }
+
+    /// The member in `slot` is ready for the timed punch `nonce` we lead:
+    /// tell it to probe, and probe when that reaches it, half the round
+    /// trip through the relay from now.
+    pub(crate) fn punch_ready(&mut self, now: Instant, slot: u16, nonce: u64) {
+        use super::member::Punch;
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        if m.punch != Punch::Waiting || m.probe_nonce != nonce || !m.up || m.via.is_none() {
+            return;
+        }
+        let sent = m.next_probe.unwrap_or(now);
+        let at = now + now.saturating_since(sent) / 2;
+        m.punch = Punch::ProbeAt;
+        m.next_probe = Some(at);
+        self.queue(super::sync::Intent::Punch {
+            to: slot,
+            step: 2,
+            nonce,
+        });
+        self.relay_wake = Some(self.relay_wake.map_or(at, |w| w.min(at)));
     }
 }

@@ -112,8 +112,13 @@ pub(crate) enum Intent {
     },
     /// This node is leaving the mesh.
     Goodbye { to: u16 },
-    /// Asks a relayed member to probe our endpoints now.
-    Punch { to: u16 },
+    /// `PUNCH_REQUEST` to a relayed member: probe our endpoints now
+    /// (`step` 0, or 2 with the nonce of a timed punch), or get ready for
+    /// a timed punch (`step` 1: answer with `PUNCH_NOTIFY`). See
+    /// `node::relay`.
+    Punch { to: u16, step: u8, nonce: u64 },
+    /// `PUNCH_NOTIFY`: ready for the timed punch with this nonce.
+    PunchReady { to: u16, nonce: u64 },
     /// Our session with the member is on demand (`ControlKind::ON_DEMAND`).
     OnDemand { to: u16 },
     /// What we read (`ControlKind::FEATURES`).
@@ -270,6 +275,8 @@ where
                         m.via = None;
                         m.endpoint = Some(addr);
                         m.next_probe = None;
+                        m.punch = super::member::Punch::Idle;
+                        m.punch_tries = 0;
                         let id = m.id;
                         self.push_event(Event::PathChanged(id));
                     }
@@ -288,8 +295,20 @@ where
             }
             ControlKind::PUNCH_REQUEST => {
                 let m = self.members.as_ref()[slot as usize].as_ref().expect("member slot");
-                if m.up && m.via.is_some() {
-                    self.probe_direct(now, slot);
+                if !(m.up && m.via.is_some()) {
+                    return Ok(());
+                }
+                match parse_punch(payload) {
+                    // Get ready: say so at once, probe when told.
+                    Some((1, nonce)) => self.queue(Intent::PunchReady { to: slot, nonce }),
+                    // Now (a timed punch, or an older node's request).
+                    _ => self.probe_direct(now, slot),
+                }
+                Ok(())
+            }
+            ControlKind::PUNCH_NOTIFY => {
+                if let Some((1, nonce)) = parse_punch(payload) {
+                    self.punch_ready(now, slot, nonce);
                 }
                 Ok(())
             }
@@ -872,7 +891,8 @@ where
                 | Intent::Observed { to, .. }
                 | Intent::Probe { to, .. }
                 | Intent::Goodbye { to }
-                | Intent::Punch { to }
+                | Intent::Punch { to, .. }
+                | Intent::PunchReady { to, .. }
                 | Intent::OnDemand { to }
                 | Intent::Features { to } => *to,
             };
@@ -945,7 +965,17 @@ where
                 }
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
                 Intent::Goodbye { .. } => Some((ControlKind::GOODBYE, 0)),
-                Intent::Punch { .. } => Some((ControlKind::PUNCH_REQUEST, 0)),
+                Intent::Punch { step: 0, .. } => Some((ControlKind::PUNCH_REQUEST, 0)),
+                Intent::Punch { step, nonce, .. } => {
+                    body[0] = step;
+                    body[1..9].copy_from_slice(&nonce.to_le_bytes());
+                    Some((ControlKind::PUNCH_REQUEST, 9))
+                }
+                Intent::PunchReady { nonce, .. } => {
+                    body[0] = 1;
+                    body[1..9].copy_from_slice(&nonce.to_le_bytes());
+                    Some((ControlKind::PUNCH_NOTIFY, 9))
+                }
                 Intent::OnDemand { .. } => Some((ControlKind::ON_DEMAND, 0)),
                 Intent::Features { .. } => Some((ControlKind::FEATURES, Features::OURS.emit(body))),
                 Intent::Probe { nonce, reply, .. } => {
@@ -1088,6 +1118,12 @@ where
     pub(crate) fn tell_observed(&mut self, slot: u16, addr: SocketAddr) {
         self.queue(Intent::Observed { to: slot, addr });
     }
+}
+
+/// A punch payload: step and nonce (empty: an older node's plain request).
+fn parse_punch(payload: &[u8]) -> Option<(u8, u64)> {
+    let b = payload.get(..9)?;
+    Some((b[0], u64::from_le_bytes(crate::wire::array(b, 1))))
 }
 
 fn emit_addr(addr: &SocketAddr, out: &mut [u8]) -> usize {

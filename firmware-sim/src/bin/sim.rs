@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]
-//!     [--nat-mix none,full,restricted,port,symmetric] [--networks K]
+//!     [--nat-mix none,full,restricted,port,symmetric,linux] [--networks K]
 //!     [--partition-at SECS --heal-at SECS] [--deadline SECS]
 //! sim --embedded-budget
 //! ```
@@ -22,7 +22,7 @@ use kairos_core::token::NetworkKeys;
 fn usage() -> ExitCode {
     eprintln!(
         "usage: sim --nodes N --seed S [--loss P] [--jitter-ms MS] [--reorder P --reorder-ms MS] [--duplicate P]\n\
-         \x20          [--nat-mix none,full,restricted,port,symmetric] [--networks K]\n\
+         \x20          [--nat-mix none,full,restricted,port,symmetric,linux] [--networks K]\n\
          \x20          [--partition-at SECS --heal-at SECS] [--deadline SECS]\n\
          \x20      sim --embedded-budget\n\
          Runs N simulated mesh nodes (node 0 public, the bootstrap; the others on its LAN for `none`,\n\

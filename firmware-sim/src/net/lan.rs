@@ -78,7 +78,7 @@ pub(crate) enum Gateway {
     /// Hosts have public addresses.
     Public,
     /// Hosts have private addresses behind a NAT.
-    Nat { subnet: Subnet, nat: NatBox },
+    Nat { subnet: Subnet, nat: Box<NatBox> },
 }
 
 /// A LAN in the running network.

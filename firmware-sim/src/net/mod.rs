@@ -246,7 +246,7 @@ impl Network {
                 };
                 Gateway::Nat {
                     subnet,
-                    nat: NatBox::new(nat, ip),
+                    nat: Box::new(NatBox::new(nat, ip)),
                 }
             }
         };
@@ -343,7 +343,7 @@ impl Network {
             panic!("LAN {lan:?} has no NAT");
         };
         let old = nat.public_ip();
-        *nat = NatBox::new(*nat.config(), ip.unwrap_or(old));
+        **nat = NatBox::new(*nat.config(), ip.unwrap_or(old));
         if let Some(ip) = ip {
             self.public.remove(&old);
             self.public.insert(ip, PublicOwner::Nat(lan));

@@ -44,6 +44,10 @@ pub enum NatKind {
     /// Address-and-port-dependent mapping (a new external port per
     /// destination) and address-and-port-dependent filtering.
     Symmetric,
+    /// A Linux router that NATs with `masquerade` (most home routers):
+    /// port-restricted cone as long as ports do not clash, but the state is
+    /// conntrack's, one entry per flow ([`NatConfig::conntrack`]).
+    LinuxConntrack,
 }
 
 /// How a NAT reuses an external port for one internal address:port (RFC 4787
@@ -106,7 +110,21 @@ pub struct NatConfig {
     /// looped back (translated as if it came from outside, filters
     /// included). Default true (RFC 4787 REQ-9).
     pub hairpin: bool,
+    /// Linux conntrack's state instead of one mapping per internal port:
+    /// an entry per flow (internal endpoint, remote endpoint) that keeps
+    /// the internal port unless that (external port, remote) pair is taken;
+    /// and an inbound datagram that matches no flow is not only dropped but
+    /// leaves an unreplied entry for its (external port, remote), as the
+    /// router's own conntrack does for a datagram to itself. Such an entry
+    /// takes the pair, so a host behind the NAT that then sends to that
+    /// remote leaves from another port. Entries never answered live
+    /// [`UNREPLIED_TIMEOUT`]. Set by [`NatKind::LinuxConntrack`].
+    pub conntrack: bool,
 }
+
+/// How long a conntrack entry that was never answered lives (Linux's
+/// `nf_conntrack_udp_timeout`, 30 s).
+pub const UNREPLIED_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl NatConfig {
     /// A NAT of this kind with the defaults.
@@ -118,14 +136,18 @@ impl NatConfig {
             NatKind::RestrictedCone => (M::EndpointIndependent, F::AddressDependent),
             NatKind::PortRestrictedCone => (M::EndpointIndependent, F::AddressAndPortDependent),
             NatKind::Symmetric => (M::AddressAndPortDependent, F::AddressAndPortDependent),
+            NatKind::LinuxConntrack => (M::AddressAndPortDependent, F::AddressAndPortDependent),
         };
+        let conntrack = matches!(kind, NatKind::LinuxConntrack);
         NatConfig {
             mapping,
             filtering,
             port_allocation: PortAllocation::Preserve,
             mapping_timeout: DEFAULT_MAPPING_TIMEOUT,
-            refresh_on_inbound: false,
+            // conntrack refreshes an entry on every datagram, either way.
+            refresh_on_inbound: conntrack,
             hairpin: true,
+            conntrack,
         }
     }
     /// With this mapping behaviour.
@@ -176,6 +198,18 @@ struct Mapping {
     last_active: Instant,
 }
 
+/// A conntrack entry of a [`NatConfig::conntrack`] NAT, keyed by (external
+/// port, remote endpoint).
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    /// The host behind the NAT; `None` for an entry left by an inbound
+    /// datagram that matched no flow.
+    internal: Option<SocketAddrV4>,
+    /// Whether datagrams went both ways (then it lives `mapping_timeout`).
+    replied: bool,
+    last_active: Instant,
+}
+
 /// A NAT's translation state.
 #[derive(Debug)]
 pub(crate) struct NatBox {
@@ -187,6 +221,10 @@ pub(crate) struct NatBox {
     inbound: AddrMap<u16, Mapping>,
     /// (external port, remote key) -> when the host last sent there.
     permits: AddrMap<(u16, SocketAddrV4), Instant>,
+    /// Conntrack NATs: (external port, remote) -> flow.
+    flows: AddrMap<(u16, SocketAddrV4), Flow>,
+    /// Conntrack NATs: (internal, remote) -> external port.
+    flow_ports: AddrMap<(SocketAddrV4, SocketAddrV4), u16>,
     next_sweep: Instant,
     next_port: u16,
 }
@@ -199,6 +237,8 @@ impl NatBox {
             outbound: AddrMap::default(),
             inbound: AddrMap::default(),
             permits: AddrMap::default(),
+            flows: AddrMap::default(),
+            flow_ports: AddrMap::default(),
             next_sweep: Instant::ZERO + cfg.mapping_timeout,
             next_port: *PORT_RANGE.start(),
         }
@@ -241,6 +281,110 @@ impl NatBox {
         (m.internal == src && m.dest == dest && self.live(m.last_active, at)).then_some(port)
     }
 
+    /// Whether a conntrack flow is alive at `at`.
+    fn flow_live(&self, f: &Flow, at: Instant) -> bool {
+        let timeout = if f.replied {
+            self.cfg.mapping_timeout
+        } else {
+            UNREPLIED_TIMEOUT
+        };
+        at < f.last_active + timeout
+    }
+
+    /// The live flow on (external port, remote), if any.
+    fn live_flow(&self, at: Instant, port: u16, remote: SocketAddrV4) -> Option<Flow> {
+        self.flows
+            .get(&(port, remote))
+            .copied()
+            .filter(|f| self.flow_live(f, at))
+    }
+
+    /// The external port of the live flow from `src` to `dst`, if any.
+    fn flow_port(&self, at: Instant, src: SocketAddrV4, dst: SocketAddrV4) -> Option<u16> {
+        let port = *self.flow_ports.get(&(src, dst))?;
+        let f = self.live_flow(at, port, dst)?;
+        (f.internal == Some(src)).then_some(port)
+    }
+
+    /// [`Self::outbound`] of a conntrack NAT: the flow's port, else the
+    /// source port if no live entry holds it towards `dst`, else another.
+    fn conntrack_outbound(
+        &mut self,
+        at: Instant,
+        rng: &mut ChaCha8Rng,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) -> Result<SocketAddrV4, DropReason> {
+        let port = match self.flow_port(at, src, dst) {
+            Some(p) => p,
+            None => {
+                let free = |nat: &Self, p: u16| nat.live_flow(at, p, dst).is_none();
+                let (lo, hi) = (*PORT_RANGE.start(), *PORT_RANGE.end());
+                let span = (hi - lo) as u32 + 1;
+                let preferred = src.port();
+                let p = if preferred != 0 && free(self, preferred) {
+                    Some(preferred)
+                } else {
+                    (0..16)
+                        .map(|_| lo + (rng.next_u32() % span) as u16)
+                        .find(|p| free(self, *p))
+                        .or_else(|| (lo..=hi).find(|p| free(self, *p)))
+                };
+                let p = p.ok_or(DropReason::NatPortsExhausted)?;
+                self.flow_ports.insert((src, dst), p);
+                p
+            }
+        };
+        let replied = self.live_flow(at, port, dst).is_some_and(|f| f.replied);
+        self.flows.insert(
+            (port, dst),
+            Flow {
+                internal: Some(src),
+                replied,
+                last_active: at,
+            },
+        );
+        Ok(SocketAddrV4::new(self.public_ip, port))
+    }
+
+    /// [`Self::inbound`] of a conntrack NAT: only a datagram of a live flow
+    /// gets in; any other leaves (or refreshes) an unreplied entry.
+    fn conntrack_inbound(
+        &mut self,
+        at: Instant,
+        from: SocketAddrV4,
+        ext_port: u16,
+    ) -> Result<SocketAddrV4, DropReason> {
+        match self.live_flow(at, ext_port, from) {
+            Some(Flow {
+                internal: Some(internal),
+                ..
+            }) => {
+                self.flows.insert(
+                    (ext_port, from),
+                    Flow {
+                        internal: Some(internal),
+                        replied: true,
+                        last_active: at,
+                    },
+                );
+                Ok(internal)
+            }
+            stray => {
+                let replied = stray.is_some_and(|f| f.replied);
+                self.flows.insert(
+                    (ext_port, from),
+                    Flow {
+                        internal: None,
+                        replied,
+                        last_active: at,
+                    },
+                );
+                Err(DropReason::NatFilter)
+            }
+        }
+    }
+
     /// Translates a datagram from `src` (inside) to `dst` (outside) at `at`:
     /// the external source address it leaves with.
     pub(crate) fn outbound(
@@ -251,6 +395,9 @@ impl NatBox {
         dst: SocketAddrV4,
     ) -> Result<SocketAddrV4, DropReason> {
         self.sweep(at);
+        if self.cfg.conntrack {
+            return self.conntrack_outbound(at, rng, src, dst);
+        }
         let dest = self.mapping_key(dst);
         let port = match self.live_port(at, src, dest) {
             Some(p) => p,
@@ -287,6 +434,9 @@ impl NatBox {
         ext_port: u16,
     ) -> Result<SocketAddrV4, DropReason> {
         self.sweep(at);
+        if self.cfg.conntrack {
+            return self.conntrack_inbound(at, from, ext_port);
+        }
         let timeout = self.cfg.mapping_timeout;
         let Some(m) = self
             .inbound
@@ -320,12 +470,24 @@ impl NatBox {
     /// The external address `src` would leave with towards `dst`, if a live
     /// mapping exists (read-only; for tests and assertions).
     pub(crate) fn mapping_for(&self, at: Instant, src: SocketAddrV4, dst: SocketAddrV4) -> Option<SocketAddrV4> {
+        if self.cfg.conntrack {
+            return self
+                .flow_port(at, src, dst)
+                .map(|p| SocketAddrV4::new(self.public_ip, p));
+        }
         self.live_port(at, src, self.mapping_key(dst))
             .map(|p| SocketAddrV4::new(self.public_ip, p))
     }
 
     /// Live mappings at `at`.
     pub(crate) fn live_mappings(&self, at: Instant) -> usize {
+        if self.cfg.conntrack {
+            return self
+                .flows
+                .values()
+                .filter(|f| f.internal.is_some() && self.flow_live(f, at))
+                .count();
+        }
         self.inbound.values().filter(|m| self.live(m.last_active, at)).count()
     }
 
@@ -390,6 +552,11 @@ impl NatBox {
         self.outbound
             .retain(|(src, dest), port| inbound.get(port).is_some_and(|m| m.internal == *src && m.dest == *dest));
         self.permits.retain(|_, t| at < *t + timeout);
+        let longest = timeout.max(UNREPLIED_TIMEOUT);
+        self.flows.retain(|_, f| at < f.last_active + longest);
+        let flows = &self.flows;
+        self.flow_ports
+            .retain(|(src, dst), port| flows.get(&(*port, *dst)).is_some_and(|f| f.internal == Some(*src)));
     }
 }
 
@@ -431,6 +598,42 @@ mod tests {
         assert_ne!(c.port(), 5000);
         assert!(PORT_RANGE.contains(&c.port()));
         assert_eq!(n.live_mappings(T0), 2);
+    }
+
+    #[test]
+    fn conntrack_keeps_the_port_per_flow_until_a_stray_datagram_takes_it() {
+        let (mut n, mut r) = nat(NatKind::LinuxConntrack.into());
+        let (a, b) = (sa("10.0.1.2:51820"), sa("10.0.1.3:51820"));
+        let (x, y) = (sa("198.51.100.1:51820"), sa("198.51.100.2:51820"));
+        // Two hosts keep port 51820 towards different remotes, like EIM.
+        assert_eq!(n.outbound(T0, &mut r, a, x).unwrap().port(), 51820);
+        assert_eq!(n.outbound(T0, &mut r, b, y).unwrap().port(), 51820);
+        assert_ne!(
+            n.outbound(T0, &mut r, a, y).unwrap().port(),
+            51820,
+            "b holds it towards y"
+        );
+        assert_eq!(n.inbound(T0, x, 51820), Ok(a), "x answers a");
+        // A remote nobody sent to is dropped, and its datagram takes
+        // (51820, z): a host that now sends to z leaves from another port.
+        let z = sa("198.51.100.3:51820");
+        assert_eq!(n.inbound(T0, z, 51820), Err(DropReason::NatFilter));
+        let moved = n.outbound(T0 + Duration::from_secs(1), &mut r, a, z).unwrap();
+        assert_ne!(moved.port(), 51820);
+        // The stray entry lives 30 s after z's last datagram; a fresh flow
+        // keeps the port again.
+        let later = T0 + Duration::from_secs(40);
+        let (mut n2, mut r2) = nat(NatKind::LinuxConntrack.into());
+        assert!(n2.inbound(T0, z, 51820).is_err());
+        assert_ne!(
+            n2.outbound(T0 + Duration::from_millis(29_999), &mut r2, a, z)
+                .unwrap()
+                .port(),
+            51820
+        );
+        let (mut n3, mut r3) = nat(NatKind::LinuxConntrack.into());
+        assert!(n3.inbound(T0, z, 51820).is_err());
+        assert_eq!(n3.outbound(later, &mut r3, a, z).unwrap().port(), 51820);
     }
 
     #[test]
@@ -694,6 +897,37 @@ mod tests {
         ] {
             assert!(punch(x, y), "{x:?} <-> {y:?}");
         }
+    }
+
+    /// Two hosts behind Linux NATs: sends that cross in flight get
+    /// through; if one side's first datagram reaches the other's router
+    /// before that side sent, the router's stray entry moves the late
+    /// side's port and both stay filtered (what `nat_cone` shows on real
+    /// routers).
+    #[test]
+    fn conntrack_punch_needs_the_first_sends_to_cross() {
+        use NatKind::LinuxConntrack as L;
+        assert!(punch(L, L), "simultaneous sends cross");
+        let mut net = Network::new(5);
+        let (lx, ly, ls) = (
+            net.add_lan(LanConfig::behind_nat(L.into())),
+            net.add_lan(LanConfig::behind_nat(L.into())),
+            net.add_lan(LanConfig::public()),
+        );
+        let (a, b, s) = (net.add_host(lx), net.add_host(ly), net.add_host(ls));
+        let obs = SocketAddr::new(net.host_addr(s), 3478);
+        net.send(Instant::ZERO, a, 51820, obs, b"a");
+        net.send(Instant::ZERO, b, 51820, obs, b"b");
+        let seen = drain(&mut net);
+        let mapped = |h| seen.iter().find(|d| d.bytes == [h]).unwrap().from;
+        let (a_to, b_to) = (mapped(b'b'), mapped(b'a'));
+        // a first; b only once a's datagram has come and gone.
+        assert!(!reaches(&mut net, Instant::from_secs(1), a, 51820, a_to, b));
+        let heard = (0..5u64).any(|round| {
+            let now = Instant::from_secs(2) + Duration::from_millis(200 * round);
+            reaches(&mut net, now, b, 51820, b_to, a) | reaches(&mut net, now, a, 51820, a_to, b)
+        });
+        assert!(!heard, "the stray entry keeps them apart");
     }
 
     #[test]

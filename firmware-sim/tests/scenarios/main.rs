@@ -369,3 +369,68 @@ fn a_node_talking_to_everyone_is_not_flooded_with_gossip() {
         got[0]
     );
 }
+
+/// Two nodes behind Linux routers (conntrack `masquerade`, most home
+/// routers) end on a direct path, for several seeds. The first datagram
+/// one side sends to the other's public endpoint must not arrive before
+/// the other has sent towards it (the router would keep an entry that moves
+/// the late side's port), so the two sides' punches are timed to cross.
+#[test]
+fn two_nodes_behind_linux_nats_end_direct() {
+    for seed in 1..=6 {
+        let mut w = behind_nats(seed, &[NatKind::LinuxConntrack, NatKind::LinuxConntrack]);
+        assert!(run_until(&mut w, Duration::from_secs(20), |w| w.hosts[1]
+            .node
+            .members()
+            .count()
+            == 2));
+        assert!(
+            reach(&mut w, 1, 2, 1) && reach(&mut w, 2, 1, 2),
+            "seed {seed}: they talk"
+        );
+        let (one, two) = (w.id(1), w.id(2));
+        let direct = |w: &World| {
+            matches!(w.hosts[1].node.path(&two), Some(Path::Direct(_)))
+                && matches!(w.hosts[2].node.path(&one), Some(Path::Direct(_)))
+        };
+        assert!(
+            run_until(&mut w, Duration::from_secs(120), direct),
+            "seed {seed}: still relayed at {:?}",
+            w.now()
+        );
+        assert!(reach(&mut w, 1, 2, 3) && reach(&mut w, 2, 1, 4));
+        eprintln!("seed {seed}: direct at {:?}", w.now());
+    }
+}
+
+/// Six nodes behind six Linux routers: every pair that traffic connects
+/// ends direct.
+#[test]
+fn six_nodes_behind_linux_nats_all_end_direct() {
+    let mut w = behind_nats(9, &[NatKind::LinuxConntrack; 6]);
+    assert!(run_until(&mut w, Duration::from_secs(20), |w| w.hosts[1..]
+        .iter()
+        .all(|h| h.node.members().count() == 6)));
+    let mut marker = 0;
+    for a in 1..=6 {
+        for b in 1..=6 {
+            if a != b {
+                marker += 1;
+                assert!(reach(&mut w, a, b, marker), "{a} -> {b}");
+            }
+        }
+    }
+    let all_direct = |w: &World| {
+        (1..=6).all(|a| {
+            (1..=6)
+                .filter(|b| *b != a)
+                .all(|b| matches!(w.hosts[a].node.path(&w.id(b)), Some(Path::Direct(_))))
+        })
+    };
+    assert!(
+        run_until(&mut w, Duration::from_secs(200), all_direct),
+        "still relayed at {:?}",
+        w.now()
+    );
+    eprintln!("all 30 directions direct at {:?}", w.now());
+}
