@@ -849,11 +849,10 @@ mod tests {
         }
     }
 
-    /// Two hosts behind NATs of kinds `x` and `y` learn their mappings from a
-    /// public observer, then both send to the other's observed mapping at
-    /// the same time, a few rounds, each replying to the address it last
-    /// heard the other from. Whether both sides heard each other.
-    fn punch(x: NatKind, y: NatKind) -> bool {
+    /// Hosts `a` and `b` behind NATs of kinds `x` and `y` that learned their
+    /// mappings from a public observer: the network, the hosts, and where
+    /// each is to send to reach the other.
+    fn met(x: NatKind, y: NatKind) -> (Network, HostId, HostId, SocketAddr, SocketAddr) {
         let mut net = Network::new(5);
         let (lx, ly, ls) = (
             net.add_lan(LanConfig::behind_nat(x.into())),
@@ -866,8 +865,16 @@ mod tests {
         net.send(Instant::ZERO, b, 51820, obs, b"b");
         let seen = drain(&mut net);
         let mapped = |h| seen.iter().find(|d| d.bytes == [h]).unwrap().from;
+        (net, a, b, mapped(b'b'), mapped(b'a'))
+    }
+
+    /// Two hosts behind NATs of kinds `x` and `y` learn their mappings from a
+    /// public observer, then both send to the other's observed mapping at
+    /// the same time, a few rounds, each replying to the address it last
+    /// heard the other from. Whether both sides heard each other.
+    fn punch(x: NatKind, y: NatKind) -> bool {
         // The rendezvous tells each the other's observed mapping.
-        let (mut a_to, mut b_to) = (mapped(b'b'), mapped(b'a'));
+        let (mut net, a, b, mut a_to, mut b_to) = met(x, y);
         let (mut a_heard, mut b_heard) = (false, false);
         for round in 0..5u64 {
             let now = Instant::from_secs(1) + Duration::from_millis(200 * round);
@@ -908,19 +915,7 @@ mod tests {
     fn conntrack_punch_needs_the_first_sends_to_cross() {
         use NatKind::LinuxConntrack as L;
         assert!(punch(L, L), "simultaneous sends cross");
-        let mut net = Network::new(5);
-        let (lx, ly, ls) = (
-            net.add_lan(LanConfig::behind_nat(L.into())),
-            net.add_lan(LanConfig::behind_nat(L.into())),
-            net.add_lan(LanConfig::public()),
-        );
-        let (a, b, s) = (net.add_host(lx), net.add_host(ly), net.add_host(ls));
-        let obs = SocketAddr::new(net.host_addr(s), 3478);
-        net.send(Instant::ZERO, a, 51820, obs, b"a");
-        net.send(Instant::ZERO, b, 51820, obs, b"b");
-        let seen = drain(&mut net);
-        let mapped = |h| seen.iter().find(|d| d.bytes == [h]).unwrap().from;
-        let (a_to, b_to) = (mapped(b'b'), mapped(b'a'));
+        let (mut net, a, b, a_to, b_to) = met(L, L);
         // a first; b only once a's datagram has come and gone.
         assert!(!reaches(&mut net, Instant::from_secs(1), a, 51820, a_to, b));
         let heard = (0..5u64).any(|round| {
