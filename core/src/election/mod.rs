@@ -46,7 +46,7 @@ pub use participant::{Participant, Write, Writes};
 pub use record::{
     Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN,
 };
-pub use rule::{elect, Master, Outcome, Status, Wait};
+pub use rule::{elect, Master, Outcome, Status, Wait, MEET_FIRST};
 pub use view::{read_view, MemberView, View};
 
 use crate::ledger::buckets::{ROLE_MASTER, ROLE_MASTER_CLUSTERINIT, ROLE_MASTER_HA, ROLE_WORKER};
@@ -104,14 +104,20 @@ pub struct ElectionConfig {
     /// With dynamic roles: how long a master may be gone (no live
     /// advertisement) before it is replaced. `None`: never replaced.
     pub dynamic_roles: Option<Duration>,
+    /// How long a starting member only promises and accepts before it
+    /// starts ballots or proposes ([`MEET_FIRST`] in a node, see
+    /// `node::RoleConfig`; zero here).
+    pub meet_first: Duration,
 }
 
 impl ElectionConfig {
-    /// Kairos' defaults: 2 nodes, no HA, no dynamic roles.
+    /// Kairos' defaults: 2 nodes, no HA, no dynamic roles (and no
+    /// listening first).
     pub const DEFAULT: ElectionConfig = ElectionConfig {
         minimum_nodes: 2,
         ha_masters: 1,
         dynamic_roles: None,
+        meet_first: Duration::ZERO,
     };
 
     /// A checked configuration: `ha_masters` must be 1..=[`MAX_MASTERS`].
@@ -123,7 +129,14 @@ impl ElectionConfig {
             minimum_nodes,
             ha_masters,
             dynamic_roles,
+            meet_first: Duration::ZERO,
         })
+    }
+
+    /// With this [`Self::meet_first`].
+    pub const fn with_meet_first(mut self, d: Duration) -> Self {
+        self.meet_first = d;
+        self
     }
 
     /// Whether more than one master is wanted.

@@ -101,7 +101,8 @@ impl Participant {
         restored: Option<&[u8]>,
         now: Instant,
     ) -> Result<Self, ElectionError> {
-        let config = ElectionConfig::new(config.minimum_nodes, config.ha_masters, config.dynamic_roles)?;
+        let config = ElectionConfig::new(config.minimum_nodes, config.ha_masters, config.dynamic_roles)?
+            .with_meet_first(config.meet_first);
         let mut id = String::new();
         if network_id.is_empty() || id.push_str(network_id).is_err() {
             return Err(ElectionError::NetworkIdLength);
@@ -412,7 +413,7 @@ mod tests {
         // Stated in docs/roles.md (x86_64).
         assert_eq!(core::mem::size_of::<MemberView>(), 168);
         assert_eq!(core::mem::size_of::<Outcome>(), 632);
-        assert_eq!(core::mem::size_of::<Participant>(), 704);
+        assert_eq!(core::mem::size_of::<Participant>(), 720);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use super::record::{DeployedAs, Deployment, ForcedRole, Vote};
 use super::view::{MemberView, View};
 use super::{ElectionConfig, Role, MAX_MASTERS};
 use crate::identity::NodeId;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 /// A master in an [`Outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +88,17 @@ pub enum Wait {
     },
     /// No live member may become master (all forced workers).
     NoCandidate,
+    /// This member started less than [`ElectionConfig::meet_first`] ago: it
+    /// promises and accepts but starts no ballot and proposes nothing yet.
+    Meeting,
 }
+
+/// How long a starting node only listens before it starts ballots or
+/// proposes ([`ElectionConfig::meet_first`] of every node): members that boot together on a LAN hear each other's second
+/// beacon a second after starting, and a member that counted a quorum
+/// among the one or two it met first could be elected beside another
+/// (the safety argument holds among members that know each other).
+pub const MEET_FIRST: Duration = Duration::from_secs(2);
 
 /// Where the election stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,7 +348,7 @@ pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
         let void = |c: Option<NodeId>| c.and_then(|c| view.get(&c)).is_some_and(|m| !m.eligible(dynamic));
         let void = void(t.winner.map(|w| w.candidate)) || void(t.constraint);
         let mut o = Outcome::waiting(Wait::NoCandidate);
-        open(&mut o, view, config, top_epoch + void as u32, false);
+        open(&mut o, view, config, top_epoch + void as u32, false, now);
         return o;
     };
     let mut o = Outcome::waiting(Wait::NoCandidate);
@@ -381,7 +391,7 @@ pub fn elect(view: &View, config: &ElectionConfig, now: Instant) -> Outcome {
     if !config.ha() {
         o.push(primary);
         if gone {
-            open(&mut o, view, config, (p.epoch + 1).max(top_epoch), true);
+            open(&mut o, view, config, (p.epoch + 1).max(top_epoch), true, now);
         }
         return o;
     }
@@ -428,24 +438,31 @@ fn forced_primaries(view: &View, config: &ElectionConfig) -> Outcome {
 
 /// Opens the election of `epoch`: what members do next, and why no
 /// primary is chosen yet.
-fn open(o: &mut Outcome, view: &View, config: &ElectionConfig, epoch: u32, replacing: bool) {
+fn open(o: &mut Outcome, view: &View, config: &ElectionConfig, epoch: u32, replacing: bool, now: Instant) {
     let dynamic = config.dynamic_roles.is_some();
     let live = view.live();
     let t = tally(view, epoch);
     let best = best_candidate(view, dynamic);
     let enough = live >= config.minimum();
+    let met_at = view.observing_since + config.meet_first;
+    let meeting = now < met_at;
+    if meeting {
+        o.recheck(met_at);
+    }
     o.election = Some(Election {
         tally: t,
         best,
         proposer: proposer(view),
         owner_live: t.highest.is_some_and(|h| view.get(&h.owner).is_some_and(|m| m.live)),
-        drive: enough && t.winner.is_none(),
+        drive: enough && !meeting && t.winner.is_none(),
     });
     let wait = if !enough {
         Wait::TooFewLive {
             live,
             minimum: config.minimum(),
         }
+    } else if meeting && t.winner.is_none() {
+        Wait::Meeting
     } else if best.is_none() && t.constraint.is_none() && t.proposal.is_none() {
         Wait::NoCandidate
     } else {
@@ -582,6 +599,22 @@ mod tests {
     const MASTER: Option<Role> = Some(Role::Master { cluster_init: false });
     const INIT: Option<Role> = Some(Role::Master { cluster_init: true });
     const WORKER: Option<Role> = Some(Role::Worker);
+
+    /// A node that met one other member 1 s after starting starts no
+    /// ballot until `meet_first` has passed, then the election runs.
+    #[test]
+    fn a_starting_member_meets_first() {
+        let config = ElectionConfig::DEFAULT.with_meet_first(MEET_FIRST);
+        let ms = [live(1), live(2)];
+        let view = View::new(&ms, Instant::from_secs(10));
+        let o = elect(&view, &config, Instant::from_secs(11));
+        assert_eq!(o.status(), Status::Waiting(Wait::Meeting));
+        assert_eq!(o.recheck_at(), Some(Instant::from_secs(12)));
+        assert_eq!(o.vote_for(&ms[0]), ms[0].record.vote, "no ballot started while meeting");
+        let o = elect(&view, &config, Instant::from_secs(12));
+        assert_ne!(o.status(), Status::Waiting(Wait::Meeting));
+        assert_ne!(o.vote_for(&ms[0]), ms[0].record.vote, "the lowest id starts a ballot");
+    }
 
     #[test]
     fn waits_for_minimum_nodes() {

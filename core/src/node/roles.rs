@@ -58,7 +58,10 @@ impl RoleConfig {
     /// forced role (`role: master` / `worker` in the config) or `None`
     /// (`auto`).
     pub fn new(network_id: &str, forced: Option<ForcedRole>, election: ElectionConfig) -> Result<Self, ElectionError> {
-        let election = ElectionConfig::new(election.minimum_nodes, election.ha_masters, election.dynamic_roles)?;
+        // A node always listens first (`MEET_FIRST`): members that boot
+        // together meet before anyone counts a quorum.
+        let election = ElectionConfig::new(election.minimum_nodes, election.ha_masters, election.dynamic_roles)?
+            .with_meet_first(crate::election::MEET_FIRST);
         let mut id = String::new();
         if network_id.is_empty() || id.push_str(network_id).is_err() {
             return Err(ElectionError::NetworkIdLength);

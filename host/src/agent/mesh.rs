@@ -114,6 +114,7 @@ fn role_config(config: &AgentConfig) -> Result<RoleConfig, kairos_core::election
         dynamic_roles: config
             .dynamic_roles
             .then_some(Duration::from_secs(config.mesh.master_timeout_secs.into())),
+        ..ElectionConfig::DEFAULT
     };
     RoleConfig::new(&config.network_id, forced, election)
 }
