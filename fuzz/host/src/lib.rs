@@ -1,5 +1,6 @@
 //! The fuzz targets of the `kairos` host, as plain functions: the config
-//! reader ([`config_yaml`]) and the HTTP API ([`api_requests`]). They reach
+//! reader ([`config_yaml`]), the HTTP API ([`api_requests`]) and the
+//! rootless bridge's SOCKS5 parsers ([`socks_requests`]). They reach
 //! the host through `kairos::fuzzing` (the `fuzzing` feature).
 //!
 //! Each target in `fuzz_targets/` is one line calling `<target>::run`, so
@@ -14,6 +15,7 @@
 pub mod api_requests;
 pub mod config_yaml;
 pub mod input;
+pub mod socks_requests;
 
 /// Replays the committed corpora and regressions: `cargo +nightly test` in
 /// `fuzz/host/`.
@@ -52,6 +54,13 @@ mod replay {
     fn api_requests() {
         replay("api_requests", &|d| {
             crate::api_requests::run(d);
+        });
+    }
+
+    #[test]
+    fn socks_requests() {
+        replay("socks_requests", &|d| {
+            crate::socks_requests::run(d);
         });
     }
 }
