@@ -72,7 +72,8 @@ pub struct NodeConfig {
     /// The longest gap between beacons once the node has settled (they start
     /// at one a second and back off to this).
     pub beacon_interval: Duration,
-    /// Gap between hellos to a bootstrap endpoint that has not answered.
+    /// The longest gap between hellos to a bootstrap endpoint that has not
+    /// answered (the first ones go out faster).
     pub hello_interval: Duration,
     /// Sessions the node keeps up proactively.
     pub neighbors: usize,
@@ -252,6 +253,10 @@ pub struct NodeStats {
 const EVENT_QUEUE: usize = 64;
 /// The first beacons go out this often, then back off to `beacon_interval`.
 const FIRST_BEACON_GAP: Duration = Duration::from_secs(1);
+/// The first hellos to a bootstrap endpoint that has not answered go out
+/// this often (doubling up to `hello_interval`): a bootstrap node that
+/// starts a moment later is met at once.
+const FIRST_HELLO_GAP: Duration = Duration::from_millis(250);
 /// A session with nothing received for this long has gone silent: its
 /// tunnel's new handshakes (WireGuard starts one after `KEEPALIVE_TIMEOUT +
 /// REKEY_TIMEOUT` without an answer) also try the member's published
@@ -263,6 +268,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 struct Bootstrap {
     endpoint: SocketAddr,
     next_hello: Instant,
+    /// The gap after the next hello (from `FIRST_HELLO_GAP` up to
+    /// `hello_interval`; back to the first when the session goes down).
+    hello_gap: Duration,
     /// Whether a session with the member at `endpoint` is up.
     connected: bool,
 }
@@ -397,6 +405,7 @@ where
             .map(|&endpoint| Bootstrap {
                 endpoint,
                 next_hello: Instant::ZERO,
+                hello_gap: FIRST_HELLO_GAP.min(config.hello_interval),
                 connected: false,
             })
             .collect();
@@ -1273,7 +1282,8 @@ where
             });
         }
         if let Some(b) = self.bootstrap.iter_mut().find(|b| !b.connected && now >= b.next_hello) {
-            b.next_hello = now + self.config.hello_interval;
+            b.next_hello = now + b.hello_gap;
+            b.hello_gap = (b.hello_gap * 2).min(self.config.hello_interval);
             let endpoint = b.endpoint;
             let len = self.seal_announce(now, AnnounceKind::Hello, out);
             return Some(Transmit {
@@ -1663,8 +1673,10 @@ where
         self.mark_pending(slot);
         if changed {
             self.ups_dirty = true;
+            let first_gap = FIRST_HELLO_GAP.min(self.config.hello_interval);
             for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
                 b.connected = up;
+                b.hello_gap = first_gap;
             }
         }
         for e in events {
@@ -1699,6 +1711,7 @@ where
             }
             self.greet(slot);
             self.tell_on_demand(now, slot);
+            self.claim_after_up(now);
         }
         if idle {
             self.deactivate(slot);
@@ -1727,8 +1740,10 @@ where
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;
+        let first_gap = FIRST_HELLO_GAP.min(self.config.hello_interval);
         for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
             b.connected = false;
+            b.hello_gap = first_gap;
         }
         for m in self.members.as_mut().iter_mut().flatten() {
             if m.via == Some(slot) {

@@ -72,6 +72,14 @@ pub const SYNC_MIN: Duration = Duration::from_secs(1);
 pub const SYNC_MAX: Duration = Duration::from_secs(30);
 /// How long a node waits to hear the ledger before claiming an address.
 pub const CLAIM_DELAY: Duration = Duration::from_secs(1);
+/// How long a node waits, after its first session came up, before its first
+/// claim: the ledger's claims arrive in a few round trips, and a claim made
+/// before them may collide with one the mesh already has.
+pub const CLAIM_AFTER_UP: Duration = Duration::from_millis(500);
+/// How long a node with bootstrap endpoints waits for one of them (or any
+/// member) before claiming alone: a claim made alone collides with the
+/// mesh's with a chance of one in the range's size, and the loser moves.
+pub const BOOTSTRAP_CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How long a starting node waits for a member to tell it the address it
 /// sees it at (`OBSERVED`) before writing its first machines record without
 /// one: a record written at once would be rewritten as soon as it is told,
@@ -143,6 +151,10 @@ pub(crate) struct SyncState<const Q: usize, const F: usize> {
     pub(crate) first_record_by: Option<Instant>,
     pub(crate) record_written: bool,
     pub(crate) claim_at: Option<Instant>,
+    /// When the node first asked for its timers (its start, for the claim).
+    pub(crate) started: Option<Instant>,
+    /// Whether the first claim was made (or found in the ledger).
+    pub(crate) claim_tried: bool,
     pub(crate) intents_dropped: u64,
     /// New remote entries to forward, each with the member it came from.
     pub(crate) forwards: Vec<(EntryRef, Option<u16>), FORWARDS>,
@@ -203,6 +215,8 @@ impl<const Q: usize, const F: usize> Default for SyncState<Q, F> {
             first_record_by: None,
             record_written: false,
             claim_at: None,
+            started: None,
+            claim_tried: false,
             intents_dropped: 0,
             forwards: Vec::new(),
             forward_at: None,
@@ -717,13 +731,7 @@ where
                 self.members.as_mut()[slot as usize].as_mut().expect("found").ipv4 = Some(addr);
             }
             // Our own claim on it lost: move.
-            let own = self.id_text();
-            let ours = self
-                .ledger
-                .as_ref()
-                .get(ADDRESSES.as_bytes(), own.as_bytes())
-                .and_then(|e| ipam::decode(e.value()));
-            if ours == Some(addr) {
+            if self.own_claim() == Some(addr) {
                 if self.ipv4 == Some(addr) {
                     self.ipv4 = None;
                 }
@@ -821,23 +829,7 @@ where
                 self.process_changes(now, None);
             }
         }
-        match self.sync.claim_at {
-            None => self.sync.claim_at = Some(now + CLAIM_DELAY),
-            Some(t) if now >= t && self.ipv4.is_none() => {
-                self.sync.claim_at = Some(now + SYNC_MAX);
-                let own = self.id_text();
-                let claimed = self
-                    .ledger
-                    .as_ref()
-                    .get(ADDRESSES.as_bytes(), own.as_bytes())
-                    .and_then(|e| ipam::decode(e.value()));
-                match claimed {
-                    Some(addr) => self.settle(now, addr),
-                    None => self.claim_address(now),
-                }
-            }
-            _ => {}
-        }
+        self.claim_timeout(now);
         if now >= self.sync.next_sync {
             let up = self.up_slots();
             if !up.is_empty() {
@@ -853,6 +845,58 @@ where
         }
         if self.sync.forward_at.is_some_and(|t| now >= t) {
             self.flush_forwards();
+        }
+    }
+
+    /// The address claim's timer: the first claim after hearing the ledger
+    /// for [`CLAIM_DELAY`] (longer while bootstrap endpoints are silent, see
+    /// [`BOOTSTRAP_CLAIM_WAIT`]), then a retry every [`SYNC_MAX`] while the
+    /// node has no address.
+    fn claim_timeout(&mut self, now: Instant) {
+        let Some(t) = self.sync.claim_at else {
+            self.sync.started = Some(now);
+            self.sync.claim_at = Some(now + CLAIM_DELAY);
+            return;
+        };
+        if now < t || self.ipv4.is_some() {
+            return;
+        }
+        let claimed = self.own_claim();
+        if claimed.is_none() && !self.sync.claim_tried && !self.bootstrap.is_empty() && self.up_slots().is_empty() {
+            // Bootstrap endpoints that have not answered yet: wait for them
+            // (a while) rather than claim alone.
+            let wait = self.sync.started.unwrap_or(now) + BOOTSTRAP_CLAIM_WAIT;
+            if now < wait {
+                self.sync.claim_at = Some(wait);
+                return;
+            }
+        }
+        self.sync.claim_tried = true;
+        self.sync.claim_at = Some(now + SYNC_MAX);
+        match claimed {
+            Some(addr) => self.settle(now, addr),
+            None => self.claim_address(now),
+        }
+    }
+
+    /// The address this node's claim in the ledger holds.
+    fn own_claim(&self) -> Option<Ipv4Addr> {
+        let own = self.id_text();
+        self.ledger
+            .as_ref()
+            .get(ADDRESSES.as_bytes(), own.as_bytes())
+            .and_then(|e| ipam::decode(e.value()))
+    }
+
+    /// A session came up: before the first claim, give the ledger's claims
+    /// [`CLAIM_AFTER_UP`] to arrive.
+    pub(crate) fn claim_after_up(&mut self, now: Instant) {
+        if self.sync.claim_tried || self.ipv4.is_some() {
+            return;
+        }
+        // (Also ends a wait for silent bootstrap endpoints.)
+        if let Some(started) = self.sync.started {
+            self.sync.claim_at = Some((started + CLAIM_DELAY).max(now + CLAIM_AFTER_UP));
         }
     }
 

@@ -11,11 +11,11 @@ use kairos_core::election::MemberView;
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
 use kairos_core::node::{
-    Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+    ipam, sync, Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
 };
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
-use kairos_core::token::NetworkKeys;
+use kairos_core::token::{NetworkKeys, OverlayRange};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -820,4 +820,72 @@ fn ledger_entries_share_datagrams_with_members_that_read_batches() {
         "the late node's repairs came batched ({repaired} batches)"
     );
     assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
+}
+
+/// A range in which nodes 0 and 1 of a [`Lan`] prefer the same address, so
+/// a claim made without hearing the other's collides.
+fn colliding_range(lan: &Lan) -> OverlayRange {
+    let (zero, one) = (lan.nodes[0].node_id(), lan.nodes[1].node_id());
+    (24..=30)
+        .rev()
+        .map(|p| OverlayRange::new(Ipv4Addr::new(10, 1, 0, 0), p).expect("valid range"))
+        .find(|r| ipam::preferred_index(r, &zero) == ipam::preferred_index(r, &one))
+        .expect("a range where both prefer one address")
+}
+
+fn addresses_assigned(events: &[Event]) -> Vec<Ipv4Addr> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AddressAssigned(a) => Some(*a),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_waits_for_its_late_bootstrap_before_claiming_and_never_collides() {
+    // Node 1 bootstraps from node 0, which is unreachable for its first
+    // 1.5 s (a bootstrap node that starts a moment later). Both prefer one
+    // address: had node 1 claimed alone after 1 s, it would collide with
+    // node 0's claim and one of them would move.
+    let probe = Lan::new(2, |_, _| {});
+    let range = colliding_range(&probe);
+    let bootstrap = SocketAddr::new([10, 0, 0, 1].into(), 51820);
+    let mut lan = Lan::new(2, |i, c| {
+        c.lan_beacons = false;
+        c.overlay = range;
+        if i == 1 {
+            c.bootstrap.push(bootstrap).unwrap();
+        }
+    });
+    lan.multicast = false;
+    lan.unplugged = Some(0);
+    lan.advance(Duration::from_millis(1500));
+    assert!(lan.nodes[0].ipv4().is_some(), "node 0, alone, claimed");
+    assert_eq!(lan.nodes[1].ipv4(), None, "node 1 waits for its bootstrap");
+    lan.unplugged = None;
+    lan.advance(Duration::from_secs(3));
+    let (zero, one) = (addresses_assigned(&lan.events[0]), addresses_assigned(&lan.events[1]));
+    assert_eq!(zero.len(), 1, "node 0 never moved: {zero:?}");
+    assert_eq!(one.len(), 1, "node 1 claimed once: {one:?}");
+    assert_ne!(zero, one);
+    assert_eq!(lan.nodes[1].ipv4(), Some(one[0]));
+}
+
+#[test]
+fn a_node_whose_bootstrap_never_answers_claims_alone_after_a_while() {
+    let bootstrap = SocketAddr::new([10, 0, 0, 9].into(), 51820);
+    let mut lan = Lan::new(1, |_, c| {
+        c.lan_beacons = false;
+        c.bootstrap.push(bootstrap).unwrap();
+    });
+    lan.multicast = false;
+    lan.advance(sync::BOOTSTRAP_CLAIM_WAIT - Duration::from_millis(100));
+    assert_eq!(lan.nodes[0].ipv4(), None, "still waiting for the bootstrap");
+    // Hellos at 0, 0.25, 0.75, 1.75 and 3.75 s: from 250 ms doubling up to
+    // the hello interval (2 s).
+    assert_eq!(lan.nodes[0].stats().tx_datagrams, 5);
+    lan.advance(Duration::from_millis(200));
+    assert!(lan.nodes[0].ipv4().is_some(), "claimed alone");
 }
