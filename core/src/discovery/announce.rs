@@ -12,7 +12,9 @@
 //! The beacon key is derived from the network token, so a non-member can
 //! neither read an announcement (it learns no key, no port, no member) nor
 //! forge one. The timestamp lets a receiver ignore replays: it keeps the
-//! newest timestamp per sender. `port` is the sender's mesh UDP port (a
+//! newest timestamp per sender, so a sender makes each of its
+//! announcements strictly newer than the last, even within one whitened
+//! interval (`Local::announce_timestamp`). `port` is the sender's mesh UDP port (a
 //! multicast beacon may leave from another socket).
 //!
 //! This module owns the format and its sealing. It never decides when to

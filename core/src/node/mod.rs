@@ -1423,7 +1423,7 @@ where
         let repr = AnnounceRepr {
             kind,
             identity: self.public,
-            timestamp: self.local.timestamp(now),
+            timestamp: self.local.announce_timestamp(now),
             port: self.config.port,
         };
         repr.seal(&self.network.beacon_key, &nonce, out)

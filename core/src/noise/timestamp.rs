@@ -31,6 +31,23 @@ impl Tai64N {
         Tai64N(out)
     }
 
+    /// The next timestamp after `self` (one nanosecond later), for
+    /// messages that must be strictly newer than the last one sent within
+    /// one whitened interval.
+    pub fn successor(&self) -> Self {
+        let secs = u64::from_be_bytes(crate::wire::array(&self.0, 0));
+        let nanos = u32::from_be_bytes(crate::wire::array(&self.0, 8));
+        let (secs, nanos) = if nanos + 1 >= 1_000_000_000 {
+            (secs + 1, 0)
+        } else {
+            (secs, nanos + 1)
+        };
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&secs.to_be_bytes());
+        out[8..].copy_from_slice(&nanos.to_be_bytes());
+        Tai64N(out)
+    }
+
     /// The timestamp at monotonic `now`, given the wall time at `Instant::ZERO`.
     pub fn at(wall_at_zero: Duration, now: Instant) -> Self {
         Self::from_unix(wall_at_zero + now.since_origin())
@@ -50,5 +67,16 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(Tai64N::at(base, Instant::from_millis(1)), a, "whitened to ~16.8 ms");
         assert_eq!(&a.0[..8], &(0x4000_0000_0000_000au64 + 1_700_000_000).to_be_bytes());
+    }
+
+    #[test]
+    fn a_successor_is_the_next_nanosecond() {
+        let a = Tai64N::at(Duration::from_secs(1_700_000_000), Instant::from_millis(20));
+        let b = a.successor();
+        assert!(b > a && b < Tai64N::at(Duration::from_secs(1_700_000_000), Instant::from_millis(40)));
+        let last = Tai64N::from_unix(Duration::new(5, 0)).successor();
+        let mut end = last.0;
+        end[8..].copy_from_slice(&999_999_999u32.to_be_bytes());
+        assert_eq!(Tai64N(end).successor(), Tai64N::from_unix(Duration::new(6, 0)));
     }
 }

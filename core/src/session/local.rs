@@ -18,6 +18,7 @@ pub struct Local {
     pub admission: Admission,
     wall_at_zero: Duration,
     last_timestamp: Tai64N,
+    last_announce: Tai64N,
 }
 
 impl Local {
@@ -30,6 +31,7 @@ impl Local {
             admission: Admission::new(DEFAULT_LOAD_THRESHOLD),
             wall_at_zero,
             last_timestamp: Tai64N::ZERO,
+            last_announce: Tai64N::ZERO,
         }
     }
 
@@ -41,5 +43,20 @@ impl Local {
             self.last_timestamp = t;
         }
         self.last_timestamp
+    }
+
+    /// The timestamp for an announcement (beacon, hello, hello reply) sent
+    /// at `now`: strictly newer than the last one, as receivers drop an
+    /// announcement no newer than the last they took from its sender as a
+    /// replay (a hello and the reply to the other's hello often leave
+    /// within one whitened interval).
+    pub(crate) fn announce_timestamp(&mut self, now: Instant) -> Tai64N {
+        let t = Tai64N::at(self.wall_at_zero, now);
+        self.last_announce = if t > self.last_announce {
+            t
+        } else {
+            self.last_announce.successor()
+        };
+        self.last_announce
     }
 }

@@ -889,3 +889,27 @@ fn a_node_whose_bootstrap_never_answers_claims_alone_after_a_while() {
     lan.advance(Duration::from_millis(200));
     assert!(lan.nodes[0].ipv4().is_some(), "claimed alone");
 }
+
+#[test]
+fn nodes_that_bootstrap_from_each_other_meet_without_a_replayed_announcement() {
+    // Each sends a hello at once and answers the other's with a hello reply
+    // in the same instant: both are genuine and must be taken as such.
+    let mut lan = Lan::new(2, |i, c| {
+        c.lan_beacons = false;
+        let other = SocketAddr::new([10, 0, 0, 2 - i as u8].into(), 51820);
+        c.bootstrap.push(other).unwrap();
+    });
+    lan.multicast = false;
+    lan.advance(Duration::from_secs(2));
+    let (zero, one) = (lan.nodes[0].node_id(), lan.nodes[1].node_id());
+    assert!(lan.nodes[0].member(&one).is_some_and(|m| m.is_up()));
+    assert!(lan.nodes[1].member(&zero).is_some_and(|m| m.is_up()));
+    assert!(
+        lan.drops
+            .iter()
+            .flatten()
+            .all(|d| *d != DropReason::ReplayedAnnouncement),
+        "{:?}",
+        lan.drops
+    );
+}

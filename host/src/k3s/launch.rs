@@ -9,12 +9,17 @@
 //!
 //! | deployment | command line | environment |
 //! |---|---|---|
-//! | primary | `server --node-ip --advertise-address --tls-san --flannel-iface [--cluster-init]` | |
+//! | primary | `server --node-ip --advertise-address --bind-address --tls-san --flannel-iface [--cluster-init]` | |
 //! | HA server | `server --server=https://<primary>:6443` + the same | `K3S_TOKEN` |
 //! | worker | `agent --with-node-id --node-ip --flannel-iface` | `K3S_URL`, `K3S_TOKEN` |
 //!
 //! Then the `args` of the `k3s:` block (servers) or `k3s-agent:` block
 //! (agents); their `env` is set too, below the bootstrap's own variables.
+//! `--bind-address` keeps the Kubernetes API (and k3s's supervisor, on the
+//! same port) on the overlay address: it is never reachable from the LAN.
+//! A user who wants it there passes `--bind-address=0.0.0.0` in the
+//! `k3s:` block's `args` (later flags win).
+//!
 //! With an external datastore, servers get `K3S_DATASTORE_ENDPOINT` and no
 //! `--server` (they share the datastore instead of joining over etcd).
 
@@ -70,6 +75,7 @@ pub fn launch(d: &Deployment, s: &K3sSettings) -> Launch {
     let server_flags = |args: &mut Vec<String>| {
         args.push(format!("--node-ip={ip}"));
         args.push(format!("--advertise-address={ip}"));
+        args.push(format!("--bind-address={ip}"));
         args.push(format!("--tls-san={ip}"));
         args.push(format!("--flannel-iface={}", s.interface));
     };
@@ -126,7 +132,8 @@ pub fn launch(d: &Deployment, s: &K3sSettings) -> Launch {
 }
 
 /// The k3s config drop-in for `d` (YAML): `node-ip` and `flannel-iface`,
-/// and for servers `advertise-address` and `tls-san`. Never the token.
+/// and for servers `advertise-address`, `bind-address` and `tls-san`.
+/// Never the token.
 pub fn config_file(d: &Deployment, interface: &str) -> String {
     let ip = d.node_ip.to_string();
     let mut m = Mapping::new();
@@ -134,6 +141,7 @@ pub fn config_file(d: &Deployment, interface: &str) -> String {
     m.insert("flannel-iface".into(), interface.into());
     if d.is_server() {
         m.insert("advertise-address".into(), ip.clone().into());
+        m.insert("bind-address".into(), ip.clone().into());
         m.insert("tls-san".into(), Value::Sequence(vec![ip.into()]));
     }
     let body = serde_yaml_ng::to_string(&Value::Mapping(m)).unwrap_or_default();
@@ -194,6 +202,7 @@ mod tests {
                 "server",
                 "--node-ip=10.1.0.7",
                 "--advertise-address=10.1.0.7",
+                "--bind-address=10.1.0.7",
                 "--tls-san=10.1.0.7",
                 "--flannel-iface=kairos0"
             ]
@@ -203,7 +212,7 @@ mod tests {
         assert_eq!(
             config_file(&d, "kairos0"),
             "# Written by kairos agent (k3s over the mesh) before every start of k3s; edits are lost.\n\
-             node-ip: 10.1.0.7\nflannel-iface: kairos0\nadvertise-address: 10.1.0.7\ntls-san:\n- 10.1.0.7\n"
+             node-ip: 10.1.0.7\nflannel-iface: kairos0\nadvertise-address: 10.1.0.7\nbind-address: 10.1.0.7\ntls-san:\n- 10.1.0.7\n"
         );
     }
 

@@ -116,7 +116,13 @@ fn start(root: &Path, args: &[String]) -> Result<(), String> {
         if !token.exists() {
             replace(&token, format!("{}\n", fake_token(root)).as_bytes())?;
         }
-        replace(&root.join("etc/rancher/k3s/k3s.yaml"), KUBECONFIG.as_bytes())?;
+        // Like k3s: the kubeconfig's server is the bind address when one
+        // is given (the API listens nowhere else), else loopback.
+        let kubeconfig = match args.iter().find_map(|a| a.strip_prefix("--bind-address=")) {
+            Some(ip) => KUBECONFIG.replace("127.0.0.1", ip),
+            None => KUBECONFIG.to_owned(),
+        };
+        replace(&root.join("etc/rancher/k3s/k3s.yaml"), kubeconfig.as_bytes())?;
     }
     Ok(())
 }

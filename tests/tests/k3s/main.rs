@@ -45,6 +45,7 @@ fn assert_server_args(start: &Start, ip: &str) {
     for arg in [
         format!("--node-ip={ip}"),
         format!("--advertise-address={ip}"),
+        format!("--bind-address={ip}"),
         format!("--tls-san={ip}"),
         "--flannel-iface=kairos0".to_owned(),
     ] {

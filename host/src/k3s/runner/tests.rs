@@ -160,7 +160,7 @@ async fn a_master_publishes_its_entries_and_reports_deployed() {
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert!(
         starts[0].starts_with(
-            "argv=server --node-ip=10.1.0.5 --advertise-address=10.1.0.5 --tls-san=10.1.0.5 --flannel-iface=kairos0 K3S_URL= K3S_TOKEN= "
+            "argv=server --node-ip=10.1.0.5 --advertise-address=10.1.0.5 --bind-address=10.1.0.5 --tls-san=10.1.0.5 --flannel-iface=kairos0 K3S_URL= K3S_TOKEN= "
         ),
         "{starts:?}"
     );
