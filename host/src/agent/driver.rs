@@ -135,7 +135,7 @@ enum Wake {
 
 /// See the module docs.
 pub struct Driver {
-    node: MeshNode,
+    node: Box<MeshNode>,
     clock: Clock,
     socket: MeshSocket,
     lan: Option<LanBeacons>,
@@ -170,7 +170,7 @@ pub struct Driver {
 /// The driver's parts.
 pub struct Parts {
     /// The node.
-    pub node: MeshNode,
+    pub node: Box<MeshNode>,
     /// The clock the node runs on.
     pub clock: Clock,
     /// The mesh socket.
@@ -784,6 +784,19 @@ mod tests {
     use super::*;
     use crate::agent::status::tests::with_node;
     use kairos_core::ledger::buckets::MACHINES;
+
+    #[test]
+    fn the_driver_holds_its_node_boxed() {
+        // A node held by value (about 90 KiB) makes every async function
+        // that moves the driver take a frame that size, probed page by page
+        // at each wake-up, and kept resident (it cost 550 KiB of stack).
+        assert!(std::mem::size_of::<super::super::mesh::MeshNode>() > 16 * 1024);
+        assert!(
+            std::mem::size_of::<Driver>() < 8 * 1024,
+            "{}",
+            std::mem::size_of::<Driver>()
+        );
+    }
 
     #[test]
     fn deletes_keep_to_what_this_node_may_delete() {

@@ -10,10 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use kairos_core::crypto::DefaultProvider;
 use kairos_core::election::{ElectionConfig, ForcedRole, MemberView, MAX_MASTERS};
+use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
 use kairos_core::node::{MemberSlot, Node, NodeConfig, RoleConfig, TunnelSlot};
 use kairos_core::time::Duration;
-use kairos_core::token::MAX_BOOTSTRAP;
+use kairos_core::token::{NetworkKeys, MAX_BOOTSTRAP};
 use rand_core::OsRng;
 
 use crate::config::agent::{AgentConfig, NodeKind, Role};
@@ -190,6 +191,36 @@ pub fn host_addresses() -> Vec<HostAddress> {
             })
         })
         .collect()
+}
+
+/// A node with `capacity` member slots (and as many tunnels: every member
+/// can have a session), built on the heap in a function of its own: it is
+/// about 90 KiB, and one built by value in an async function gives that
+/// function's poll a frame that size, probed page by page at every wake-up
+/// and kept resident.
+pub fn new_node(
+    identity: Identity,
+    keys: &NetworkKeys,
+    config: NodeConfig,
+    capacity: usize,
+    ledger: Box<AgentLedger>,
+    wall_at_zero: Duration,
+) -> Box<MeshNode> {
+    let slots: Box<[MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+    let tunnels: Box<[TunnelSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+    let views = vec![MemberView::default(); capacity + 1].into_boxed_slice();
+    Box::new(Node::new(
+        identity,
+        keys,
+        config,
+        OsRng,
+        slots,
+        tunnels,
+        ledger,
+        Ed25519Verifier,
+        views,
+        wall_at_zero,
+    ))
 }
 
 #[cfg(test)]

@@ -50,8 +50,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use kairos_core::ledger::Ed25519Verifier;
-use kairos_core::node::Node;
 use rand_core::OsRng;
 use tokio::sync::mpsc;
 
@@ -61,7 +59,7 @@ use crate::clock::Clock;
 use crate::config::agent::{AgentConfig, Endpoint, NodeKind};
 use crate::state::StateDir;
 use driver::{Command, Driver, Parts};
-use mesh::{AgentLedger, Provider};
+use mesh::AgentLedger;
 use status::AgentInfo;
 
 /// How long the agent waits at shutdown for the k3s bootstrap to stop k3s.
@@ -144,20 +142,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     };
 
     let capacity = mesh::member_capacity(&config);
-    let slots: Box<[kairos_core::node::MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
-    // One tunnel per member slot: every member can have a session.
-    let tunnels: Box<[kairos_core::node::TunnelSlot<Provider>]> = (0..capacity).map(|_| None).collect();
-    let views = vec![kairos_core::election::MemberView::default(); capacity + 1].into_boxed_slice();
-    let mut node = Node::new(
+    let keys = config.network_token.keys();
+    let mut node = mesh::new_node(
         loaded.identity,
-        &config.network_token.keys(),
+        &keys,
         node_config,
-        OsRng,
-        slots,
-        tunnels,
+        capacity,
         ledger,
-        Ed25519Verifier,
-        views,
         clock.wall_at_zero(),
     );
     restore.role_record(&mut node)?;

@@ -762,11 +762,8 @@ pub fn role_name(role: Role) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::agent::mesh::AgentLedger;
-    use kairos_core::election::MemberView;
     use kairos_core::identity::Identity;
-    use kairos_core::ledger::Ed25519Verifier;
-    use kairos_core::node::{MemberSlot, Node, NodeConfig, TunnelSlot};
+    use kairos_core::node::NodeConfig;
     use kairos_core::token::NetworkKeys;
     use rand_core::OsRng;
 
@@ -776,20 +773,12 @@ pub(crate) mod tests {
         std::thread::Builder::new()
             .stack_size(64 << 20)
             .spawn(move || {
-                let slots: Box<[MemberSlot<Provider>]> = (0..4).map(|_| None).collect();
-                let tunnels: Box<[TunnelSlot<Provider>]> = (0..4).map(|_| None).collect();
-                let views = vec![MemberView::default(); 5].into_boxed_slice();
-                let ledger: Box<AgentLedger> = Box::default();
-                let mut node: MeshNode = Node::new(
+                let mut node = crate::agent::mesh::new_node(
                     Identity::generate(&mut OsRng),
                     &NetworkKeys::derive(&[1; 32]),
                     NodeConfig::default(),
-                    OsRng,
-                    slots,
-                    tunnels,
-                    ledger,
-                    Ed25519Verifier,
-                    views,
+                    4,
+                    Box::default(),
                     std::time::Duration::from_secs(1_800_000_000),
                 );
                 f(&mut node, Instant::from_secs(10));
