@@ -123,6 +123,10 @@ pub struct Report {
     pub datagrams: u64,
     /// Datagrams the network carried until convergence was seen.
     pub converged_datagrams: Option<u64>,
+    /// Until convergence, over all nodes: handshake initiations sent,
+    /// initiations answered, handshakes completed (each completes at both
+    /// ends, so one session counts twice).
+    pub converged_handshakes: Option<[u64; 3]>,
     /// Nodes whose IPv4 address another node also holds, at the end.
     pub duplicate_addresses: usize,
     /// Pairs with a direct session up, at the end.
@@ -142,7 +146,7 @@ impl Report {
         }
         format!(
             "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
-             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"duplicate_addresses\":{},\"masters\":{},\
+             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"converged_handshakes\":{},\"duplicate_addresses\":{},\"masters\":{},\
              \"direct_pairs\":{},\"relayed_pairs\":{}}}",
             self.converged,
             opt(self.converged_at_s),
@@ -153,6 +157,9 @@ impl Report {
             opt(self.idle_bytes_per_peer_per_s),
             self.datagrams,
             self.converged_datagrams.map_or("null".into(), |d| d.to_string()),
+            self.converged_handshakes.map_or("null".into(), |[i, a, h]| format!(
+                "{{\"initiations\":{i},\"answered\":{a},\"completed\":{h}}}"
+            )),
             self.duplicate_addresses,
             self.masters,
             self.direct_pairs,
@@ -321,6 +328,7 @@ impl Scenario {
         let mut converged_at = None;
         let mut converged_wall = None;
         let mut converged_datagrams = None;
+        let mut converged_handshakes = None;
         let mut split = self.partition;
         let progress = std::env::var_os("SIM_PROGRESS").is_some();
         while w.now() < Instant::ZERO + self.deadline {
@@ -328,8 +336,10 @@ impl Scenario {
             if progress && w.now().since_origin().as_millis() % 5000 == 0 {
                 let known = w.hosts.iter().map(|h| h.node.members().count()).min().unwrap_or(0);
                 let addressed = w.hosts.iter().filter(|h| h.node.ipv4().is_some()).count();
+                let [i, a, h] = Self::handshakes(&w);
                 eprintln!(
-                    "sim: t={:.1}s wall={:.1}s fewest members known={known} with address={addressed} masters={} datagrams={}",
+                    "sim: t={:.1}s wall={:.1}s fewest members known={known} with address={addressed} masters={} datagrams={} \
+                     initiations={i} answered={a} handshakes={h}",
                     w.now().since_origin().as_secs_f64(),
                     wall.elapsed().as_secs_f64(),
                     Self::masters(&w),
@@ -352,6 +362,7 @@ impl Scenario {
                 converged_at = Some(w.now());
                 converged_wall = Some(wall.elapsed().as_secs_f64());
                 converged_datagrams = Some(w.net.stats().sent_packets);
+                converged_handshakes = Some(Self::handshakes(&w));
                 break;
             }
         }
@@ -401,7 +412,17 @@ impl Scenario {
             idle_bytes_per_peer_per_s: idle,
             datagrams: w.net.stats().sent_packets,
             converged_datagrams,
+            converged_handshakes,
         }
+    }
+
+    /// Over all nodes: initiations sent, initiations answered, handshakes
+    /// completed.
+    fn handshakes(w: &World) -> [u64; 3] {
+        w.hosts.iter().fold([0; 3], |[i, a, h], host| {
+            let s = host.node.stats();
+            [i + s.initiations_sent, a + s.initiations_answered, h + s.handshakes]
+        })
     }
 }
 

@@ -248,6 +248,12 @@ pub struct NodeStats {
     pub ledger_entries_sent: u64,
     /// `LEDGER_BATCH` messages sent (each carries two entries or more).
     pub ledger_batches_sent: u64,
+    /// Handshake initiations sent (first tries and retries).
+    pub initiations_sent: u64,
+    /// Handshake initiations answered with a response.
+    pub initiations_answered: u64,
+    /// Handshakes completed, as initiator or responder.
+    pub handshakes: u64,
 }
 
 const EVENT_QUEUE: usize = 64;
@@ -875,6 +881,7 @@ where
         self.note_source(now, slot, source, false);
         let id = self.members.as_ref()[slot as usize].as_ref().expect("member slot").id;
         self.outbox.push(Self::reply_route(source, id), &reply[..n]);
+        self.stats.initiations_answered += 1;
         self.activate(slot);
         self.after_tunnel_activity(now, slot);
         Ok(())
@@ -1327,6 +1334,13 @@ where
                 self.pop_pending();
                 continue;
             };
+            let sent = match via {
+                None => &out[..len],
+                Some(_) => &out[RELAY_HEADROOM..][..len],
+            };
+            if MessageType::of(sent) == Ok(MessageType::Initiation) {
+                self.stats.initiations_sent += 1;
+            }
             self.after_tunnel_activity(now, slot);
             match via {
                 // With nowhere to send (no endpoint known yet, no relay)
@@ -1643,6 +1657,7 @@ where
         while let Some(e) = t.poll_event() {
             if let TunnelEvent::Established { .. } = e {
                 established = true;
+                self.stats.handshakes += 1;
             }
             match e {
                 TunnelEvent::Established { .. } if !up => {

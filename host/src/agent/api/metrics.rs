@@ -129,7 +129,7 @@ pub fn render(m: &Metrics) -> String {
     );
 
     let n = &m.stats;
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 14] = [
         ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
         ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
         ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
@@ -168,6 +168,21 @@ pub fn render(m: &Metrics) -> String {
             "kairos_ledger_batches_sent_total",
             "Datagrams carrying several ledger entries.",
             n.ledger_batches_sent,
+        ),
+        (
+            "kairos_handshake_initiations_sent_total",
+            "Handshake initiations sent, retries included.",
+            n.initiations_sent,
+        ),
+        (
+            "kairos_handshake_initiations_answered_total",
+            "Handshake initiations answered.",
+            n.initiations_answered,
+        ),
+        (
+            "kairos_handshakes_total",
+            "Handshakes completed, as initiator or responder.",
+            n.handshakes,
         ),
     ];
     for (name, help, v) in counters {
