@@ -34,6 +34,12 @@ pub enum NatKind {
     /// from reaching the other NAT too early (or retry once such entries
     /// expire, 30 s after the last packet).
     PortRestrictedCone,
+    /// [`NatKind::PortRestrictedCone`] on a router with a firewall, as home
+    /// routers ship (OpenWrt's WAN zone, for one): nothing but replies may
+    /// reach the router itself from `wan`. An early punch is then dropped
+    /// before conntrack confirms an entry for it, so it leaves nothing
+    /// that moves the late side's port, and a punch goes through.
+    FirewalledCone,
     /// `masquerade fully-random`: every new destination gets a random
     /// outside port (endpoint-dependent mapping), like a symmetric NAT. A
     /// punch cannot predict the port; traffic has to be relayed.
@@ -151,8 +157,17 @@ impl Lab {
             crate::command::DEFAULT_LIMIT,
         )?;
         let masquerade = match kind {
-            NatKind::PortRestrictedCone => "masquerade",
+            NatKind::PortRestrictedCone | NatKind::FirewalledCone => "masquerade",
             NatKind::Symmetric => "masquerade fully-random",
+        };
+        let input = match kind {
+            NatKind::FirewalledCone => {
+                "\tchain input { type filter hook input priority filter; policy accept;\n\
+                 \t\tiifname \"wan\" ct state established,related accept\n\
+                 \t\tiifname \"wan\" drop\n\
+                 \t}\n"
+            }
+            NatKind::PortRestrictedCone | NatKind::Symmetric => "",
         };
         let ruleset = format!(
             "table ip nat {{\n\
@@ -165,6 +180,7 @@ impl Lab {
              \t\tct state established,related accept\n\
              \t\tiifname \"lan\" oifname \"wan\" accept\n\
              \t}}\n\
+             {input}\
              }}\n"
         );
         let file = self.dir().join(format!("{short}.nft"));

@@ -113,6 +113,24 @@ fn nat_table(lab: &Lab, routers: &[Namespace; 2]) -> String {
     out
 }
 
+/// Waits until `a` and `b` each report the other's path as direct.
+fn wait_direct(lab: &Lab, agents: &[Agent], paths: &[Machine; 2]) -> Result<kairos_tests::wait::Waited<()>> {
+    let ids = [paths[0].node_id.clone(), paths[1].node_id.clone()];
+    wait_for("a and b to reach each other directly", DEADLINE, || {
+        let mut seen = Vec::new();
+        for (from, to_id) in [(1, &ids[0]), (2, &ids[1])] {
+            let machines = lab.machines(&agents[from])?;
+            let path = machines.into_iter().find(|m| &m.node_id == to_id).map(|m| m.path);
+            seen.push(format!("{}: {path:?}", agents[from].name));
+        }
+        Ok::<_, HarnessError>(if seen.iter().all(|s| s.ends_with("Some(\"direct\")")) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(seen.join(", "))
+        })
+    })
+}
+
 #[test]
 fn nodes_behind_port_restricted_cone_nats_reach_each_other_and_say_how() -> Result<()> {
     let test = "nat_cone";
@@ -129,20 +147,7 @@ fn nodes_behind_port_restricted_cone_nats_reach_each_other_and_say_how() -> Resu
     // while relayed). Give the upgrade the deadline and say what happened;
     // the issue asks only that the pair reaches each other and the API says
     // which path.
-    let ids = [paths[0].node_id.clone(), paths[1].node_id.clone()];
-    let upgrade = wait_for("a and b to reach each other directly", DEADLINE, || {
-        let mut seen = Vec::new();
-        for (from, to_id) in [(1, &ids[0]), (2, &ids[1])] {
-            let machines = lab.machines(&agents[from])?;
-            let path = machines.into_iter().find(|m| &m.node_id == to_id).map(|m| m.path);
-            seen.push(format!("{}: {path:?}", agents[from].name));
-        }
-        Ok::<_, HarnessError>(if seen.iter().all(|s| s.ends_with("Some(\"direct\")")) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending(seen.join(", "))
-        })
-    });
+    let upgrade = wait_direct(&lab, &agents, &paths);
     match upgrade {
         Ok(took) => note(&format!(
             "{test}: a and b reach each other directly, {:.2} s after first reporting {} / {}",
@@ -156,6 +161,36 @@ fn nodes_behind_port_restricted_cone_nats_reach_each_other_and_say_how() -> Resu
             nat_table(&lab, &routers)
         )),
     }
+    lab.finish();
+    Ok(())
+}
+
+#[test]
+fn nodes_behind_firewalled_cone_nats_go_direct() -> Result<()> {
+    // The same cone NATs on routers that drop what reaches them unasked
+    // from outside, as home routers do: the punch has to go through.
+    let test = "nat_firewalled_cone";
+    let Some(NatedPair {
+        lab,
+        agents,
+        paths,
+        routers,
+    }) = nated_pair(test, NatKind::FirewalledCone)?
+    else {
+        return Ok(());
+    };
+    let direct = wait_direct(&lab, &agents, &paths).map_err(|e| {
+        HarnessError::Check(format!(
+            "{e}\nthe routers' conntrack entries of the mesh port:\n{}",
+            nat_table(&lab, &routers)
+        ))
+    })?;
+    note(&format!(
+        "[bench] {test}: a and b direct through firewalled cone NATs {:.2} s after they first reached each other (paths then: {} / {})",
+        direct.elapsed.as_secs_f64(),
+        paths[0].path,
+        paths[1].path
+    ));
     lab.finish();
     Ok(())
 }
