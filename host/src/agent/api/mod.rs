@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `mod.rs` | the route table, the router, errors, binding and serving |
 //! | `auth` | the bearer token and the exposure check |
+//! | `host` | the `Host` check of a tokenless API (DNS rebinding) |
 //! | `reads` | node, member and bucket reads |
 //! | `ledger` | the ledger browser and writes |
 //! | `metrics` | the Prometheus text |
@@ -24,6 +25,7 @@ mod auth;
 mod dashboard;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fake;
+mod host;
 mod ledger;
 mod metrics;
 mod openapi;
@@ -140,13 +142,19 @@ pub fn router(commands: mpsc::Sender<Command>, options: ApiOptions) -> Router {
             open = open.route(r.path, r.handler);
         }
     }
-    if let Some(token) = options.token.filter(|t| !t.is_empty()) {
-        let token: Arc<str> = token.into();
-        guarded = guarded.route_layer(middleware::from_fn_with_state(token, auth::require_token));
+    let tokenless = match options.token.filter(|t| !t.is_empty()) {
+        Some(token) => {
+            let token: Arc<str> = token.into();
+            guarded = guarded.route_layer(middleware::from_fn_with_state(token, auth::require_token));
+            false
+        }
+        None => true,
+    };
+    let mut app = open.merge(guarded).fallback(not_found);
+    if tokenless {
+        app = app.layer(middleware::from_fn(host::require_local_host));
     }
-    open.merge(guarded)
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
+    app.layer(DefaultBodyLimit::max(MAX_VALUE_LEN))
         .layer(middleware::from_fn(json_errors))
         .with_state(commands)
 }

@@ -371,6 +371,52 @@ async fn a_token_guards_every_route_but_the_page() {
     assert_eq!(get_with(&open, "/api/summary", None).await.status, StatusCode::OK);
 }
 
+async fn get_at(router: &Router, uri: &str, host: &str, authorization: Option<&str>) -> Answer {
+    let mut r = Request::get(uri).header(header::HOST, host);
+    if let Some(v) = authorization {
+        r = r.header(header::AUTHORIZATION, v);
+    }
+    call(router, r.body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tokenless_api_answers_only_ip_literals_and_localhost() {
+    // DNS rebinding: a page of evil.example that resolves to 127.0.0.1
+    // is same-origin with the API; the ledger holds the kubeconfig.
+    let app = app();
+    for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example:8080"] {
+        for uri in ["/api/ledger", "/api/summary", "/"] {
+            let a = get_at(&app, uri, host, None).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{host} {uri}");
+            assert!(a.error().contains("DNS rebinding"), "{}", a.error());
+        }
+    }
+    let a = call(
+        &app,
+        Request::builder()
+            .method(Method::PUT)
+            .uri("/api/ledger/b/k/v")
+            .header(header::HOST, "evil.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+        assert_eq!(
+            get_at(&app, "/api/summary", host, None).await.status,
+            StatusCode::OK,
+            "{host}"
+        );
+    }
+    // With a token the name does not matter: the token does.
+    let guarded = with_token("s3cret");
+    let a = get_at(&guarded, "/api/summary", "edge-1.lan:8080", Some("Bearer s3cret")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = get_at(&guarded, "/api/summary", "evil.example", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn metrics_openapi_and_the_page_have_their_types() {
     let app = app();
