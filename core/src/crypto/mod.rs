@@ -18,7 +18,7 @@ mod ring;
 mod rustcrypto;
 
 #[cfg(feature = "ring")]
-pub use self::ring::{RingKey, RingProvider};
+pub use self::ring::{RingCompactKey, RingCompactProvider, RingKey, RingProvider};
 pub use primitives::{aead_open, aead_seal, hash, hmac, kdf1, kdf2, kdf3, mac, xaead_open, xaead_seal, Hasher};
 pub use rustcrypto::{RustCryptoKey, RustCryptoProvider};
 
