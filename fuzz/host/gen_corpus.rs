@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use kairos_host_fuzz::api_requests::{self as api, auth, body, Request, Stats, JSON, LEDGER, LENGTH};
+use kairos_host_fuzz::api_requests::{self as api, auth, body, host, Request, Stats, JSON, LEDGER, LENGTH};
 use kairos_host_fuzz::config_yaml;
 
 /// The node id of the fake driver (owner-only buckets take only this key).
@@ -275,6 +275,25 @@ fn api_seeds() -> BTreeMap<&'static str, Vec<u8>> {
             req(DELETE, "/api/ledger/a%2Fb", b""),
         ],
         |st| st.writes == 5 && st.deletes == 1,
+    );
+
+    let at = |host, r: Request| Request {
+        body_mode: r.body_mode | host,
+        ..r
+    };
+    seed(
+        &mut s,
+        "host.bin",
+        false,
+        &[
+            at(host::LOOPBACK, get("/api/summary")),
+            at(host::NAME, get("/api/ledger")),
+            at(host::NAME, req(PUT, "/api/ledger/b/k/v", b"")),
+            at(host::PATH, req(PUT, "/api/ledger/b/k2/v", b"")),
+            at(host::LOOPBACK, req(PUT, "/api/ledger/b/k/v", b"")),
+            at(host::NAME, req(DELETE, "/api/ledger/b/k", b"")),
+        ],
+        |st| st.writes == 1 && st.ok == 2 && st.deletes == 0,
     );
 
     seed(

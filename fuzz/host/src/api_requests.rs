@@ -8,8 +8,8 @@
 //! `oneshot`.
 //!
 //! Input: a mode byte (bit 0: the API has a token), then requests, each
-//! `flags, body mode, path length (1 byte), path, [body length (2 bytes LE),
-//! body]` (see [`Request`]). A path that is no valid request target is
+//! `flags, body mode (and Host), path length (1 byte), path, [body length
+//! (2 bytes LE), body]` (see [`Request`]). A path that is no valid request target is
 //! skipped (hyper refuses it before the router).
 //!
 //! Checks after every request, beyond "never panics":
@@ -28,12 +28,14 @@
 //!   never paths), the value is the body or the third segment; a write
 //!   answers with what it wrote, respects the limits and the owner-only
 //!   rule, and is read back by a GET of the same path;
-//! - a PUT body over the ledger's value limit on a well-formed path gets 413.
+//! - a PUT body over the ledger's value limit on a well-formed path gets 413;
+//! - a tokenless API refuses (403) a request that names it by a host name
+//!   (DNS rebinding), whatever the route.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 use kairos::fuzzing::{
     fake_driver_on, is_owner_only, router, show_value, ApiOptions, FakeLedger, MAX_BUCKET_LEN, MAX_KEY_LEN,
@@ -91,12 +93,24 @@ pub mod body {
     pub const HUGE: u8 = 3;
 }
 
+/// The `Host` header a body-mode byte picks (bits 2-3).
+pub mod host {
+    /// None (as the seeds send).
+    pub const NONE: u8 = 0;
+    /// `127.0.0.1:8080`.
+    pub const LOOPBACK: u8 = 1 << 2;
+    /// `evil.example:8080`: a name, as a DNS rebinding page sends.
+    pub const NAME: u8 = 2 << 2;
+    /// The path bytes, as they are (when they make a header value).
+    pub const PATH: u8 = 3 << 2;
+}
+
 /// One request of an input.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// Method, authorization and flags.
     pub flags: u8,
-    /// Body mode ([`body`]).
+    /// Body mode ([`body`], low 2 bits) and `Host` ([`host`], bits 2-3).
     pub body_mode: u8,
     /// Path bytes (after `/api/ledger/` with [`LEDGER`]), at most 255.
     pub path: Vec<u8>,
@@ -135,6 +149,16 @@ impl Request {
             path,
             body,
         })
+    }
+
+    /// The `Host` header to send, if any.
+    fn host(&self) -> Option<HeaderValue> {
+        match self.body_mode & (3 << 2) {
+            host::NONE => None,
+            host::LOOPBACK => Some(HeaderValue::from_static("127.0.0.1:8080")),
+            host::NAME => Some(HeaderValue::from_static("evil.example:8080")),
+            _ => HeaderValue::from_bytes(&self.path).ok(),
+        }
     }
 
     fn method(&self) -> Method {
@@ -262,6 +286,9 @@ impl Api {
         if let Some(a) = authorization {
             b = b.header(header::AUTHORIZATION, a);
         }
+        if let Some(h) = q.and_then(Request::host) {
+            b = b.header(header::HOST, h);
+        }
         let body = q.map(Request::body_bytes).unwrap_or_default();
         if let Some(q) = q {
             if q.flags & JSON != 0 {
@@ -317,6 +344,13 @@ impl Api {
         self.stats.requests += 1;
         let ledger_path = LedgerPath::of(&path);
 
+        if !self.with_token && q.body_mode & (3 << 2) == host::NAME {
+            assert_eq!(
+                a.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} to a tokenless API by a host name (DNS rebinding)"
+            );
+        }
         if !authorized && !matches!(path.as_str(), "/" | "/app") {
             assert!(
                 !a.status.is_success(),
@@ -324,7 +358,10 @@ impl Api {
                 a.status
             );
         }
-        if method == Method::PUT && body.len() > MAX_VALUE_LEN && authorized {
+        // A tokenless API refuses a request by a host name before anything
+        // else (the path bytes as `Host` may be one).
+        let host_may_be_refused = !self.with_token && matches!(q.body_mode & (3 << 2), host::NAME | host::PATH);
+        if method == Method::PUT && body.len() > MAX_VALUE_LEN && authorized && !host_may_be_refused {
             if let Some(LedgerPath::Key(..)) = &ledger_path {
                 assert_eq!(
                     a.status,
