@@ -411,7 +411,7 @@ where
             .map(|&endpoint| Bootstrap {
                 endpoint,
                 next_hello: Instant::ZERO,
-                hello_gap: FIRST_HELLO_GAP.min(config.hello_interval),
+                hello_gap: first_hello_gap(&config),
                 connected: false,
             })
             .collect();
@@ -1688,7 +1688,7 @@ where
         self.mark_pending(slot);
         if changed {
             self.ups_dirty = true;
-            let first_gap = FIRST_HELLO_GAP.min(self.config.hello_interval);
+            let first_gap = first_hello_gap(&self.config);
             for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
                 b.connected = up;
                 b.hello_gap = first_gap;
@@ -1755,7 +1755,7 @@ where
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;
-        let first_gap = FIRST_HELLO_GAP.min(self.config.hello_interval);
+        let first_gap = first_hello_gap(&self.config);
         for b in self.bootstrap.iter_mut().filter(|b| Some(b.endpoint) == endpoint) {
             b.connected = false;
             b.hello_gap = first_gap;
@@ -1777,6 +1777,11 @@ where
         }
         let _ = self.events.push_back(e);
     }
+}
+
+/// The gap after the first hello to a bootstrap endpoint.
+fn first_hello_gap(config: &NodeConfig) -> Duration {
+    FIRST_HELLO_GAP.min(config.hello_interval)
 }
 
 fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
