@@ -45,7 +45,7 @@ use heapless::{Deque, Vec};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::crypto::CryptoProvider;
-use crate::discovery::{AnnounceKind, AnnounceRepr, ANNOUNCE_LEN};
+use crate::discovery::{AnnounceKind, AnnounceRepr, Trickle, ANNOUNCE_LEN};
 use crate::election::{MemberView, Role};
 use crate::identity::{Identity, NodeId, PublicIdentity};
 use crate::ledger::{Ledger, SignatureVerifier, MAX_ENTRY_LEN};
@@ -257,8 +257,6 @@ pub struct NodeStats {
 }
 
 const EVENT_QUEUE: usize = 64;
-/// The first beacons go out this often, then back off to `beacon_interval`.
-const FIRST_BEACON_GAP: Duration = Duration::from_secs(1);
 /// The first hellos to a bootstrap endpoint that has not answered go out
 /// this often (doubling up to `hello_interval`): a bootstrap node that
 /// starts a moment later is met at once.
@@ -356,8 +354,8 @@ pub struct Node<
     staged: Deque<Staged, H>,
     events: Deque<Event, EVENT_QUEUE>,
     bootstrap: Vec<Bootstrap, MAX_BOOTSTRAP>,
-    next_beacon: Instant,
-    beacon_gap: Duration,
+    /// When beacons go out ([`Trickle`]: a few per interval on a LAN).
+    beacons: Trickle,
     next_maintenance: Instant,
     ipv4: Option<Ipv4Addr>,
     stats: NodeStats,
@@ -416,8 +414,13 @@ where
             })
             .collect();
         let roles = config.roles.clone().map(|c| Roles::new(c, views));
+        let id = public.node_id();
+        let beacons = Trickle::new(
+            config.beacon_interval,
+            u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")),
+        );
         Node {
-            id: public.node_id(),
+            id,
             public,
             identity,
             local,
@@ -444,8 +447,7 @@ where
             staged: Deque::new(),
             events: Deque::new(),
             bootstrap,
-            next_beacon: Instant::ZERO,
-            beacon_gap: FIRST_BEACON_GAP,
+            beacons,
             next_maintenance: Instant::ZERO,
             ipv4: None,
             stats: NodeStats::default(),
@@ -657,6 +659,12 @@ where
             // roamed); a relayed member stays relayed until a probe proves
             // the direct path both ways, and its endpoint is where the
             // probes go (see `probe_direct`).
+            //
+            // A direct datagram from a relayed member says the path works
+            // its way at least (loss may have eaten the handshake that made
+            // us relay, and the relay may not get through any more): probe
+            // it now rather than at the next punch attempt, at most once
+            // per `UPGRADE_INTERVAL`.
             Source::Direct(a) => {
                 let moved = m.up && m.endpoint.is_some_and(|e| e != a);
                 m.endpoint = Some(a);
@@ -666,6 +674,7 @@ where
                     // can reach it there (see `next_transmit`).
                     self.tell_observed(slot, a);
                 }
+                self.probe_hinted(now, slot);
             }
             // Answer through the relay the member's traffic comes through:
             // it works in that direction at least, where ours may not
@@ -904,7 +913,8 @@ where
         // The node id binds both keys: an announcement pairing a known
         // static key with another signing key names another id, and the
         // handshake (which proves the static key) will not match it.
-        let slot = match self.find(&a.identity.node_id()) {
+        let known = self.find(&a.identity.node_id());
+        let slot = match known {
             Some(slot) => {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
                 if a.timestamp <= m.last_announce {
@@ -938,6 +948,7 @@ where
             }
             AnnounceKind::HelloReply => true,
             AnnounceKind::Beacon => {
+                self.beacons.heard(now, known.is_some());
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
                 m.sightings = m.sightings.saturating_add(1);
                 // The lower id connects at once; the higher one on its second
@@ -1199,7 +1210,7 @@ where
         let mut next = Some(self.next_maintenance);
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         if self.config.lan_beacons {
-            at(self.next_beacon);
+            at(self.beacons.poll_timeout());
         }
         for b in &self.bootstrap {
             if !b.connected {
@@ -1229,7 +1240,7 @@ where
     pub fn timers(&self) -> [(&'static str, Option<Instant>); 7] {
         [
             ("maintenance", Some(self.next_maintenance)),
-            ("beacon", self.config.lan_beacons.then_some(self.next_beacon)),
+            ("beacon", self.config.lan_beacons.then(|| self.beacons.poll_timeout())),
             (
                 "hello",
                 self.bootstrap
@@ -1279,14 +1290,15 @@ where
                 return Some(t);
             }
         }
-        if self.config.lan_beacons && now >= self.next_beacon {
-            self.next_beacon = now + self.beacon_gap;
-            self.beacon_gap = (self.beacon_gap * 2).min(self.config.beacon_interval);
-            let len = self.seal_announce(now, AnnounceKind::Beacon, out);
-            return Some(Transmit {
-                destination: Destination::LanMulticast,
-                len,
-            });
+        if self.config.lan_beacons && now >= self.beacons.poll_timeout() {
+            let alone = self.up_slots().is_empty();
+            if self.beacons.poll(now, alone) {
+                let len = self.seal_announce(now, AnnounceKind::Beacon, out);
+                return Some(Transmit {
+                    destination: Destination::LanMulticast,
+                    len,
+                });
+            }
         }
         if let Some(b) = self.bootstrap.iter_mut().find(|b| !b.connected && now >= b.next_hello) {
             b.next_hello = now + b.hello_gap;

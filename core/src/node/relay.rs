@@ -159,6 +159,9 @@ where
             .map_or((false, false), |m| (m.up, m.via.is_some()));
         if relayed {
             // No chains: this node reaches it only through a relay itself.
+            // That may be loss that ate a handshake, and the member we
+            // relay for keeps sending here: try the direct path now.
+            self.probe_hinted(now, to);
             return Err(DropReason::NoRoute);
         }
         if !up {
@@ -237,6 +240,23 @@ where
                 reply: false,
             });
         }
+    }
+
+    /// Probes the relayed member in `slot` directly outside its punch
+    /// schedule (which stays as it was), at most once per
+    /// [`UPGRADE_INTERVAL`] and never during a timed punch: something
+    /// hinted that the direct path may work, or is needed.
+    pub(crate) fn probe_hinted(&mut self, now: Instant, slot: u16) {
+        let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
+            return;
+        };
+        if !m.up || m.via.is_none() || m.punch != super::member::Punch::Idle || m.hint_probe.is_some_and(|t| now < t) {
+            return;
+        }
+        m.hint_probe = Some(now + UPGRADE_INTERVAL);
+        let planned = m.next_probe;
+        self.probe_direct(now, slot);
+        self.keep_next_probe(slot, planned);
     }
 
     /// Relays members whose direct handshake went unanswered, and probes the

@@ -40,6 +40,7 @@ use heapless::Vec;
 use rand_core::{CryptoRng, RngCore};
 
 use super::ipam::{self, Claim};
+use super::member::Punch;
 use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
 use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit, TunnelSlot};
 use crate::crypto::CryptoProvider;
@@ -316,7 +317,28 @@ where
                     // Get ready: say so at once, probe when told.
                     Some((1, nonce)) => self.queue(Intent::PunchReady { to: slot, nonce }),
                     // Now (a timed punch, or an older node's request).
-                    _ => self.probe_direct(now, slot),
+                    _ => {
+                        // Probing now is an attempt of ours too: count
+                        // it and put our next one its gap later, so the two
+                        // sides' quick attempts end together and the
+                        // timed punch gets its `PUNCH_QUIET` after the last
+                        // of them. A timed punch under way keeps its
+                        // instant.
+                        let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+                        let idle = m.punch == Punch::Idle;
+                        let planned = m.next_probe;
+                        if idle {
+                            m.punch_tries = m.punch_tries.saturating_add(1);
+                        }
+                        let tries = m.punch_tries;
+                        self.probe_direct(now, slot);
+                        let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
+                        m.next_probe = if idle {
+                            Some(now + super::relay::punch_gap(tries - 1))
+                        } else {
+                            planned
+                        };
+                    }
                 }
                 Ok(())
             }
@@ -475,7 +497,7 @@ where
 
     /// Members with a session up (the first 64), in slot order; listed
     /// again only after a session came up or went down.
-    fn up_slots(&mut self) -> Vec<u16, 64> {
+    pub(super) fn up_slots(&mut self) -> Vec<u16, 64> {
         if self.ups_dirty {
             self.ups_dirty = false;
             self.ups.clear();

@@ -441,7 +441,7 @@ fn memory_per_peer_is_as_documented() {
     );
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
-    assert_eq!((slot, tunnel, view), (408, 2448, 168));
+    assert_eq!((slot, tunnel, view), (424, 2448, 168));
 }
 
 /// A node with a pool of one tunnel (a small device) keeps one session at
