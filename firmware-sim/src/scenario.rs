@@ -136,6 +136,11 @@ pub struct Report {
     /// Distinct primaries the nodes name, at the end (one per network when
     /// converged).
     pub masters: usize,
+    /// Sessions refused or not started because a node's tunnel pool was
+    /// full, over all nodes and the whole run (a simulated node has a
+    /// tunnel per member slot, as a host does: 0 unless a test gives it
+    /// fewer).
+    pub tunnel_pool_full: u64,
 }
 
 impl Report {
@@ -147,7 +152,7 @@ impl Report {
         format!(
             "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
              \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"converged_handshakes\":{},\"duplicate_addresses\":{},\"masters\":{},\
-             \"direct_pairs\":{},\"relayed_pairs\":{}}}",
+             \"direct_pairs\":{},\"relayed_pairs\":{},\"tunnel_pool_full\":{}}}",
             self.converged,
             opt(self.converged_at_s),
             opt(self.converged_wall_s),
@@ -164,6 +169,7 @@ impl Report {
             self.masters,
             self.direct_pairs,
             self.relayed_pairs,
+            self.tunnel_pool_full,
         )
     }
 }
@@ -403,6 +409,7 @@ impl Scenario {
             masters: Self::masters(&w),
             direct_pairs,
             relayed_pairs,
+            tunnel_pool_full: w.hosts.iter().map(|h| h.node.stats().tunnel_pool_full).sum(),
             converged,
             converged_at_s: converged_at.map(|t| t.since_origin().as_secs_f64()),
             converged_wall_s: converged_wall,

@@ -88,9 +88,10 @@ pub struct Member<P: CryptoProvider> {
     pub(crate) punch: Punch,
     /// Punch attempts led since the pair was last direct.
     pub(crate) punch_tries: u16,
-    /// While relayed: when a direct datagram from it may next make us
-    /// probe its direct path outside the punch schedule.
-    pub(crate) hint_probe: Option<Instant>,
+    /// While relayed: we probed its direct path outside the punch schedule
+    /// (on a hint, see `Node::probe_hinted`) since the last scheduled
+    /// attempt of either side; one such probe per attempt at most.
+    pub(crate) hinted: bool,
     /// The tunnel's next timer, cached after every call into it.
     pub(crate) timer: Option<Instant>,
     /// Intrusive list of slots with a tunnel.
@@ -141,7 +142,7 @@ impl<P: CryptoProvider> Member<P> {
             probe_nonce: 0,
             punch: Punch::Idle,
             punch_tries: 0,
-            hint_probe: None,
+            hinted: false,
             timer: None,
             next_active: None,
             prev_active: None,

@@ -254,6 +254,9 @@ pub struct NodeStats {
     pub initiations_answered: u64,
     /// Handshakes completed, as initiator or responder.
     pub handshakes: u64,
+    /// Sessions refused or not started because every tunnel in the pool
+    /// was busy (see [`crate::node::member`]).
+    pub tunnel_pool_full: u64,
 }
 
 const EVENT_QUEUE: usize = 64;
@@ -1525,10 +1528,10 @@ where
                         && owner != slot as usize
                         && members[owner].as_ref().is_some_and(|m| !m.up)
                 };
-                let i = pool
-                    .iter()
-                    .position(|e| e.as_ref().is_some_and(idle))
-                    .ok_or(DropReason::TableFull)?;
+                let Some(i) = pool.iter().position(|e| e.as_ref().is_some_and(idle)) else {
+                    self.stats.tunnel_pool_full += 1;
+                    return Err(DropReason::TableFull);
+                };
                 let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
                 self.release_tunnel(owner);
                 i

@@ -159,8 +159,17 @@ where
             .map_or((false, false), |m| (m.up, m.via.is_some()));
         if relayed {
             // No chains: this node reaches it only through a relay itself.
-            // That may be loss that ate a handshake, and the member we
-            // relay for keeps sending here: try the direct path now.
+            // Say so, so the sender picks another relay; and since that
+            // may be loss that ate a handshake, try the direct path now.
+            let refusal = super::sync::Intent::RelayRefused { to: from, dst };
+            let queued = self
+                .sync
+                .intents
+                .iter()
+                .any(|i| matches!(i, super::sync::Intent::RelayRefused { to, dst: d } if *to == from && *d == dst));
+            if !queued {
+                self.queue(refusal);
+            }
             self.probe_hinted(now, to);
             return Err(DropReason::NoRoute);
         }
@@ -242,18 +251,42 @@ where
         }
     }
 
+    /// The relay in `relay` cannot reach member `dst` (`RELAY_REFUSED`):
+    /// if it is our relay to `dst`, move to another (the refusing one is
+    /// picked last, so two bad relays are tried in turn) and probe the
+    /// direct path.
+    pub(crate) fn relay_refused(&mut self, now: Instant, relay: u16, dst: &NodeId) {
+        let Some(slot) = self.find(dst) else { return };
+        let ours = self.members.as_ref()[slot as usize]
+            .as_ref()
+            .is_some_and(|m| m.via == Some(relay));
+        if !ours {
+            return;
+        }
+        if let Some(next) = self.pick_relay(slot, Some(relay)).filter(|&r| r != relay) {
+            let m = self.members.as_mut()[slot as usize].as_mut().expect("found slot");
+            m.via = Some(next);
+            let (up, id) = (m.up, m.id);
+            if up {
+                self.push_event(super::Event::PathChanged(id));
+            }
+            self.mark_pending(slot);
+        }
+        self.probe_hinted(now, slot);
+    }
+
     /// Probes the relayed member in `slot` directly outside its punch
-    /// schedule (which stays as it was), at most once per
-    /// [`UPGRADE_INTERVAL`] and never during a timed punch: something
+    /// schedule (which stays as it was), once between two scheduled
+    /// attempts of either side and never during a timed punch: something
     /// hinted that the direct path may work, or is needed.
     pub(crate) fn probe_hinted(&mut self, now: Instant, slot: u16) {
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
             return;
         };
-        if !m.up || m.via.is_none() || m.punch != super::member::Punch::Idle || m.hint_probe.is_some_and(|t| now < t) {
+        if !m.up || m.via.is_none() || m.punch != super::member::Punch::Idle || m.hinted {
             return;
         }
-        m.hint_probe = Some(now + UPGRADE_INTERVAL);
+        m.hinted = true;
         let planned = m.next_probe;
         self.probe_direct(now, slot);
         self.keep_next_probe(slot, planned);
@@ -320,6 +353,10 @@ where
         let m = self.members.as_mut()[slot as usize].as_mut()?;
         let tries = m.punch_tries;
         let at = m.next_probe.unwrap_or(now);
+        if m.punch == Punch::Idle && now >= at {
+            // A scheduled attempt: a hint may probe once more after it.
+            m.hinted = false;
+        }
         let (probe, step) = match m.punch {
             Punch::Idle if now < at => return Some(at),
             // A quick attempt: ask it (through the relay, end to end) to

@@ -132,6 +132,8 @@ pub(crate) enum Intent {
     OnDemand { to: u16 },
     /// What we read (`ControlKind::FEATURES`).
     Features { to: u16 },
+    /// `RELAY_REFUSED`: we cannot relay to member `dst`.
+    RelayRefused { to: u16, dst: NodeId },
 }
 
 /// The control plane's state inside a [`Node`].
@@ -292,6 +294,7 @@ where
                         m.next_probe = None;
                         m.punch = super::member::Punch::Idle;
                         m.punch_tries = 0;
+                        m.hinted = false;
                         let id = m.id;
                         self.push_event(Event::PathChanged(id));
                     }
@@ -329,6 +332,7 @@ where
                         let planned = m.next_probe;
                         if idle {
                             m.punch_tries = m.punch_tries.saturating_add(1);
+                            m.hinted = false;
                         }
                         let tries = m.punch_tries;
                         self.probe_direct(now, slot);
@@ -355,6 +359,14 @@ where
             ControlKind::ON_DEMAND => {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                 m.on_demand = true;
+                Ok(())
+            }
+            ControlKind::RELAY_REFUSED => {
+                let dst = payload
+                    .get(..16)
+                    .map(|b| NodeId(crate::wire::array(b, 0)))
+                    .ok_or(DropReason::Malformed(crate::wire::Error::Truncated))?;
+                self.relay_refused(now, slot, &dst);
                 Ok(())
             }
             ControlKind::OBSERVED => {
@@ -960,6 +972,7 @@ where
                 | Intent::Punch { to, .. }
                 | Intent::PunchReady { to, .. }
                 | Intent::OnDemand { to }
+                | Intent::RelayRefused { to, .. }
                 | Intent::Features { to } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
@@ -1043,6 +1056,10 @@ where
                     Some((ControlKind::PUNCH_NOTIFY, 9))
                 }
                 Intent::OnDemand { .. } => Some((ControlKind::ON_DEMAND, 0)),
+                Intent::RelayRefused { dst, .. } => {
+                    body[..16].copy_from_slice(&dst.0);
+                    Some((ControlKind::RELAY_REFUSED, 16))
+                }
                 Intent::Features { .. } => Some((ControlKind::FEATURES, Features::OURS.emit(body))),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());

@@ -56,6 +56,11 @@ impl ControlKind {
     /// up: a `u32` bit set, little endian ([`Features`]). Longer payloads
     /// are read by their first four bytes, so later versions may add more.
     pub const FEATURES: ControlKind = ControlKind(0x0f);
+    /// "I cannot relay to this member" (its 16-byte node id): sent by a
+    /// relay that reaches the destination of a `RELAY` only through a relay
+    /// itself (no chains), so the sender picks another relay instead of
+    /// sending into a dead end. Older nodes ignore it.
+    pub const RELAY_REFUSED: ControlKind = ControlKind(0x10);
 
     /// The lowest valid kind byte.
     pub const MIN: u8 = 0x01;

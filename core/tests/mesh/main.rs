@@ -441,7 +441,7 @@ fn memory_per_peer_is_as_documented() {
     );
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
-    assert_eq!((slot, tunnel, view), (424, 2448, 168));
+    assert_eq!((slot, tunnel, view), (408, 2448, 168));
 }
 
 /// A node with a pool of one tunnel (a small device) keeps one session at
@@ -469,6 +469,10 @@ fn a_pool_of_one_tunnel_holds_one_session() {
     for i in 1..4 {
         assert_eq!(lan.nodes[i].members().count(), 3);
     }
+    // The refusals are counted (`kairos_tunnel_pool_full_total`); the
+    // others, with a tunnel per slot, never ran out.
+    assert!(small.stats().tunnel_pool_full > 0);
+    assert!(lan.nodes[1..].iter().all(|n| n.stats().tunnel_pool_full == 0));
 }
 
 /// A captured initiation replayed later, from anywhere, is refused and

@@ -24,21 +24,29 @@ fn bad_links() -> Faults {
 }
 
 /// Membership, ledgers, addresses and the master converge through bad links,
-/// and then every pair (all 870) exchanges an overlay packet.
+/// and then every pair (all 870) exchanges an overlay packet, for several
+/// seeds. With seeds 3, 7, 8 and 11 one pair stayed unreachable before
+/// relays said `RELAY_REFUSED`: loss had made the relay (the bootstrap,
+/// in touch with everyone) reach the destination through a relay itself,
+/// it refused to chain, and the sender kept sending into it. In a sweep of
+/// seeds 1-16, 2 to 5 failed that way, depending on the build; with the
+/// refusal, 0 of 32.
 #[test]
 fn thirty_nodes_on_bad_links_converge() {
-    let r = Scenario {
-        nodes: 30,
-        seed: 2,
-        faults: bad_links(),
-        deadline: Duration::from_secs(300),
-        ..Scenario::default()
+    for seed in [3, 7, 8, 11] {
+        let r = Scenario {
+            nodes: 30,
+            seed,
+            faults: bad_links(),
+            deadline: Duration::from_secs(300),
+            ..Scenario::default()
+        }
+        .run();
+        assert!(r.converged, "seed {seed}: {r:?}");
+        assert!(r.converged_at_s.is_some_and(|t| t < 200.0), "seed {seed}: {r:?}");
+        assert_eq!((r.duplicate_addresses, r.masters), (0, 1), "seed {seed}: {r:?}");
+        assert_eq!((r.reachable_pairs, r.sampled_pairs), (870, 870), "seed {seed}: {r:?}");
     }
-    .run();
-    assert!(r.converged, "{r:?}");
-    assert!(r.converged_at_s.is_some_and(|t| t < 200.0), "{r:?}");
-    assert_eq!((r.duplicate_addresses, r.masters), (0, 1), "{r:?}");
-    assert_eq!((r.reachable_pairs, r.sampled_pairs), (870, 870), "{r:?}");
 }
 
 /// The same behind NATs of every cone kind (a third of the nodes public):
