@@ -666,8 +666,8 @@ where
             // A direct datagram from a relayed member says the path works
             // its way at least (loss may have eaten the handshake that made
             // us relay, and the relay may not get through any more): probe
-            // it now rather than at the next punch attempt, at most once
-            // per `UPGRADE_INTERVAL`.
+            // it now rather than at the next punch attempt (once between
+            // two scheduled attempts, see `probe_hinted`).
             Source::Direct(a) => {
                 let moved = m.up && m.endpoint.is_some_and(|e| e != a);
                 m.endpoint = Some(a);
