@@ -44,6 +44,8 @@ struct Lan {
     multicast: bool,
     /// Every unicast datagram sent: (to, from, bytes).
     sent: Vec<(usize, SocketAddr, Vec<u8>)>,
+    /// LAN beacons sent (multicast datagrams), by all nodes.
+    beacons: usize,
     /// A node whose datagrams are lost, both ways (unplugged).
     unplugged: Option<usize>,
     /// Nodes behind a port forward (or a NAT that changes ports): the
@@ -100,9 +102,27 @@ impl Lan {
             drops: vec![Vec::new(); n],
             multicast: true,
             sent: Vec::new(),
+            beacons: 0,
             unplugged: None,
             mapped: vec![None; n],
         }
+    }
+
+    /// Starts one more node on the LAN now, with the first node's keys;
+    /// returns its index.
+    fn join(&mut self, configure: impl Fn(&mut NodeConfig)) -> usize {
+        let i = self.nodes.len();
+        let mut c = NodeConfig::default();
+        c.port = 51820;
+        configure(&mut c);
+        self.nodes
+            .push(node(i as u64 + 100, &NetworkKeys::derive(&[1; 32]), c, 32));
+        self.addrs.push(SocketAddr::new([10, 0, 0, i as u8 + 1].into(), 51820));
+        self.delivered.push(Vec::new());
+        self.events.push(Vec::new());
+        self.drops.push(Vec::new());
+        self.mapped.push(None);
+        i
     }
 
     fn index_of(&self, addr: SocketAddr) -> Option<usize> {
@@ -132,6 +152,7 @@ impl Lan {
                         }
                     }
                     Destination::LanMulticast => {
+                        self.beacons += 1;
                         if self.multicast {
                             for j in 0..self.nodes.len() {
                                 self.wire.push_back((j, self.addrs[i], bytes.clone()));
@@ -926,4 +947,36 @@ fn nodes_that_bootstrap_from_each_other_meet_without_a_replayed_announcement() {
     assert_eq!(sent, answered);
     assert!(s0.handshakes >= 1 && s1.handshakes >= 1, "{s0:?} {s1:?}");
     assert!(s0.handshakes + s1.handshakes <= 2 * answered);
+}
+
+/// A LAN of many members carries a few beacons per interval (a Trickle
+/// timer: each member holds its beacon back once it heard three), not one
+/// from every member; and a node that starts later still meets the mesh
+/// within a second or two, because its first beacon, from a node nobody
+/// knows, brings the others' intervals back to one second.
+#[test]
+fn a_lan_carries_a_few_beacons_per_interval_and_a_newcomer_still_meets_it() {
+    use kairos_core::discovery::Trickle;
+    let mut lan = Lan::new(12, |_, _| {});
+    lan.advance(Duration::from_secs(70));
+    assert!(lan.nodes.iter().all(|n| n.members().count() == 11));
+    // Intervals are 30 s long by now (1 + 2 + 4 + 8 + 16 s, then 30 s).
+    let before = lan.beacons;
+    lan.advance(Duration::from_secs(60));
+    let sent = lan.beacons - before;
+    // One beacon per member and interval would be 24.
+    let most = 2 * (usize::from(Trickle::REDUNDANCY) + 1);
+    assert!((2..=most).contains(&sent), "{sent} beacons in 60 s");
+    let n = lan.join(|_| {});
+    let joined = lan.now;
+    // Every member has its 8 neighbours: none connects to the newcomer on
+    // hearing it, so the newcomer must hear them (their next beacons would
+    // otherwise be up to 30 s away).
+    while lan.nodes[n].members().all(|m| !m.is_up()) {
+        assert!(lan.now < joined + Duration::from_secs(3), "not met within 3 s");
+        lan.advance(Duration::from_millis(100));
+    }
+    eprintln!("newcomer met after {:?}", lan.now - joined);
+    lan.advance(Duration::from_secs(10));
+    assert_eq!(lan.nodes[n].members().count(), 12);
 }
