@@ -152,6 +152,17 @@ impl<P: CryptoProvider> Member<P> {
         }
     }
 
+    /// The direct path to it at `addr` works both ways: stop relaying and
+    /// punching (the next relayed spell starts its attempts afresh).
+    pub(crate) fn go_direct(&mut self, addr: SocketAddr) {
+        self.via = None;
+        self.endpoint = Some(addr);
+        self.next_probe = None;
+        self.punch = Punch::Idle;
+        self.punch_tries = 0;
+        self.hinted = false;
+    }
+
     /// The member's node id.
     pub fn id(&self) -> NodeId {
         self.id

@@ -650,9 +650,7 @@ where
             // initiation came from) and its answer reached us, so the
             // direct path works both ways.
             Source::Direct(a) if response && m.via.is_some() => {
-                m.via = None;
-                m.endpoint = Some(a);
-                m.next_probe = None;
+                m.go_direct(a);
                 if m.up {
                     let id = m.id;
                     self.push_event(Event::PathChanged(id));

@@ -289,12 +289,7 @@ where
                     let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                     if m.via.is_some() && nonce == m.probe_nonce {
                         // Both directions work: go direct.
-                        m.via = None;
-                        m.endpoint = Some(addr);
-                        m.next_probe = None;
-                        m.punch = super::member::Punch::Idle;
-                        m.punch_tries = 0;
-                        m.hinted = false;
+                        m.go_direct(addr);
                         let id = m.id;
                         self.push_event(Event::PathChanged(id));
                     }
