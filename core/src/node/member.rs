@@ -10,8 +10,9 @@
 //! Tunnels live in a second table the caller provides, the tunnel pool
 //! ([`TunnelSlot`]s): a member holds the index of its tunnel there. A pool
 //! as long as the member table gives every member its own; a shorter one
-//! (a small device) holds only the sessions open at once, and a member
-//! whose tunnel went idle gives it back when another member needs one.
+//! (a small device) holds only the sessions open at once: a member whose
+//! tunnel went idle gives it back when another member needs one, and else
+//! the session quiet longest makes room (see `Node::install_tunnel`).
 
 use core::net::{Ipv4Addr, SocketAddr};
 

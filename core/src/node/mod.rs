@@ -257,6 +257,9 @@ pub struct NodeStats {
     /// Sessions refused or not started because every tunnel in the pool
     /// was busy (see [`crate::node::member`]).
     pub tunnel_pool_full: u64,
+    /// Quiet sessions closed (`GOODBYE`) to make room in a full tunnel
+    /// pool for another member's.
+    pub tunnels_evicted: u64,
 }
 
 const EVENT_QUEUE: usize = 64;
@@ -271,6 +274,10 @@ const FIRST_HELLO_GAP: Duration = Duration::from_millis(250);
 const SILENT_AFTER: Duration = Duration::from_secs(15);
 /// How often the node tops up its proactive sessions.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// A full tunnel pool takes the tunnel of a member with a session up only
+/// once nothing went either way on it for this long (see
+/// `Node::install_tunnel`).
+pub const EVICT_QUIET: Duration = Duration::from_secs(5);
 
 struct Bootstrap {
     endpoint: SocketAddr,
@@ -821,7 +828,7 @@ where
                         .is_some_and(|m| m.tunnel.is_none())
                     {
                         let t = self.new_tunnel(slot, &static_key)?;
-                        self.install_tunnel(slot, t)?;
+                        self.install_tunnel(now, slot, t)?;
                     }
                     let Node {
                         members,
@@ -883,7 +890,7 @@ where
                     let mut t = Tunnel::with_remote_keys(remote, tunnel_config(&self.config, slot));
                     let Node { local, rng, .. } = self;
                     let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
-                    self.install_tunnel(slot, t)?;
+                    self.install_tunnel(now, slot, t)?;
                     (slot, n)
                 }
             };
@@ -1512,9 +1519,13 @@ where
 
     /// Gives the member in `slot` the tunnel `t`, in a free entry of the
     /// pool, else in one whose tunnel went idle (no session, no handshake
-    /// under way): its member gives it back. With neither, the pool is
-    /// full (`TableFull`).
-    fn install_tunnel(&mut self, slot: u16, mut t: Tunnel<P>) -> Result<(), DropReason> {
+    /// under way): its member gives it back. Else (a small device whose
+    /// pool is shorter than its member table) the session quiet longest,
+    /// [`EVICT_QUIET`] at least, makes room: sessions made for traffic
+    /// before mesh neighbours, and its member is told (`GOODBYE`) so it
+    /// drops the session at once and makes a new one when it needs one.
+    /// With none of these, the pool is full (`TableFull`).
+    fn install_tunnel(&mut self, now: Instant, slot: u16, mut t: Tunnel<P>) -> Result<(), DropReason> {
         let members = self.members.as_ref();
         let pool = self.tunnels.as_ref();
         let index = match pool.iter().position(Option::is_none) {
@@ -1526,13 +1537,18 @@ where
                         && owner != slot as usize
                         && members[owner].as_ref().is_some_and(|m| !m.up)
                 };
-                let Some(i) = pool.iter().position(|e| e.as_ref().is_some_and(idle)) else {
+                if let Some(i) = pool.iter().position(|e| e.as_ref().is_some_and(idle)) {
+                    let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
+                    self.release_tunnel(owner);
+                    i
+                } else if let Some(i) = self.quietest_session(now, slot) {
+                    let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
+                    self.evict(now, owner);
+                    i
+                } else {
                     self.stats.tunnel_pool_full += 1;
                     return Err(DropReason::TableFull);
-                };
-                let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
-                self.release_tunnel(owner);
-                i
+                }
             }
         };
         let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
@@ -1540,6 +1556,54 @@ where
         m.tunnel = Some(index as u16);
         self.tunnels.as_mut()[index] = Some(t);
         Ok(())
+    }
+
+    /// The pool entry whose session may make room for the member in
+    /// `slot` (see [`Node::install_tunnel`]): no handshake of ours under
+    /// way, nothing sent or received for [`EVICT_QUIET`]; sessions made
+    /// for traffic first, then the one quiet longest.
+    fn quietest_session(&self, now: Instant, slot: u16) -> Option<usize> {
+        let members = self.members.as_ref();
+        self.tunnels
+            .as_ref()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let t = e.as_ref()?;
+                let owner = t.config().index_slot;
+                let m = members.get(owner as usize)?.as_ref()?;
+                let last = m.last_seen.max(t.last_sent())?;
+                let quiet =
+                    owner != u32::from(slot) && !t.is_handshaking() && now.saturating_since(last) >= EVICT_QUIET;
+                quiet.then_some((!m.on_demand, last, i))
+            })
+            .min()
+            .map(|(_, _, i)| i)
+    }
+
+    /// Takes the tunnel of the member in `owner` back to the pool for
+    /// another member, telling it with a `GOODBYE` sealed on the session
+    /// (queued in the outbox) so it reports us down at once rather than
+    /// sending into a session we no longer have.
+    fn evict(&mut self, now: Instant, owner: u16) {
+        self.stats.tunnels_evicted += 1;
+        let Some(m) = self.members.as_mut()[owner as usize].as_mut() else {
+            return;
+        };
+        let route = match (m.via, m.endpoint) {
+            (Some(via), _) => Some(Route::Relay { via, dst: m.id }),
+            (None, Some(to)) => Some(Route::Direct(Destination::Unicast(to))),
+            (None, None) => None,
+        };
+        let mut buf = [0u8; TRANSPORT_HEADER_LEN + 1 + crate::crypto::TAG_LEN];
+        buf[TRANSPORT_HEADER_LEN] = crate::wire::ControlKind::GOODBYE.0;
+        if let (Some(route), Some(t)) = (route, pooled(self.tunnels.as_mut(), m.tunnel)) {
+            if let Ok(sealed) = t.encapsulate(now, &mut buf, 1) {
+                let n = sealed.len();
+                self.outbox.push(route, &buf[..n]);
+            }
+        }
+        self.member_left(owner);
     }
 
     /// Takes the idle tunnel of the member in `slot` back to the pool.
@@ -1600,7 +1664,7 @@ where
             .is_some_and(|m| m.tunnel.is_none())
         {
             let t = self.new_tunnel(slot, &static_key)?;
-            self.install_tunnel(slot, t)?;
+            self.install_tunnel(now, slot, t)?;
         }
         let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
         pooled(self.tunnels.as_mut(), m.tunnel).expect("just ensured").connect();
@@ -1732,6 +1796,14 @@ where
         if established {
             self.queue(sync::Intent::Features { to: slot });
         }
+        if came_up && self.beyond_neighbour_quota() {
+            // A small pool: a session another member opened as its
+            // neighbour, past our own neighbours, carries traffic only, so
+            // it can make room for another when it goes quiet.
+            if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+                m.on_demand = true;
+            }
+        }
         if came_up {
             // Tell it where we see it, and compare ledgers at once.
             if let Some(addr) = endpoint {
@@ -1746,6 +1818,20 @@ where
         } else {
             self.activate(slot);
         }
+    }
+
+    /// Whether this node's tunnel pool is shorter than its member table
+    /// and more mesh-neighbour sessions are up than `neighbors`.
+    fn beyond_neighbour_quota(&self) -> bool {
+        self.tunnels.as_ref().len() < self.members.as_ref().len()
+            && self
+                .members
+                .as_ref()
+                .iter()
+                .flatten()
+                .filter(|m| m.up && !m.on_demand)
+                .count()
+                > self.config.neighbors
     }
 
     /// The member in `slot` said goodbye: forget its session (a new one is

@@ -214,6 +214,16 @@ impl<P: CryptoProvider> Tunnel<P> {
         }
     }
 
+    /// When a transport message (data or keepalive) last went out.
+    pub fn last_sent(&self) -> Option<Instant> {
+        self.last_sent
+    }
+
+    /// Whether an initiation of ours is waiting for its response.
+    pub fn is_handshaking(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Whether a session can carry data now.
     pub fn is_established(&self, now: Instant) -> bool {
         self.sendable(now).is_some()

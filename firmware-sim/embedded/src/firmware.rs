@@ -104,6 +104,10 @@ pub struct Status {
     pub members: Cell<usize>,
     /// Members with a session up.
     pub peers_up: Cell<usize>,
+    /// Sessions refused because every pooled tunnel was busy.
+    pub tunnel_pool_full: Cell<u64>,
+    /// Quiet sessions closed to make room for another member's.
+    pub tunnels_evicted: Cell<u64>,
     /// Connections the service answered to the end.
     pub served: Cell<u32>,
     /// Datagrams received on the underlay.
@@ -136,7 +140,7 @@ pub fn core_node(
     seed: u64,
     wall_at_zero: Duration,
 ) -> CoreNode {
-    config.neighbors = config.neighbors.min(crate::TUNNELS);
+    config.neighbors = config.neighbors.min(crate::NEIGHBORS);
     CoreNode::new(
         identity,
         network,
@@ -322,6 +326,9 @@ async fn flush(
     }
     status.members.set(node.members().count());
     status.peers_up.set(node.members().filter(|m| m.is_up()).count());
+    let stats = node.stats();
+    status.tunnel_pool_full.set(stats.tunnel_pool_full);
+    status.tunnels_evicted.set(stats.tunnels_evicted);
 }
 
 /// The service task: echoes each line it reads back, then closes.

@@ -44,10 +44,15 @@ use rand_chacha::ChaCha20Rng;
 
 /// Members the node can know besides itself.
 pub const PEERS: usize = 16;
-/// Tunnels (sessions open at once): the node's proactive sessions
-/// (`NodeConfig::neighbors` is held to this) and those made for traffic
-/// share them; a member whose tunnel went idle gives it back.
+/// Tunnels (sessions open at once): the node's proactive sessions and
+/// those made for traffic share them. A member whose tunnel went idle
+/// gives it back, and a session quiet for `EVICT_QUIET` makes room for
+/// another (see `Node::install_tunnel`).
 pub const TUNNELS: usize = 4;
+/// Mesh neighbours (`NodeConfig::neighbors` is held to this): half the
+/// tunnels, so the other half is there for traffic. Sessions other members
+/// open as neighbours beyond these are told to count as made for traffic.
+pub const NEIGHBORS: usize = TUNNELS / 2;
 /// Control messages queued for members (a host queues 256).
 pub const INTENTS: usize = 24;
 /// Packets held while their sessions come up (a host holds 8).

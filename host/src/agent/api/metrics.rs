@@ -129,7 +129,7 @@ pub fn render(m: &Metrics) -> String {
     );
 
     let n = &m.stats;
-    let counters: [(&str, &str, u64); 15] = [
+    let counters: [(&str, &str, u64); 16] = [
         ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
         ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
         ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
@@ -188,6 +188,11 @@ pub fn render(m: &Metrics) -> String {
             "kairos_tunnel_pool_full_total",
             "Sessions refused or not started because every tunnel was busy.",
             n.tunnel_pool_full,
+        ),
+        (
+            "kairos_tunnels_evicted_total",
+            "Quiet sessions closed to make room in a full tunnel pool.",
+            n.tunnels_evicted,
         ),
     ];
     for (name, help, v) in counters {
