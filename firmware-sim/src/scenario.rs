@@ -108,6 +108,9 @@ pub struct Report {
     pub converged_at_s: Option<f64>,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
+    /// Wall-clock seconds spent creating the nodes and the network, before
+    /// simulated time starts (part of `converged_wall_s` and `wall_s`).
+    pub build_wall_s: f64,
     /// Wall-clock seconds until convergence was seen (the join storm: compare
     /// with `converged_at_s`).
     pub converged_wall_s: Option<f64>,
@@ -150,13 +153,14 @@ impl Report {
             v.map_or("null".into(), |v| format!("{v:.3}"))
         }
         format!(
-            "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
+            "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"build_wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
              \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"converged_handshakes\":{},\"duplicate_addresses\":{},\"masters\":{},\
              \"direct_pairs\":{},\"relayed_pairs\":{},\"tunnel_pool_full\":{}}}",
             self.converged,
             opt(self.converged_at_s),
             opt(self.converged_wall_s),
             self.wall_s,
+            self.build_wall_s,
             self.reachable_pairs,
             self.sampled_pairs,
             opt(self.idle_bytes_per_peer_per_s),
@@ -330,6 +334,7 @@ impl Scenario {
     pub fn run(&self) -> Report {
         let wall = WallInstant::now();
         let mut w = self.build();
+        let build_wall = wall.elapsed().as_secs_f64();
         let step = Duration::from_millis(500);
         let mut converged_at = None;
         let mut converged_wall = None;
@@ -414,6 +419,7 @@ impl Scenario {
             converged_at_s: converged_at.map(|t| t.since_origin().as_secs_f64()),
             converged_wall_s: converged_wall,
             wall_s: wall.elapsed().as_secs_f64(),
+            build_wall_s: build_wall,
             reachable_pairs: reachable,
             sampled_pairs: pairs.len(),
             idle_bytes_per_peer_per_s: idle,

@@ -566,6 +566,37 @@ fn a_replayed_initiation_leaves_the_live_session_alone() {
     assert_eq!(handshakes(&lan), before + 1);
 }
 
+/// A goodbye drops the peer's tunnel (as a full tunnel pool does when a
+/// quiet session makes room), but the newest initiation timestamp the
+/// tunnel accepted stays with the member: an initiation captured before it
+/// and replayed after it is still refused, and makes no session.
+#[test]
+fn a_replayed_initiation_is_refused_after_its_tunnel_was_dropped() {
+    let mut lan = Lan::new(2, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    let (to, from, initiation) = lan
+        .sent
+        .iter()
+        .find(|(_, _, b)| b[0] == 1)
+        .cloned()
+        .expect("an initiation");
+    let b = lan.index_of(from).unwrap();
+    let peer = lan.nodes[b].node_id();
+    lan.nodes[b].leave();
+    lan.drive();
+    assert!(lan.nodes[to].tunnel(&peer).is_none(), "the goodbye dropped the tunnel");
+    assert!(!lan.nodes[to].member(&peer).unwrap().is_up());
+    let attacker: SocketAddr = "10.0.0.99:51820".parse().unwrap();
+    let mut bytes = initiation.clone();
+    let now = lan.now;
+    assert_eq!(
+        lan.nodes[to].handle_datagram(now, attacker, &mut bytes).map(|_| ()),
+        Err(DropReason::ReplayedInitiation)
+    );
+    assert!(!lan.nodes[to].member(&peer).unwrap().is_up());
+    assert_ne!(lan.nodes[to].member(&peer).unwrap().endpoint(), Some(attacker));
+}
+
 /// The core expects a monotonic `now`; a caller whose clock goes backwards
 /// must not make it panic, and once time moves on the mesh works again.
 #[test]
