@@ -39,7 +39,7 @@ use kairos_core::ledger::buckets::owner_key;
 use kairos_core::ledger::wire::{EntryPacket, EntryRepr};
 use kairos_core::ledger::{
     Action, Applied, Digest, EntryEncoder, EntryState, Ledger, LedgerError, Message, RangeMask, Reassembly,
-    RequestRepr, SignatureVerifier, FRAGMENT_CHUNK, FRAGMENT_HEADER_LEN, MAX_MESSAGE_LEN, MAX_VALUE_LEN,
+    RequestRepr, Scope, SignatureVerifier, FRAGMENT_CHUNK, SMALL_ENTRY_LEN, FRAGMENT_HEADER_LEN, MAX_MESSAGE_LEN, MAX_VALUE_LEN,
 };
 use kairos_core::time::Instant;
 use kairos_core::wire::ControlKind;
@@ -664,6 +664,17 @@ pub fn check_digest(l: &FuzzLedger, now: Instant) {
     }
     assert_eq!(fresh.len(), l.len());
     assert_eq!(fresh.digest(), l.digest(), "the digest is the live entries'");
+    // The small scope's digest: that of a replica given only the entries
+    // whose encoding is at most SMALL_ENTRY_LEN bytes.
+    let mut small = Box::<FuzzLedger>::default();
+    for (_, e) in held.iter().filter(|(_, e)| e.len() <= SMALL_ENTRY_LEN) {
+        match small.apply(now, &mut AcceptAll, e) {
+            Ok(Applied::New(_)) => {}
+            Err(LedgerError::ClockJump) => return,
+            other => panic!("a held small entry applied to a fresh replica: {other:?}"),
+        }
+    }
+    assert_eq!(small.digest(), &l.digest_in(Scope::Small), "the small digest is the small live entries'");
 }
 
 #[cfg(test)]

@@ -163,6 +163,22 @@ pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(10 * 60);
 /// The ttl argument for an entry that never expires.
 pub const NO_TTL: u32 = 0;
 
+/// The longest entry encoding a small replica holds (see [`Scope`]).
+pub const SMALL_ENTRY_LEN: usize = 2048;
+
+/// Which entries an exchange with a peer covers. A small device's replica
+/// holds only entries whose encoding is at most [`SMALL_ENTRY_LEN`] bytes
+/// (its reassembly buffer is that long): with it, pushes and anti-entropy
+/// carry and compare only those, so the longer ones (a kubeconfig) neither
+/// travel to it in vain nor keep the two digests different for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every entry.
+    All,
+    /// Entries of at most [`SMALL_ENTRY_LEN`] encoded bytes.
+    Small,
+}
+
 /// Why a ledger operation failed. The entry asked for was not stored and
 /// the clock did not move (what was due to expire has expired, and on
 /// [`LedgerError::Full`] an expired record may have been evicted).

@@ -14,7 +14,7 @@ use super::fragment::EntryEncoder;
 use super::store::{Record, Store};
 use super::wire::{EntryPacket, EntryRepr, SIGNED_HEADER};
 use super::{
-    Applied, Change, LedgerError, MAX_BUCKET_LEN, MAX_CLOCK, MAX_CLOCK_JUMP, MAX_KEY_LEN, MAX_VALUE_LEN, NO_TTL,
+    Applied, Change, LedgerError, Scope, MAX_BUCKET_LEN, MAX_CLOCK, MAX_CLOCK_JUMP, MAX_KEY_LEN, MAX_VALUE_LEN, NO_TTL,
     TOMBSTONE_GRACE,
 };
 use crate::identity::{Identity, NodeId};
@@ -459,6 +459,27 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// The digest of the live entries, for anti-entropy.
     pub fn digest(&self) -> &Digest {
         &self.digest
+    }
+
+    /// The digest of the live entries in `scope`: the kept digest for
+    /// [`Scope::All`]; for [`Scope::Small`] one computed by a pass over the
+    /// records (only exchanges with a small device's replica need it, and
+    /// keeping it would cost every replica, the small ones included, a
+    /// second digest).
+    pub fn digest_in(&self, scope: Scope) -> Digest {
+        match scope {
+            Scope::All => self.digest,
+            Scope::Small => {
+                let mut d = Digest::EMPTY;
+                for pos in 0..self.store.len() {
+                    let r = self.store.at(pos);
+                    if r.is(EntryState::Live) && r.in_scope(Scope::Small) {
+                        d.add(&r.id, &r.hash);
+                    }
+                }
+                d
+            }
+        }
     }
 
     /// The messages that carry the version `r` names (a live entry or a

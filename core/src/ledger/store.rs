@@ -76,6 +76,12 @@ impl Record {
         self.bucket_len as usize + self.key_len as usize + self.value_len as usize
     }
 
+    /// Whether the entry is in `scope` (its encoding is at most
+    /// [`super::SMALL_ENTRY_LEN`] bytes, for [`super::Scope::Small`]).
+    pub(crate) fn in_scope(&self, scope: super::Scope) -> bool {
+        scope == super::Scope::All || super::wire::ENTRY_HEADER_LEN + self.used_len() <= super::SMALL_ENTRY_LEN
+    }
+
     /// The first 8 bytes of the signed hash: names the version in
     /// [`EntryRef`]s, summaries and the digest.
     pub(crate) fn tag(&self) -> [u8; 8] {

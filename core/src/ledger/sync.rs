@@ -35,7 +35,7 @@ use super::wire::{
     emit_summary_header, range_of, ItemState, RequestPacket, SummaryItem, SummaryPacket, RANGES, SUMMARY_HEADER_LEN,
     SUMMARY_ITEM_LEN, SUMMARY_MAX_ITEMS,
 };
-use super::{Ledger, LedgerError, MAX_MESSAGE_LEN};
+use super::{Ledger, LedgerError, Scope, MAX_MESSAGE_LEN};
 
 #[cfg(doc)]
 use super::{Digest, RequestRepr};
@@ -83,12 +83,17 @@ fn range_start(i: usize) -> u64 {
 
 impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// The position of the first record at or after `pos` whose range is in
-    /// `mask`.
-    fn next_in_mask(&self, mut pos: usize, mask: RangeMask) -> Option<usize> {
+    /// `mask` and which is in `scope`.
+    fn next_in_mask(&self, mut pos: usize, mask: RangeMask, scope: Scope) -> Option<usize> {
         while pos < self.store.len() {
-            let range = range_of(self.store.at(pos).id.prefix());
+            let record = self.store.at(pos);
+            let range = range_of(record.id.prefix());
             if mask.contains(range) {
-                return Some(pos);
+                if record.in_scope(scope) {
+                    return Some(pos);
+                }
+                pos += 1;
+                continue;
             }
             pos = self.store.lower_bound(range_start(mask.next_from(range + 1)?));
         }
@@ -100,6 +105,17 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// `out` (at most [`MAX_MESSAGE_LEN`] bytes are used). Send it as a
     /// `LEDGER_DIGEST` payload; continue with `next` until it is `None`.
     pub fn write_summary(&self, mask: RangeMask, from: u64, out: &mut [u8]) -> Result<SummaryPage, LedgerError> {
+        self.write_summary_in(Scope::All, mask, from, out)
+    }
+
+    /// [`Self::write_summary`] of the records in `scope` only.
+    pub fn write_summary_in(
+        &self,
+        scope: Scope,
+        mask: RangeMask,
+        from: u64,
+        out: &mut [u8],
+    ) -> Result<SummaryPage, LedgerError> {
         let room = out.len().min(MAX_MESSAGE_LEN).saturating_sub(SUMMARY_HEADER_LEN) / SUMMARY_ITEM_LEN;
         let cap = room.min(SUMMARY_MAX_ITEMS);
         if cap == 0 {
@@ -109,7 +125,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         let mut count = 0;
         let mut last = from;
         let mut next = None;
-        while let Some(p) = self.next_in_mask(pos, mask) {
+        while let Some(p) = self.next_in_mask(pos, mask, scope) {
             let record = self.store.at(p);
             if count == cap {
                 next = Some(record.id.prefix());
@@ -139,8 +155,19 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// Collect the wants into a [`RequestRepr`] (a page yields at most
     /// [`SUMMARY_MAX_ITEMS`] of them, so one request always holds them).
     pub fn reconcile<'a>(&'a self, summary: &'a SummaryPacket<&'a [u8]>) -> Reconcile<'a, ENTRIES, ARENA> {
+        self.reconcile_in(Scope::All, summary)
+    }
+
+    /// [`Self::reconcile`] against the records in `scope` only (the others
+    /// count as absent: never sent, never compared).
+    pub fn reconcile_in<'a>(
+        &'a self,
+        scope: Scope,
+        summary: &'a SummaryPacket<&'a [u8]>,
+    ) -> Reconcile<'a, ENTRIES, ARENA> {
         Reconcile {
             ledger: self,
+            scope,
             summary,
             mask: RangeMask(summary.mask()),
             pos: self.store.lower_bound(summary.from()),
@@ -152,8 +179,18 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
     /// The entries a peer's request names (live entries and tombstones
     /// whose id prefix it lists), to send back.
     pub fn requested<'a>(&'a self, request: &'a RequestPacket<&'a [u8]>) -> Requested<'a, ENTRIES, ARENA> {
+        self.requested_in(Scope::All, request)
+    }
+
+    /// [`Self::requested`] among the records in `scope` only.
+    pub fn requested_in<'a>(
+        &'a self,
+        scope: Scope,
+        request: &'a RequestPacket<&'a [u8]>,
+    ) -> Requested<'a, ENTRIES, ARENA> {
         Requested {
             ledger: self,
+            scope,
             request,
             index: 0,
             pos: None,
@@ -164,6 +201,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
 /// Iterator returned by [`Ledger::reconcile`].
 pub struct Reconcile<'a, const ENTRIES: usize, const ARENA: usize> {
     ledger: &'a Ledger<ENTRIES, ARENA>,
+    scope: Scope,
     summary: &'a SummaryPacket<&'a [u8]>,
     mask: RangeMask,
     pos: usize,
@@ -182,7 +220,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Iterator for Reconcile<'_, ENTRIE
         loop {
             let local = self
                 .ledger
-                .next_in_mask(self.pos, self.mask)
+                .next_in_mask(self.pos, self.mask, self.scope)
                 .map(|p| (p, store.at(p)))
                 .filter(|(_, r)| r.id.prefix() <= self.summary.to());
             let remote = self.summary.item(self.item);
@@ -241,6 +279,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Iterator for Reconcile<'_, ENTRIE
 /// Iterator returned by [`Ledger::requested`].
 pub struct Requested<'a, const ENTRIES: usize, const ARENA: usize> {
     ledger: &'a Ledger<ENTRIES, ARENA>,
+    scope: Scope,
     request: &'a RequestPacket<&'a [u8]>,
     index: usize,
     pos: Option<usize>,
@@ -256,7 +295,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Iterator for Requested<'_, ENTRIE
             if pos < store.len() && store.at(pos).id.prefix() == id {
                 self.pos = Some(pos + 1);
                 let r = store.at(pos);
-                if sendable(r) {
+                if sendable(r) && r.in_scope(self.scope) {
                     return Some(EntryRef {
                         slot: store.slot_at(pos),
                         tag: r.tag(),
@@ -348,21 +387,32 @@ mod tests {
         now: Instant,
         v: &mut impl SignatureVerifier,
     ) -> Traffic {
+        exchange_in(Scope::All, a, b, now, v)
+    }
+
+    /// [`exchange`] of the entries in `scope`.
+    fn exchange_in<const E: usize, const A: usize>(
+        scope: Scope,
+        a: &mut Ledger<E, A>,
+        b: &mut Ledger<E, A>,
+        now: Instant,
+        v: &mut impl SignatureVerifier,
+    ) -> Traffic {
         let mut t = Traffic::default();
         let mut buf = [0u8; MAX_MESSAGE_LEN];
-        let n = a.digest().emit(&mut buf).unwrap();
+        let n = a.digest_in(scope).emit(&mut buf).unwrap();
         t.count(n, false);
         let Message::Digest(p) = Message::decode(ControlKind::LEDGER_DIGEST, &buf[..n]).unwrap() else {
             panic!()
         };
-        let mask = b.digest().mismatch(&Digest::parse(&p));
+        let mask = b.digest_in(scope).mismatch(&Digest::parse(&p));
         if mask.is_empty() {
             return t;
         }
         let mut from = 0;
         loop {
             let mut page_buf = [0u8; MAX_MESSAGE_LEN];
-            let page = b.write_summary(mask, from, &mut page_buf).unwrap();
+            let page = b.write_summary_in(scope, mask, from, &mut page_buf).unwrap();
             t.count(page.len, false);
             let Message::Summary(s) = Message::decode(ControlKind::LEDGER_DIGEST, &page_buf[..page.len]).unwrap()
             else {
@@ -370,7 +420,7 @@ mod tests {
             };
             let mut sends = Vec::new();
             let mut request = RequestRepr::new();
-            for action in a.reconcile(&s) {
+            for action in a.reconcile_in(scope, &s) {
                 match action {
                     Action::Send(r) => sends.push(r),
                     Action::Want(id) => assert!(request.push(id)),
@@ -384,7 +434,7 @@ mod tests {
                 let Message::Request(q) = Message::decode(ControlKind::LEDGER_DIGEST, &buf[..n]).unwrap() else {
                     panic!()
                 };
-                let answers: Vec<EntryRef> = b.requested(&q).collect();
+                let answers: Vec<EntryRef> = b.requested_in(scope, &q).collect();
                 for r in answers {
                     transfer(b, a, r, now, &mut t, v);
                 }
@@ -404,6 +454,36 @@ mod tests {
         l.iter()
             .map(|e| (e.bucket().to_vec(), e.key().to_vec(), e.value().to_vec(), e.clock()))
             .collect()
+    }
+
+    /// A replica that holds only small entries and one that holds all
+    /// agree after an exchange in [`Scope::Small`], whichever starts it:
+    /// the long entry neither travels nor keeps their digests apart, and
+    /// the small ones go both ways.
+    #[test]
+    fn an_exchange_in_the_small_scope_leaves_long_entries_out() {
+        let mut v = MemoVerifier::default();
+        let now = Instant::from_secs(1);
+        let (mut full, mut small) = (Small::new(), Small::new());
+        full.put(now, &ident(1), b"kairos", b"mine", &[1; 100], NO_TTL).unwrap();
+        full.put(now, &ident(1), b"kairos", b"master-kubeconfig", &[3; 3000], NO_TTL)
+            .unwrap();
+        small
+            .put(now, &ident(2), b"kairos", b"yours", &[2; 100], NO_TTL)
+            .unwrap();
+        assert_eq!(&small.digest_in(Scope::Small), small.digest());
+        assert_ne!(&full.digest_in(Scope::Small), full.digest());
+        let t = exchange_in(Scope::Small, &mut small, &mut full, now, &mut v);
+        assert_eq!(t.entries, 2, "one small entry each way: {t:?}");
+        assert!(t.entry_bytes < 1000, "no fragment of the long entry: {t:?}");
+        assert_eq!(small.digest(), &full.digest_in(Scope::Small));
+        assert!(small.get(b"kairos", b"mine").is_some() && full.get(b"kairos", b"yours").is_some());
+        assert!(small.get(b"kairos", b"master-kubeconfig").is_none());
+        // Started by the other side: the digests agree, nothing more.
+        let t = exchange_in(Scope::Small, &mut full, &mut small, now, &mut v);
+        assert_eq!(t.messages, 1, "{t:?}");
+        // In the whole scope the long entry is still a difference.
+        assert_ne!(full.digest().mismatch(small.digest()), RangeMask::NONE);
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Member<P: CryptoProvider> {
     /// It reads `LEDGER_BATCH` (said by its `FEATURES` on this session).
     /// Cleared when the session goes down: it may come back older.
     pub(crate) batches: bool,
+    /// It holds only small ledger entries (`FEATURES`, see
+    /// [`crate::ledger::Scope`]). Cleared like `batches`.
+    pub(crate) small_entries: bool,
     /// When to probe its direct endpoints next (while relayed).
     pub(crate) next_probe: Option<Instant>,
     /// The nonce of our last direct probe.
@@ -139,6 +142,7 @@ impl<P: CryptoProvider> Member<P> {
             on_demand: false,
             on_demand_told: None,
             batches: false,
+            small_entries: false,
             next_probe: None,
             probe_nonce: 0,
             punch: Punch::Idle,

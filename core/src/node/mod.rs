@@ -1755,6 +1755,8 @@ where
             // A new session, perhaps with a restarted (older or newer)
             // node: what it reads is said again on it.
             m.batches = false;
+            m.small_entries = false;
+            m.small_entries = false;
         }
         let old_timer = m.timer;
         m.timer = t.poll_timeout();
@@ -1782,6 +1784,9 @@ where
                     m.on_demand = false;
                     m.on_demand_told = None;
                     m.batches = false;
+                    m.small_entries = false;
+                    m.small_entries = false;
+                    m.small_entries = false;
                 }
             }
             if !up {
@@ -1851,6 +1856,7 @@ where
         m.on_demand = false;
         m.on_demand_told = None;
         m.batches = false;
+        m.small_entries = false;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

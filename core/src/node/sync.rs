@@ -49,7 +49,8 @@ use crate::identity::NodeId;
 use crate::ledger::batch::{Batch, BatchWriter};
 use crate::ledger::buckets::{ADDRESSES, MACHINES};
 use crate::ledger::{
-    Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, SignatureVerifier,
+    Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, Scope, SignatureVerifier,
+    MAX_ENTRY_LEN, SMALL_ENTRY_LEN,
 };
 use crate::session::DropReason;
 use crate::time::{Duration, Instant};
@@ -304,6 +305,7 @@ where
                 let features = Features::parse(payload).map_err(DropReason::Malformed)?;
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                 m.batches = features.contains(Features::LEDGER_BATCH);
+                m.small_entries = features.contains(Features::SMALL_ENTRIES);
                 Ok(())
             }
             ControlKind::PUNCH_REQUEST => {
@@ -398,7 +400,8 @@ where
             }
             Message::Digest(d) => {
                 let theirs = Digest::parse(&d);
-                let mask = self.ledger.as_ref().digest().mismatch(&theirs);
+                let ours = self.ledger.as_ref().digest_in(self.scope(slot));
+                let mask = ours.mismatch(&theirs);
                 if !mask.is_empty() {
                     self.queue(Intent::Summary {
                         to: slot,
@@ -411,7 +414,7 @@ where
                 let mut sends: Vec<EntryRef, 64> = Vec::new();
                 let mut request = Vec::<u64, REQUEST_IDS>::new();
                 let mut requests: Vec<Vec<u64, REQUEST_IDS>, 4> = Vec::new();
-                for action in self.ledger.as_ref().reconcile(&summary) {
+                for action in self.ledger.as_ref().reconcile_in(self.scope(slot), &summary) {
                     match action {
                         crate::ledger::Action::Send(r) => {
                             let _ = sends.push(r);
@@ -442,7 +445,8 @@ where
                 }
             }
             Message::Request(req) => {
-                let refs: Vec<EntryRef, 160> = self.ledger.as_ref().requested(&req).take(160).collect();
+                let scope = self.scope(slot);
+                let refs: Vec<EntryRef, 160> = self.ledger.as_ref().requested_in(scope, &req).take(160).collect();
                 for r in refs {
                     self.push_entry(r, slot, true);
                 }
@@ -488,7 +492,10 @@ where
     /// Queues every message of entry `r` for the member in `to` (`repair`:
     /// as an answer to anti-entropy).
     fn push_entry(&mut self, r: EntryRef, to: u16, repair: bool) {
+        let small = self.scope(to) == Scope::Small;
         let messages = match self.ledger.as_ref().encoder(r) {
+            // Too long for it: it would drop the fragments.
+            Ok(enc) if small && enc.encoded_len() > SMALL_ENTRY_LEN => return,
             Ok(enc) => enc.messages(),
             Err(_) => return,
         };
@@ -499,6 +506,42 @@ where
                 index: index as u8,
                 repair,
             });
+        }
+    }
+
+    /// Whether this node holds only small ledger entries: its reassembly
+    /// buffer (`F`) is shorter than the longest entry. It must then hold
+    /// every small one.
+    pub(crate) const SMALL_ONLY: bool = {
+        assert!(
+            F >= MAX_ENTRY_LEN || F >= SMALL_ENTRY_LEN,
+            "a node's F must be at least ledger::SMALL_ENTRY_LEN"
+        );
+        F < MAX_ENTRY_LEN
+    };
+
+    /// What this node says it reads and holds (`FEATURES`).
+    fn features() -> Features {
+        if Self::SMALL_ONLY {
+            Features::OURS.with(Features::SMALL_ENTRIES)
+        } else {
+            Features::OURS
+        }
+    }
+
+    /// Which ledger entries an exchange with the member in `slot` covers:
+    /// the small ones when either side holds only those.
+    pub(crate) fn scope(&self, slot: u16) -> Scope {
+        let theirs = self
+            .members
+            .as_ref()
+            .get(slot as usize)
+            .and_then(|m| m.as_ref())
+            .is_some_and(|m| m.small_entries);
+        if Self::SMALL_ONLY || theirs {
+            Scope::Small
+        } else {
+            Scope::All
         }
     }
 
@@ -1012,14 +1055,19 @@ where
                         n.map(|n| (kind, n))
                     }
                 },
-                Intent::Digest { .. } => self
+                Intent::Digest { to } => self
                     .ledger
                     .as_ref()
-                    .digest()
+                    .digest_in(self.scope(to))
                     .emit(body)
                     .map(|n| (ControlKind::LEDGER_DIGEST, n)),
                 Intent::Summary { to, mask, from } => {
-                    match self.ledger.as_ref().write_summary(RangeMask(mask), from, body) {
+                    let scope = self.scope(to);
+                    match self
+                        .ledger
+                        .as_ref()
+                        .write_summary_in(scope, RangeMask(mask), from, body)
+                    {
                         Ok(page) => {
                             if let Some(next) = page.next {
                                 // The next page goes out next, so pages stay in order.
@@ -1055,7 +1103,7 @@ where
                     body[..16].copy_from_slice(&dst.0);
                     Some((ControlKind::RELAY_REFUSED, 16))
                 }
-                Intent::Features { .. } => Some((ControlKind::FEATURES, Features::OURS.emit(body))),
+                Intent::Features { .. } => Some((ControlKind::FEATURES, Self::features().emit(body))),
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((

@@ -80,8 +80,16 @@ pub struct Features(pub u32);
 impl Features {
     /// Reads `LEDGER_BATCH`.
     pub const LEDGER_BATCH: Features = Features(1);
+    /// Holds only small ledger entries (see `ledger::Scope`): a small
+    /// device. Peers then push it only those and compare only those.
+    pub const SMALL_ENTRIES: Features = Features(2);
     /// What this version reads.
     pub const OURS: Features = Features::LEDGER_BATCH;
+
+    /// Both sets of bits.
+    pub const fn with(self, other: Features) -> Features {
+        Features(self.0 | other.0)
+    }
 
     /// Whether every bit of `other` is set.
     pub const fn contains(self, other: Features) -> bool {

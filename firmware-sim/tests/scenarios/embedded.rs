@@ -303,3 +303,40 @@ fn a_mesh_with_an_embedded_member_is_deterministic() {
     };
     assert_eq!(trace(25), trace(25));
 }
+
+/// An entry longer than the embedded member holds (a kubeconfig: 4 KB)
+/// neither travels to it nor keeps anti-entropy busy: the member says it
+/// holds small entries only (`FEATURES`), and its peers push and compare
+/// only those with it. Its traffic over 200 idle seconds is what it is
+/// without that entry (it was ten times as much: every exchange found the
+/// digests different and sent the entry's fragments again, in vain).
+#[test]
+fn an_entry_too_long_for_the_embedded_member_costs_it_nothing() {
+    let traffic = |big: bool| {
+        let mut w = mesh_with_embedded(31, &keys());
+        assert!(run_until(&mut w, Duration::from_secs(60), joined));
+        if big {
+            let now = w.now();
+            w.hosts[0]
+                .node
+                .ledger_put(now, b"kairos", b"master-kubeconfig", &[b'x'; 4000], 0)
+                .unwrap();
+        }
+        w.run_for(Duration::from_secs(100));
+        let e = &w.embedded[0].status;
+        let before = (e.tx_datagrams.get(), e.rx_datagrams.get());
+        w.run_for(Duration::from_secs(200));
+        let e = &w.embedded[0].status;
+        assert!(
+            w.hosts
+                .iter()
+                .all(|h| h.node.ledger().get(b"kairos", b"master-kubeconfig").is_some() == big),
+            "every host holds the long entry"
+        );
+        (e.tx_datagrams.get() - before.0, e.rx_datagrams.get() - before.1)
+    };
+    let (quiet, long) = (traffic(false), traffic(true));
+    println!("embedded member over 200 idle s (sent, received): {quiet:?} without a 4 KB entry, {long:?} with one");
+    assert!(long.0 <= quiet.0 * 5 / 4 + 10, "sent {long:?} vs {quiet:?}");
+    assert!(long.1 <= quiet.1 * 5 / 4 + 10, "received {long:?} vs {quiet:?}");
+}

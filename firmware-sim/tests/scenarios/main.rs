@@ -198,6 +198,7 @@ fn same_seed_same_run() {
         }
         .run();
         r.wall_s = 0.0;
+        r.build_wall_s = 0.0;
         r.converged_wall_s = r.converged_wall_s.map(|_| 0.0);
         r
     };
