@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use firmware_sim::net::{LanConfig, NatConfig, NatKind};
 use firmware_sim::world::World;
-use kairos_core::node::NodeConfig;
+use kairos_core::node::{Event, NodeConfig};
 use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
@@ -275,6 +275,16 @@ fn every_one_of_sixteen_peers_reaches_the_embedded_service_in_turn() {
         e.tunnels_evicted.get() > 0,
         "more peers than tunnels: some session made room"
     );
+    // Each member whose session made room was told (GOODBYE) and reported
+    // the embedded member down at once (an unused session would have taken
+    // 180 s to expire, longer than this run).
+    let id = w.embedded[0].id;
+    let told = w
+        .hosts
+        .iter()
+        .filter(|h| h.events.iter().any(|(_, ev)| *ev == Event::PeerDown(id)))
+        .count();
+    assert!(told >= 8, "{told} hosts saw the embedded member go down");
 }
 
 #[test]
