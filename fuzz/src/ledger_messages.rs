@@ -39,7 +39,8 @@ use kairos_core::ledger::buckets::owner_key;
 use kairos_core::ledger::wire::{EntryPacket, EntryRepr};
 use kairos_core::ledger::{
     Action, Applied, Digest, EntryEncoder, EntryState, Ledger, LedgerError, Message, RangeMask, Reassembly,
-    RequestRepr, Scope, SignatureVerifier, FRAGMENT_CHUNK, SMALL_ENTRY_LEN, FRAGMENT_HEADER_LEN, MAX_MESSAGE_LEN, MAX_VALUE_LEN,
+    RequestRepr, Scope, SignatureVerifier, FRAGMENT_CHUNK, FRAGMENT_HEADER_LEN, MAX_MESSAGE_LEN, MAX_VALUE_LEN,
+    SMALL_ENTRY_LEN,
 };
 use kairos_core::time::Instant;
 use kairos_core::wire::ControlKind;
@@ -674,7 +675,11 @@ pub fn check_digest(l: &FuzzLedger, now: Instant) {
             other => panic!("a held small entry applied to a fresh replica: {other:?}"),
         }
     }
-    assert_eq!(small.digest(), &l.digest_in(Scope::Small), "the small digest is the small live entries'");
+    assert_eq!(
+        small.digest(),
+        &l.digest_in(Scope::Small),
+        "the small digest is the small live entries'"
+    );
 }
 
 #[cfg(test)]
