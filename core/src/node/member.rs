@@ -82,7 +82,11 @@ pub struct Member<P: CryptoProvider> {
     /// Cleared when the session goes down: it may come back older.
     pub(crate) batches: bool,
     /// It holds only small ledger entries (`FEATURES`, see
-    /// [`crate::ledger::Scope`]). Cleared like `batches`.
+    /// [`crate::ledger::Scope`]): a small device, which is also never
+    /// picked as a mesh neighbour. Set by each session's `FEATURES` and
+    /// kept across sessions (unlike `batches`: taking a member for a small
+    /// one only sends it fewer entries, so a stale or a lost `FEATURES`
+    /// costs nothing).
     pub(crate) small_entries: bool,
     /// When to probe its direct endpoints next (while relayed).
     pub(crate) next_probe: Option<Instant>,

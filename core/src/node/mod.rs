@@ -823,30 +823,57 @@ where
         let (slot, n) = loop {
             break match candidate {
                 Some(slot) => {
-                    if self.members.as_ref()[slot as usize]
+                    let last_initiation = self.members.as_ref()[slot as usize]
                         .as_ref()
-                        .is_some_and(|m| m.tunnel.is_none())
-                    {
-                        let t = self.new_tunnel(slot, &static_key)?;
-                        self.install_tunnel(now, slot, t)?;
-                    }
-                    let Node {
-                        members,
-                        tunnels,
-                        local,
-                        rng,
-                        ..
-                    } = self;
-                    let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
-                    let t = pooled(tunnels.as_mut(), m.tunnel).expect("just ensured");
-                    let n = match t.handle_half_initiation(now, local, rng, half, &mut reply) {
-                        Ok(r) => r.len(),
+                        .filter(|m| m.tunnel.is_none())
+                        .map(|m| m.last_initiation);
+                    let answered = match last_initiation {
+                        // No tunnel yet: authenticate on a new one before it
+                        // takes an entry of the pool (a full pool gives up
+                        // another member's session for it), so a forged or
+                        // replayed initiation costs nobody their session.
+                        Some(last) => {
+                            let mut t = self.new_tunnel(slot, &static_key)?;
+                            t.refuse_initiations_until(last);
+                            let Node { local, rng, .. } = self;
+                            let answered = t
+                                .handle_half_initiation(now, local, rng, half, &mut reply)
+                                .map(|r| r.len());
+                            if answered.is_ok() {
+                                self.install_tunnel(now, slot, t)?;
+                            }
+                            answered
+                        }
+                        None => {
+                            let Node {
+                                members,
+                                tunnels,
+                                local,
+                                rng,
+                                ..
+                            } = self;
+                            let m = members.as_ref()[slot as usize].as_ref().expect("found slot");
+                            let t = pooled(tunnels.as_mut(), m.tunnel).expect("has a tunnel");
+                            t.handle_half_initiation(now, local, rng, half, &mut reply)
+                                .map(|r| r.len())
+                        }
+                    };
+                    let n = match answered {
+                        Ok(n) => n,
                         Err(DropReason::ReplayedInitiation) => {
-                            self.answer_stale(now, slot);
+                            // A node with a short pool makes no session of
+                            // its own for it: that could cost another
+                            // member its session, on a replay.
+                            if last_initiation.is_none() || !self.short_pool() {
+                                self.answer_stale(now, slot);
+                            }
                             return Err(DropReason::ReplayedInitiation);
                         }
                         Err(e) => return Err(e),
                     };
+                    let Node { members, tunnels, .. } = self;
+                    let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
+                    let t = pooled(tunnels.as_mut(), m.tunnel).expect("just installed");
                     if t.peer_signing_key() != Some(&m.identity.signing_key) {
                         // Same static key, another signing key: not the member in
                         // this slot. Another member may have published a record
@@ -1199,7 +1226,9 @@ where
             .enumerate()
             .filter_map(|(i, m)| {
                 let m = m.as_ref()?;
-                (m.tunnel.is_none() && m.endpoint.is_some()).then_some(i as u16)
+                // A small device (it said so) keeps its few sessions for its
+                // own neighbours and for traffic.
+                (m.tunnel.is_none() && m.endpoint.is_some() && !m.small_entries).then_some(i as u16)
             })
             .take(16)
             .collect();
@@ -1560,8 +1589,9 @@ where
 
     /// The pool entry whose session may make room for the member in
     /// `slot` (see [`Node::install_tunnel`]): no handshake of ours under
-    /// way, nothing sent or received for [`EVICT_QUIET`]; sessions made
-    /// for traffic first, then the one quiet longest.
+    /// way, nothing sent or received for [`EVICT_QUIET`], not a relay of
+    /// another member; sessions made for traffic first, then the one quiet
+    /// longest.
     fn quietest_session(&self, now: Instant, slot: u16) -> Option<usize> {
         let members = self.members.as_ref();
         self.tunnels
@@ -1573,8 +1603,15 @@ where
                 let owner = t.config().index_slot;
                 let m = members.get(owner as usize)?.as_ref()?;
                 let last = m.last_seen.max(t.last_sent())?;
-                let quiet =
-                    owner != u32::from(slot) && !t.is_handshaking() && now.saturating_since(last) >= EVICT_QUIET;
+                // A relay carries other members' sessions too.
+                let relays = members
+                    .iter()
+                    .flatten()
+                    .any(|x| x.via.is_some_and(|v| u32::from(v) == owner));
+                let quiet = owner != u32::from(slot)
+                    && !relays
+                    && !t.is_handshaking()
+                    && now.saturating_since(last) >= EVICT_QUIET;
                 quiet.then_some((!m.on_demand, last, i))
             })
             .min()
@@ -1755,8 +1792,6 @@ where
             // A new session, perhaps with a restarted (older or newer)
             // node: what it reads is said again on it.
             m.batches = false;
-            m.small_entries = false;
-            m.small_entries = false;
         }
         let old_timer = m.timer;
         m.timer = t.poll_timeout();
@@ -1784,9 +1819,6 @@ where
                     m.on_demand = false;
                     m.on_demand_told = None;
                     m.batches = false;
-                    m.small_entries = false;
-                    m.small_entries = false;
-                    m.small_entries = false;
                 }
             }
             if !up {
@@ -1825,10 +1857,16 @@ where
         }
     }
 
+    /// Whether this node's tunnel pool is shorter than its member table (a
+    /// small device: a new session may cost another member its own).
+    fn short_pool(&self) -> bool {
+        self.tunnels.as_ref().len() < self.members.as_ref().len()
+    }
+
     /// Whether this node's tunnel pool is shorter than its member table
     /// and more mesh-neighbour sessions are up than `neighbors`.
     fn beyond_neighbour_quota(&self) -> bool {
-        self.tunnels.as_ref().len() < self.members.as_ref().len()
+        self.short_pool()
             && self
                 .members
                 .as_ref()
@@ -1856,7 +1894,6 @@ where
         m.on_demand = false;
         m.on_demand_told = None;
         m.batches = false;
-        m.small_entries = false;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

@@ -496,6 +496,53 @@ fn a_pool_of_one_tunnel_holds_one_session() {
     assert!(lan.nodes[1..].iter().all(|n| n.stats().tunnel_pool_full == 0));
 }
 
+/// A small device (its tunnel pool shorter than its member table) gives a
+/// quiet session's tunnel to another member only for an initiation that
+/// authenticates: one whose payload was tampered with (MAC1 made again, as
+/// any token holder can) costs nobody their session. The untampered one
+/// (never accepted before) does take the quiet session's place, which
+/// shows the forged one met every other condition.
+#[test]
+fn an_initiation_that_does_not_authenticate_takes_no_tunnel_from_the_pool() {
+    use kairos_core::crypto::{hash, mac};
+    use kairos_core::noise::LABEL_MAC1;
+    let net = NetworkKeys::derive(&[1; 32]);
+    let mut lan = Lan::new(3, |_, _| {});
+    let mut c = NodeConfig::default();
+    c.port = 51820;
+    c.neighbors = 1;
+    lan.nodes[0] = node_with_tunnels(7, &net, c, 32, 1);
+    lan.advance(Duration::from_secs(20));
+    let up: Vec<_> = lan.nodes[0].members().filter(|m| m.is_up()).map(|m| m.id()).collect();
+    assert_eq!(up.len(), 1, "one session in a pool of one");
+    let live = up[0];
+    let other = (1..3).find(|&i| lan.nodes[i].node_id() != live).unwrap();
+    let from = lan.addrs[other];
+    let (_, _, captured) = lan
+        .sent
+        .iter()
+        .rev()
+        .find(|(to, f, b)| *to == 0 && *f == from && b[0] == 1)
+        .cloned()
+        .expect("the other member's refused initiations");
+    // The live session has been quiet long enough to make room.
+    lan.now += Duration::from_secs(6);
+    let now = lan.now;
+    let mut forged = captured.clone();
+    forged[147] ^= 1; // the payload's tag: it no longer opens
+    let key = hash(&[LABEL_MAC1, &net.mac_key, lan.nodes[0].identity().static_public()]);
+    let m1 = mac(&key, &[&forged[..148]]);
+    forged[148..164].copy_from_slice(&m1);
+    let evicted = lan.nodes[0].stats().tunnels_evicted;
+    assert!(lan.nodes[0].handle_datagram(now, from, &mut forged).is_err());
+    assert_eq!(lan.nodes[0].stats().tunnels_evicted, evicted, "no session made room");
+    assert!(lan.nodes[0].member(&live).unwrap().is_up());
+    let mut genuine = captured.clone();
+    lan.nodes[0].handle_datagram(now, from, &mut genuine).unwrap();
+    assert_eq!(lan.nodes[0].stats().tunnels_evicted, evicted + 1);
+    assert!(!lan.nodes[0].member(&live).unwrap().is_up());
+}
+
 /// A captured initiation replayed later, from anywhere, is refused and
 /// changes nothing: the session, the endpoint and the traffic stay as they
 /// were. While the session is quiet, a refused stale initiation makes the

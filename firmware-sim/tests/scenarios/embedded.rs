@@ -314,6 +314,29 @@ fn a_mesh_with_an_embedded_member_is_deterministic() {
     assert_eq!(trace(25), trace(25));
 }
 
+/// An idle mesh leaves the embedded member's few sessions alone: hosts do
+/// not pick a member that said it is small as a mesh neighbour, so a
+/// session that made room is not opened again at once (which would make
+/// room again, and so on: a handshake every few seconds, for ever).
+#[test]
+fn an_idle_mesh_does_not_churn_the_embedded_members_sessions() {
+    for hosts in [6, 8] {
+        let mut w = mesh_of(hosts, 26, &keys(), true);
+        assert!(run_until(&mut w, Duration::from_secs(60), joined));
+        w.run_for(Duration::from_secs(60));
+        let e = &w.embedded[0].status;
+        let before = (e.tunnels_evicted.get(), e.tunnel_pool_full.get());
+        w.run_for(Duration::from_secs(300));
+        let e = &w.embedded[0].status;
+        let (evicted, refused) = (e.tunnels_evicted.get() - before.0, e.tunnel_pool_full.get() - before.1);
+        println!("{hosts} hosts, 300 idle s: {evicted} sessions made room, {refused} refused");
+        assert!(
+            evicted <= 2 && refused <= 10,
+            "{hosts} hosts: {evicted} evicted, {refused} refused"
+        );
+    }
+}
+
 /// An entry longer than the embedded member holds (a kubeconfig: 4 KB)
 /// neither travels to it nor keeps anti-entropy busy: the member says it
 /// holds small entries only (`FEATURES`), and its peers push and compare
