@@ -40,7 +40,6 @@ use kairos_core::ledger::wire::{EntryPacket, EntryRepr};
 use kairos_core::ledger::{
     Action, Applied, Digest, EntryEncoder, EntryState, Ledger, LedgerError, Message, RangeMask, Reassembly,
     RequestRepr, Scope, SignatureVerifier, FRAGMENT_CHUNK, FRAGMENT_HEADER_LEN, MAX_MESSAGE_LEN, MAX_VALUE_LEN,
-    SMALL_ENTRY_LEN,
 };
 use kairos_core::time::Instant;
 use kairos_core::wire::ControlKind;
@@ -666,9 +665,14 @@ pub fn check_digest(l: &FuzzLedger, now: Instant) {
     assert_eq!(fresh.len(), l.len());
     assert_eq!(fresh.digest(), l.digest(), "the digest is the live entries'");
     // The small scope's digest: that of a replica given only the entries
-    // whose encoding is at most SMALL_ENTRY_LEN bytes.
+    // of the small scope (the mesh's own buckets, at most SMALL_ENTRY_LEN
+    // bytes encoded).
+    let in_small = |e: &[u8]| {
+        let p = EntryPacket::new_checked(e).expect("a held entry parses");
+        Scope::Small.holds(EntryRepr::parse(&p).bucket, e.len())
+    };
     let mut small = Box::<FuzzLedger>::default();
-    for (_, e) in held.iter().filter(|(_, e)| e.len() <= SMALL_ENTRY_LEN) {
+    for (_, e) in held.iter().filter(|(_, e)| in_small(e)) {
         match small.apply(now, &mut AcceptAll, e) {
             Ok(Applied::New(_)) => {}
             Err(LedgerError::ClockJump) => return,

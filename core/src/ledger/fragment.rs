@@ -141,6 +141,11 @@ impl EntryEncoder<'_> {
         ENTRY_HEADER_LEN + self.parts.iter().map(|p| p.len()).sum::<usize>()
     }
 
+    /// Whether the entry is in `scope`.
+    pub fn in_scope(&self, scope: super::Scope) -> bool {
+        scope.holds(self.parts[0], self.encoded_len())
+    }
+
     /// How many messages carry the entry: 1 (a whole entry) or the number
     /// of fragments.
     pub fn messages(&self) -> usize {

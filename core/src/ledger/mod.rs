@@ -166,17 +166,33 @@ pub const NO_TTL: u32 = 0;
 /// The longest entry encoding a small replica holds (see [`Scope`]).
 pub const SMALL_ENTRY_LEN: usize = 2048;
 
+/// The buckets a small replica holds (see [`Scope`]): the mesh's own
+/// records, that is machine records, address claims, role records and
+/// advertisements (`election::ROLES`, `election::ALIVE`).
+pub const SMALL_BUCKETS: [&str; 4] = [buckets::MACHINES, buckets::ADDRESSES, "owner/roles", "owner/alive"];
+
 /// Which entries an exchange with a peer covers. A small device's replica
-/// holds only entries whose encoding is at most [`SMALL_ENTRY_LEN`] bytes
-/// (its reassembly buffer is that long): with it, pushes and anti-entropy
-/// carry and compare only those, so the longer ones (a kubeconfig) neither
-/// travel to it in vain nor keep the two digests different for ever.
+/// (its reassembly buffer shorter than the longest entry, its ledger a few
+/// records per member) holds only the mesh's own records
+/// ([`SMALL_BUCKETS`]) whose encoding is at most [`SMALL_ENTRY_LEN`] bytes:
+/// with it, pushes and anti-entropy carry and compare only those, so the
+/// rest (a kubeconfig, every host's `owner/info`) neither travel to it in
+/// vain nor fill its ledger and keep the two digests different for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Every entry.
     All,
-    /// Entries of at most [`SMALL_ENTRY_LEN`] encoded bytes.
+    /// The entries of [`SMALL_BUCKETS`] of at most [`SMALL_ENTRY_LEN`]
+    /// encoded bytes.
     Small,
+}
+
+impl Scope {
+    /// Whether an entry of `bucket`, `encoded_len` bytes long encoded, is
+    /// in this scope.
+    pub fn holds(self, bucket: &[u8], encoded_len: usize) -> bool {
+        self == Scope::All || (encoded_len <= SMALL_ENTRY_LEN && SMALL_BUCKETS.iter().any(|b| b.as_bytes() == bucket))
+    }
 }
 
 /// Why a ledger operation failed. The entry asked for was not stored and

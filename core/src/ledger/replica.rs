@@ -473,7 +473,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
                 let mut d = Digest::EMPTY;
                 for pos in 0..self.store.len() {
                     let r = self.store.at(pos);
-                    if r.is(EntryState::Live) && r.in_scope(Scope::Small) {
+                    if r.is(EntryState::Live) && self.store.in_scope(r, Scope::Small) {
                         d.add(&r.id, &r.hash);
                     }
                 }

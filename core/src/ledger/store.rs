@@ -76,12 +76,6 @@ impl Record {
         self.bucket_len as usize + self.key_len as usize + self.value_len as usize
     }
 
-    /// Whether the entry is in `scope` (its encoding is at most
-    /// [`super::SMALL_ENTRY_LEN`] bytes, for [`super::Scope::Small`]).
-    pub(crate) fn in_scope(&self, scope: super::Scope) -> bool {
-        scope == super::Scope::All || super::wire::ENTRY_HEADER_LEN + self.used_len() <= super::SMALL_ENTRY_LEN
-    }
-
     /// The first 8 bytes of the signed hash: names the version in
     /// [`EntryRef`]s, summaries and the digest.
     pub(crate) fn tag(&self) -> [u8; 8] {
@@ -166,6 +160,15 @@ impl<const ENTRIES: usize, const ARENA: usize> Store<ENTRIES, ARENA> {
     /// The record at position `pos` (`pos < len()`).
     pub(crate) fn at(&self, pos: usize) -> &Record {
         &self.records[self.order[pos] as usize]
+    }
+
+    /// Whether `record` (one of this store's) is in `scope`.
+    pub(crate) fn in_scope(&self, record: &Record, scope: super::Scope) -> bool {
+        scope == super::Scope::All
+            || scope.holds(
+                self.arena.get(record.offset, record.bucket_len as usize),
+                super::wire::ENTRY_HEADER_LEN + record.used_len(),
+            )
     }
 
     /// The record in `slot` (maybe free).

@@ -89,7 +89,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
             let record = self.store.at(pos);
             let range = range_of(record.id.prefix());
             if mask.contains(range) {
-                if record.in_scope(scope) {
+                if self.store.in_scope(record, scope) {
                     return Some(pos);
                 }
                 pos += 1;
@@ -295,7 +295,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Iterator for Requested<'_, ENTRIE
             if pos < store.len() && store.at(pos).id.prefix() == id {
                 self.pos = Some(pos + 1);
                 let r = store.at(pos);
-                if sendable(r) && r.in_scope(self.scope) {
+                if sendable(r) && store.in_scope(r, self.scope) {
                     return Some(EntryRef {
                         slot: store.slot_at(pos),
                         tag: r.tag(),
@@ -315,7 +315,7 @@ mod tests {
     use super::super::replica::tests::{ident, writers, MemoVerifier, Small};
     use super::super::wire::DIGEST_LEN;
     use super::super::wire::{Message, RequestRepr};
-    use super::super::{Digest, Reassembly, SignatureVerifier, NO_TTL};
+    use super::super::{Digest, Reassembly, SignatureVerifier, NO_TTL, SMALL_BUCKETS, SMALL_ENTRY_LEN};
     use super::*;
     use crate::time::Instant;
     use crate::wire::ControlKind;
@@ -456,34 +456,61 @@ mod tests {
             .collect()
     }
 
-    /// A replica that holds only small entries and one that holds all
-    /// agree after an exchange in [`Scope::Small`], whichever starts it:
-    /// the long entry neither travels nor keeps their digests apart, and
-    /// the small ones go both ways.
+    /// A replica that holds only [`Scope::Small`] (the mesh's own records,
+    /// up to 2 KiB) and one that holds all agree after an exchange in that
+    /// scope, whichever starts it: the long entry and the entry of another
+    /// bucket neither travel nor keep their digests apart, and the small
+    /// records go both ways.
     #[test]
-    fn an_exchange_in_the_small_scope_leaves_long_entries_out() {
+    fn an_exchange_in_the_small_scope_leaves_other_entries_out() {
+        use super::super::buckets::{owner_key, MACHINES};
         let mut v = MemoVerifier::default();
         let now = Instant::from_secs(1);
+        let (a, b) = (ident(1), ident(2));
         let (mut full, mut small) = (Small::new(), Small::new());
-        full.put(now, &ident(1), b"kairos", b"mine", &[1; 100], NO_TTL).unwrap();
-        full.put(now, &ident(1), b"kairos", b"master-kubeconfig", &[3; 3000], NO_TTL)
+        let machines = MACHINES.as_bytes();
+        full.put(now, &a, machines, &owner_key(&a.node_id()), &[1; 100], NO_TTL)
+            .unwrap();
+        full.put(now, &a, b"kairos", b"master-kubeconfig", &[3; 3000], NO_TTL)
+            .unwrap();
+        full.put(now, &a, b"owner/info", &owner_key(&a.node_id()), &[4; 100], NO_TTL)
             .unwrap();
         small
-            .put(now, &ident(2), b"kairos", b"yours", &[2; 100], NO_TTL)
+            .put(now, &b, machines, &owner_key(&b.node_id()), &[2; 100], NO_TTL)
             .unwrap();
         assert_eq!(&small.digest_in(Scope::Small), small.digest());
         assert_ne!(&full.digest_in(Scope::Small), full.digest());
         let t = exchange_in(Scope::Small, &mut small, &mut full, now, &mut v);
-        assert_eq!(t.entries, 2, "one small entry each way: {t:?}");
+        assert_eq!(t.entries, 2, "one machine record each way: {t:?}");
         assert!(t.entry_bytes < 1000, "no fragment of the long entry: {t:?}");
         assert_eq!(small.digest(), &full.digest_in(Scope::Small));
-        assert!(small.get(b"kairos", b"mine").is_some() && full.get(b"kairos", b"yours").is_some());
+        assert!(small.get(machines, &owner_key(&a.node_id())).is_some());
+        assert!(full.get(machines, &owner_key(&b.node_id())).is_some());
         assert!(small.get(b"kairos", b"master-kubeconfig").is_none());
+        assert!(small.get(b"owner/info", &owner_key(&a.node_id())).is_none());
         // Started by the other side: the digests agree, nothing more.
         let t = exchange_in(Scope::Small, &mut full, &mut small, now, &mut v);
         assert_eq!(t.messages, 1, "{t:?}");
-        // In the whole scope the long entry is still a difference.
+        // In the whole scope the other entries are still a difference.
         assert_ne!(full.digest().mismatch(small.digest()), RangeMask::NONE);
+    }
+
+    #[test]
+    fn the_small_scope_holds_the_small_records_of_the_mesh_only() {
+        assert_eq!(
+            SMALL_BUCKETS,
+            [
+                super::super::buckets::MACHINES,
+                super::super::buckets::ADDRESSES,
+                crate::election::ROLES,
+                crate::election::ALIVE
+            ]
+        );
+        assert!(Scope::Small.holds(b"machines", SMALL_ENTRY_LEN));
+        assert!(!Scope::Small.holds(b"machines", SMALL_ENTRY_LEN + 1));
+        assert!(!Scope::Small.holds(b"owner/info", 100));
+        assert!(!Scope::Small.holds(b"kairos", 100));
+        assert!(Scope::All.holds(b"kairos", 20_000));
     }
 
     #[test]

@@ -386,6 +386,9 @@ where
                 if forward {
                     self.forwarded_on_demand(now, slot, &e.origin());
                 }
+                if !Self::keeps(payload) {
+                    return Ok(());
+                }
                 let applied = self.ledger.as_mut().apply(now, &mut self.verifier, payload);
                 self.after_apply(now, slot, applied, forward);
             }
@@ -393,7 +396,7 @@ where
                 let Node {
                     sync, ledger, verifier, ..
                 } = self;
-                if let Some(whole) = sync.reassembly.push(now, slot, &f) {
+                if let Some(whole) = sync.reassembly.push(now, slot, &f).filter(|w| Self::keeps(w)) {
                     let applied = ledger.as_mut().apply(now, verifier, whole);
                     self.after_apply(now, slot, applied, forward);
                 }
@@ -469,6 +472,9 @@ where
             if forward {
                 self.forwarded_on_demand(now, slot, &e.origin());
             }
+            if !Self::keeps(bytes) {
+                continue;
+            }
             let applied = self.ledger.as_mut().apply(now, &mut self.verifier, bytes);
             self.after_apply(now, slot, applied, forward);
         }
@@ -492,10 +498,10 @@ where
     /// Queues every message of entry `r` for the member in `to` (`repair`:
     /// as an answer to anti-entropy).
     fn push_entry(&mut self, r: EntryRef, to: u16, repair: bool) {
-        let small = self.scope(to) == Scope::Small;
+        let scope = self.scope(to);
         let messages = match self.ledger.as_ref().encoder(r) {
-            // Too long for it: it would drop the fragments.
-            Ok(enc) if small && enc.encoded_len() > SMALL_ENTRY_LEN => return,
+            // Not for a small member: it would not keep it.
+            Ok(enc) if !enc.in_scope(scope) => return,
             Ok(enc) => enc.messages(),
             Err(_) => return,
         };
@@ -519,6 +525,15 @@ where
         );
         F < MAX_ENTRY_LEN
     };
+
+    /// Whether this node keeps the entry encoded in `encoded`: a small one
+    /// only those of [`Scope::Small`] (a peer that does not know it yet may
+    /// send others); the ledger judges the rest.
+    fn keeps(encoded: &[u8]) -> bool {
+        !Self::SMALL_ONLY
+            || crate::ledger::wire::EntryPacket::new_checked(encoded)
+                .map_or(true, |p| Scope::Small.holds(p.bucket(), encoded.len()))
+    }
 
     /// What this node says it reads and holds (`FEATURES`).
     fn features() -> Features {

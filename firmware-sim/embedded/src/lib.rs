@@ -62,8 +62,9 @@ pub const STAGED: usize = 2;
 /// address claims, role records) travels whole, in under 1200 bytes; a
 /// longer one (a kubeconfig) would not fit [`LEDGER_ARENA`] anyway. Being
 /// shorter than the longest entry, it makes the node a small replica: it
-/// tells its peers, which then neither push longer entries to it nor count
-/// them in anti-entropy with it (`kairos_core::ledger::Scope`).
+/// keeps only the mesh's own short records and tells its peers, which then
+/// neither push it other entries nor count them in anti-entropy with it
+/// (`kairos_core::ledger::Scope`).
 pub const ENTRY_LEN: usize = kairos_core::ledger::SMALL_ENTRY_LEN;
 /// Election views: one per member and one for the node itself.
 pub const VIEWS: usize = PEERS + 1;
