@@ -840,7 +840,16 @@ where
                                 .handle_half_initiation(now, local, rng, half, &mut reply)
                                 .map(|r| r.len());
                             if answered.is_ok() {
-                                self.install_tunnel(now, slot, t)?;
+                                let stamp = t.last_initiation();
+                                if let Err(e) = self.install_tunnel(now, slot, t) {
+                                    // Refused, but authentic: its timestamp
+                                    // is spent, so a replay of it cannot
+                                    // make room later.
+                                    if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
+                                        m.last_initiation = m.last_initiation.max(stamp);
+                                    }
+                                    return Err(e);
+                                }
                             }
                             answered
                         }

@@ -498,10 +498,10 @@ fn a_pool_of_one_tunnel_holds_one_session() {
 
 /// A small device (its tunnel pool shorter than its member table) gives a
 /// quiet session's tunnel to another member only for an initiation that
-/// authenticates: one whose payload was tampered with (MAC1 made again, as
-/// any token holder can) costs nobody their session. The untampered one
-/// (never accepted before) does take the quiet session's place, which
-/// shows the forged one met every other condition.
+/// authenticates and is new: one whose payload was tampered with (MAC1
+/// made again, as any token holder can) costs nobody their session, and
+/// neither does a replay of a genuine one it refused while the pool was
+/// busy (its timestamp was spent then).
 #[test]
 fn an_initiation_that_does_not_authenticate_takes_no_tunnel_from_the_pool() {
     use kairos_core::crypto::{hash, mac};
@@ -537,10 +537,15 @@ fn an_initiation_that_does_not_authenticate_takes_no_tunnel_from_the_pool() {
     assert!(lan.nodes[0].handle_datagram(now, from, &mut forged).is_err());
     assert_eq!(lan.nodes[0].stats().tunnels_evicted, evicted, "no session made room");
     assert!(lan.nodes[0].member(&live).unwrap().is_up());
-    let mut genuine = captured.clone();
-    lan.nodes[0].handle_datagram(now, from, &mut genuine).unwrap();
-    assert_eq!(lan.nodes[0].stats().tunnels_evicted, evicted + 1);
-    assert!(!lan.nodes[0].member(&live).unwrap().is_up());
+    let mut replayed = captured.clone();
+    assert_eq!(
+        lan.nodes[0].handle_datagram(now, from, &mut replayed).map(|_| ()),
+        Err(DropReason::ReplayedInitiation)
+    );
+    assert_eq!(lan.nodes[0].stats().tunnels_evicted, evicted, "no session made room");
+    assert!(lan.nodes[0].member(&live).unwrap().is_up());
+    // The session could have made room: it is the only one, and quiet.
+    assert_eq!(lan.nodes[0].members().filter(|m| m.is_up()).count(), 1);
 }
 
 /// A captured initiation replayed later, from anywhere, is refused and
