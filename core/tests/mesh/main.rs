@@ -465,18 +465,25 @@ fn memory_per_peer_is_as_documented() {
     assert_eq!((slot, tunnel, view), (408, 2448, 168));
 }
 
-/// A node with a pool of one tunnel (a small device) keeps one session at
-/// a time: the others' handshakes are refused (`TableFull`), nothing
-/// breaks, and it still learns the whole mesh through its one neighbour.
-#[test]
-fn a_pool_of_one_tunnel_holds_one_session() {
+/// `n` nodes on a LAN, 20 s after they start; node 0 has a pool of one
+/// tunnel (a small device) and one neighbour. Also the network's keys.
+fn lan_with_a_pool_of_one(n: usize) -> (Lan, NetworkKeys) {
     let net = NetworkKeys::derive(&[1; 32]);
-    let mut lan = Lan::new(4, |_, _| {});
+    let mut lan = Lan::new(n, |_, _| {});
     let mut c = NodeConfig::default();
     c.port = 51820;
     c.neighbors = 1;
     lan.nodes[0] = node_with_tunnels(7, &net, c, 32, 1);
     lan.advance(Duration::from_secs(20));
+    (lan, net)
+}
+
+/// A node with a pool of one tunnel (a small device) keeps one session at
+/// a time: the others' handshakes are refused (`TableFull`), nothing
+/// breaks, and it still learns the whole mesh through its one neighbour.
+#[test]
+fn a_pool_of_one_tunnel_holds_one_session() {
+    let (lan, _) = lan_with_a_pool_of_one(4);
     let small = &lan.nodes[0];
     assert_eq!(small.members().count(), 3, "it knows every member");
     assert_eq!(small.members().filter(|m| m.is_up()).count(), 1);
@@ -506,13 +513,7 @@ fn a_pool_of_one_tunnel_holds_one_session() {
 fn an_initiation_that_does_not_authenticate_takes_no_tunnel_from_the_pool() {
     use kairos_core::crypto::{hash, mac};
     use kairos_core::noise::LABEL_MAC1;
-    let net = NetworkKeys::derive(&[1; 32]);
-    let mut lan = Lan::new(3, |_, _| {});
-    let mut c = NodeConfig::default();
-    c.port = 51820;
-    c.neighbors = 1;
-    lan.nodes[0] = node_with_tunnels(7, &net, c, 32, 1);
-    lan.advance(Duration::from_secs(20));
+    let (mut lan, net) = lan_with_a_pool_of_one(3);
     let up: Vec<_> = lan.nodes[0].members().filter(|m| m.is_up()).map(|m| m.id()).collect();
     assert_eq!(up.len(), 1, "one session in a pool of one");
     let live = up[0];
