@@ -278,6 +278,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// once nothing went either way on it for this long (see
 /// `Node::install_tunnel`).
 pub const EVICT_QUIET: Duration = Duration::from_secs(5);
+/// How long after its start a node may bridge to a member heard on the LAN
+/// whose machines record it lacks (see `handle_announce`).
+pub const BRIDGE_AFTER: Duration = Duration::from_secs(10);
 
 struct Bootstrap {
     endpoint: SocketAddr,
@@ -922,7 +925,7 @@ where
                         static_key,
                         signing_key: opened.signing_key,
                     };
-                    let slot = self.place(Member::new(identity, Discovery::Handshake))?;
+                    let slot = self.place(now, Member::new(identity, Discovery::Handshake))?;
                     let mut t = Tunnel::with_remote_keys(remote, tunnel_config(&self.config, slot));
                     let Node { local, rng, .. } = self;
                     let n = t.accept_initiation(now, local, rng, state, opened, &mut reply)?.len();
@@ -975,7 +978,7 @@ where
                 } else {
                     Discovery::Hello
                 };
-                self.place(Member::new(a.identity, discovery))?
+                self.place(now, Member::new(a.identity, discovery))?
             }
         };
         let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
@@ -997,10 +1000,27 @@ where
                 m.sightings = m.sightings.saturating_add(1);
                 // The lower id connects at once; the higher one on its second
                 // sighting, in case the lower one is not going to.
-                let want = self.id < m.id || m.sightings >= 2;
+                let (id, want) = (m.id, self.id < m.id || m.sightings >= 2);
                 // Sessions being made count: otherwise a node hearing many
                 // beacons at once would handshake with all of them.
-                want && self.active < self.config.neighbors
+                let room = self.active < self.config.neighbors;
+                // A member whose machines record this replica lacks is a
+                // newcomer, or a node of another mesh that this LAN now
+                // joins to ours (the two sides of a healed split). With
+                // every neighbour taken, a settled node still bridges to
+                // it, one node in (members / neighbours) of those that hear
+                // it: two meshes that meet on a LAN, each with its
+                // neighbours among its own, would otherwise never make a
+                // session between them, and their ledgers (members, address
+                // claims, roles) would never merge. Not in its first
+                // [`BRIDGE_AFTER`]: nodes that start together hear each
+                // other before their records spread.
+                let bridge = !room
+                    && self.sync.record_written
+                    && self.sync.started.is_some_and(|t| now >= t + BRIDGE_AFTER)
+                    && !self.has_machine_record(&id)
+                    && (self.rng.next_u32() as usize) % (self.member_count + 1) < self.config.neighbors;
+                want && (room || bridge)
             }
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
@@ -1539,7 +1559,7 @@ where
     }
 
     /// Stores a new member and returns its slot.
-    fn place(&mut self, member: Member<P>) -> Result<u16, DropReason> {
+    fn place(&mut self, now: Instant, member: Member<P>) -> Result<u16, DropReason> {
         let slots = self.members.as_ref();
         let n = slots.len();
         let start = self.home(member.iid);
@@ -1550,7 +1570,7 @@ where
         let id = member.id;
         self.members.as_mut()[slot] = Some(member);
         self.member_count += 1;
-        self.adopt_claim(slot as u16);
+        self.adopt_claim(now, slot as u16);
         self.push_event(Event::MemberDiscovered(id));
         Ok(slot as u16)
     }

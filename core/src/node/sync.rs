@@ -87,6 +87,14 @@ pub const BOOTSTRAP_CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// one: a record written at once would be rewritten as soon as it is told,
 /// and every version goes to every member.
 pub const FIRST_RECORD_WAIT: Duration = Duration::from_secs(1);
+/// How long changed address claims wait to be settled together (one scan
+/// of the claims settles the window's addresses): in a joining mesh a node
+/// learns a claim per member within a second or two, and settling each
+/// alone scanned every claim each time.
+pub const SETTLE_WINDOW: Duration = Duration::from_millis(10);
+/// Addresses settled by one scan at most; a window with more settles each
+/// full list at once.
+const UNSETTLED: usize = 32;
 /// Ids asked for in one request intent.
 const REQUEST_IDS: usize = 16;
 /// Queued intents at most, unless the node is given another number (its
@@ -164,6 +172,10 @@ pub(crate) struct SyncState<const Q: usize, const F: usize> {
     pub(crate) forwards: Vec<(EntryRef, Option<u16>), FORWARDS>,
     /// When `forwards` go out.
     pub(crate) forward_at: Option<Instant>,
+    /// Addresses whose claims changed, settled together at `settle_at`
+    /// (or as soon as the list is full).
+    pub(crate) unsettled: Vec<Ipv4Addr, UNSETTLED, u8>,
+    pub(crate) settle_at: Option<Instant>,
 }
 
 impl<const Q: usize, const F: usize> SyncState<Q, F> {
@@ -224,6 +236,8 @@ impl<const Q: usize, const F: usize> Default for SyncState<Q, F> {
             intents_dropped: 0,
             forwards: Vec::new(),
             forward_at: None,
+            unsettled: Vec::new(),
+            settle_at: None,
         }
     }
 }
@@ -590,7 +604,6 @@ where
         let mut any = false;
         let mut changed = false;
         let mut claims: Vec<Claim, 32> = Vec::new();
-        let mut overflow = false;
         while let Some(change) = self.ledger.as_mut().poll_change() {
             changed = true;
             let Some(entry) = self.ledger.as_ref().entry(change.entry) else {
@@ -605,7 +618,7 @@ where
             if bucket == MACHINES.as_bytes() && change.state == EntryState::Live {
                 let origin = *entry.origin();
                 let record = MachineRecord::parse(entry.value()).unwrap_or_default();
-                self.learn_member(origin, &record);
+                self.learn_member(now, origin, &record);
             } else if !change.local && (bucket == ROLES.as_bytes() || bucket == ALIVE.as_bytes()) {
                 if let Some(r) = self.roles.as_mut() {
                     r.mark_dirty();
@@ -617,7 +630,11 @@ where
                     clock: entry.clock(),
                 });
                 if let Some(c) = claim {
-                    overflow |= claims.push(c).is_err();
+                    if claims.is_full() {
+                        let full = core::mem::take(&mut claims);
+                        self.resolve_addresses(now, &full);
+                    }
+                    let _ = claims.push(c);
                 }
             }
             // Forward: a local write at once to every member with a
@@ -647,10 +664,7 @@ where
         if changed {
             self.push_event(Event::LedgerChanged);
         }
-        if overflow {
-            // More changed claims than one batch: settle every claimed address.
-            self.resolve_all(now);
-        } else if !claims.is_empty() {
+        if !claims.is_empty() {
             self.resolve_addresses(now, &claims);
         }
     }
@@ -699,14 +713,14 @@ where
         }
     }
 
-    fn learn_member(&mut self, origin: crate::identity::PublicIdentity, record: &MachineRecord) {
+    fn learn_member(&mut self, now: Instant, origin: crate::identity::PublicIdentity, record: &MachineRecord) {
         if origin == self.public {
             return;
         }
         let id = origin.node_id();
         let slot = match self.find(&id) {
             Some(slot) => slot,
-            None => match self.place(Member::new(origin, Discovery::Ledger)) {
+            None => match self.place(now, Member::new(origin, Discovery::Ledger)) {
                 Ok(slot) => slot,
                 Err(_) => return,
             },
@@ -740,46 +754,76 @@ where
                 }
                 previous
             };
-            self.settle(now, c.addr);
+            if c.owner == self.id {
+                // Our own claim: it holds (or moves) at once.
+                self.settle(now, c.addr);
+            } else {
+                self.defer_settle(now, c.addr);
+            }
             if let Some(old) = previous.filter(|old| *old != c.addr) {
-                self.settle(now, old);
+                self.defer_settle(now, old);
             }
         }
     }
 
-    /// The claim that wins `addr`, and up to 16 of the others' owners, from
-    /// one scan of the claims (see [`ipam`] for the rule).
-    fn claims_on(&self, addr: Ipv4Addr) -> (Option<Claim>, Vec<NodeId, 16>) {
-        let mut winner: Option<Claim> = None;
-        let mut others: Vec<NodeId, 17> = Vec::new();
-        let claims = self
-            .ledger
-            .as_ref()
-            .scan_bucket(ADDRESSES.as_bytes())
-            .filter(|e| ipam::decode(e.value()) == Some(addr))
-            .map(|e| Claim {
-                addr,
-                owner: e.origin_id(),
-                clock: e.clock(),
-            });
-        for c in claims {
-            let _ = others.push(c.owner);
-            if winner.is_none_or(|w| c.beats(&w)) {
-                winner = Some(c);
+    /// Settles `addr` with the others of the window ([`SETTLE_WINDOW`]).
+    fn defer_settle(&mut self, now: Instant, addr: Ipv4Addr) {
+        if self.sync.unsettled.contains(&addr) {
+            return;
+        }
+        if self.sync.unsettled.is_full() {
+            self.settle_window(now);
+        }
+        let _ = self.sync.unsettled.push(addr);
+        self.sync.settle_at.get_or_insert(now + SETTLE_WINDOW);
+    }
+
+    /// Settles the addresses of the window.
+    fn settle_window(&mut self, now: Instant) {
+        self.sync.settle_at = None;
+        let addrs = core::mem::take(&mut self.sync.unsettled);
+        self.settle_all(now, &addrs);
+    }
+
+    /// For each of `addrs` (sorted, distinct, at most [`UNSETTLED`]): the
+    /// claim that wins it, from one scan of the claims (see [`ipam`] for
+    /// the rule).
+    /// Also says whether any of them has more than one claim.
+    fn winners(&self, addrs: &[Ipv4Addr]) -> (Vec<Option<Claim>, UNSETTLED>, bool) {
+        let mut out: Vec<Option<Claim>, UNSETTLED> = addrs.iter().map(|_| None).collect();
+        let mut contested = false;
+        for (i, c) in self.claims_among(addrs) {
+            contested |= out[i].is_some();
+            if out[i].is_none_or(|w| c.beats(&w)) {
+                out[i] = Some(c);
             }
         }
-        let losers = others
-            .into_iter()
-            .filter(|o| winner.is_none_or(|w| w.owner != *o))
-            .take(16)
-            .collect();
-        (winner, losers)
+        (out, contested)
+    }
+
+    /// The claims on any of `addrs` (sorted), each with its address's index.
+    fn claims_among<'a>(&'a self, addrs: &'a [Ipv4Addr]) -> impl Iterator<Item = (usize, Claim)> + 'a {
+        self.ledger
+            .as_ref()
+            .scan_bucket(ADDRESSES.as_bytes())
+            .filter_map(move |e| {
+                let addr = ipam::decode(e.value())?;
+                let i = addrs.binary_search(&addr).ok()?;
+                Some((
+                    i,
+                    Claim {
+                        addr,
+                        owner: e.origin_id(),
+                        clock: e.clock(),
+                    },
+                ))
+            })
     }
 
     /// A member just placed in `slot` takes the address its claim holds, if
     /// the claim arrived first (anti-entropy sends entries in id order, and
     /// a beacon can introduce a member at any time).
-    pub(crate) fn adopt_claim(&mut self, slot: u16) {
+    pub(crate) fn adopt_claim(&mut self, now: Instant, slot: u16) {
         let Some(id) = self.members.as_ref()[slot as usize].as_ref().map(|m| m.id) else {
             return;
         };
@@ -789,20 +833,35 @@ where
             .as_ref()
             .get(ADDRESSES.as_bytes(), key.as_bytes())
             .and_then(|e| ipam::decode(e.value()));
-        let Some(addr) = claimed else { return };
-        let (winner, _) = self.claims_on(addr);
-        if winner.is_some_and(|w| w.owner == id) {
-            if let Some(m) = self.members.as_mut()[slot as usize].as_mut() {
-                m.ipv4 = Some(addr);
-            }
+        if let Some(addr) = claimed {
+            self.defer_settle(now, addr);
         }
     }
 
     /// Gives `addr` to the claim that wins it, and takes it from the other
     /// claimants (only a claimant can hold an address).
     fn settle(&mut self, now: Instant, addr: Ipv4Addr) {
-        let (winner, losers) = self.claims_on(addr);
-        for owner in losers {
+        self.settle_all(now, &[addr]);
+    }
+
+    /// [`Self::settle`] for each of `addrs` (distinct, at most
+    /// [`UNSETTLED`]), from one scan of the claims for the winners and,
+    /// only if some address has several claims, one more for the others'
+    /// owners (up to [`UNSETTLED`] of them: losers are a conflict's, rare).
+    fn settle_all(&mut self, now: Instant, addrs: &[Ipv4Addr]) {
+        let mut sorted: Vec<Ipv4Addr, UNSETTLED> = addrs.iter().copied().collect();
+        sorted.sort_unstable();
+        let (winners, contested) = self.winners(&sorted);
+        let losers: Vec<(Ipv4Addr, NodeId), UNSETTLED> = if contested {
+            self.claims_among(&sorted)
+                .filter(|(i, c)| winners[*i].is_none_or(|w| w.owner != c.owner))
+                .map(|(_, c)| (c.addr, c.owner))
+                .take(UNSETTLED)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for (addr, owner) in losers {
             if let Some(slot) = self.find(&owner) {
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("found");
                 if m.ipv4 == Some(addr) {
@@ -810,39 +869,26 @@ where
                 }
             }
         }
-        let Some(w) = winner else { return };
-        if w.owner == self.id {
-            self.set_ipv4(addr);
-        } else {
-            if let Some(slot) = self.find(&w.owner) {
-                self.members.as_mut()[slot as usize].as_mut().expect("found").ipv4 = Some(addr);
-            }
-            // Our own claim on it lost: move.
-            if self.own_claim() == Some(addr) {
-                if self.ipv4 == Some(addr) {
-                    self.ipv4 = None;
+        let mut moved = false;
+        for (&addr, winner) in sorted.iter().zip(winners) {
+            let Some(w) = winner else { continue };
+            if w.owner == self.id {
+                self.set_ipv4(addr);
+            } else {
+                if let Some(slot) = self.find(&w.owner) {
+                    self.members.as_mut()[slot as usize].as_mut().expect("found").ipv4 = Some(addr);
                 }
-                self.claim_address(now);
+                // Our own claim on it lost: move (once all are settled).
+                if self.own_claim() == Some(addr) {
+                    if self.ipv4 == Some(addr) {
+                        self.ipv4 = None;
+                    }
+                    moved = true;
+                }
             }
         }
-    }
-
-    /// Settles every claimed address (after a large batch of changes).
-    fn resolve_all(&mut self, now: Instant) {
-        let mut cursor: Option<Ipv4Addr> = None;
-        // Walk the distinct claimed addresses in increasing order without a
-        // buffer: each step finds the smallest address above the last one.
-        loop {
-            let next = self
-                .ledger
-                .as_ref()
-                .scan_bucket(ADDRESSES.as_bytes())
-                .filter_map(|e| ipam::decode(e.value()))
-                .filter(|a| cursor.is_none_or(|c| *a > c))
-                .min();
-            let Some(addr) = next else { break };
-            self.settle(now, addr);
-            cursor = Some(addr);
+        if moved {
+            self.claim_address(now);
         }
     }
 
@@ -933,6 +979,9 @@ where
         if self.sync.forward_at.is_some_and(|t| now >= t) {
             self.flush_forwards();
         }
+        if self.sync.settle_at.is_some_and(|t| now >= t) {
+            self.settle_window(now);
+        }
     }
 
     /// The address claim's timer: the first claim after hearing the ledger
@@ -964,6 +1013,15 @@ where
             Some(addr) => self.settle(now, addr),
             None => self.claim_address(now),
         }
+    }
+
+    /// Whether this replica holds `id`'s machines record (the member is
+    /// known to the mesh, not only heard on the LAN).
+    pub(crate) fn has_machine_record(&self, id: &NodeId) -> bool {
+        self.ledger
+            .as_ref()
+            .get(MACHINES.as_bytes(), id_text(id).as_bytes())
+            .is_some()
     }
 
     /// The address this node's claim in the ledger holds.
@@ -1006,6 +1064,9 @@ where
             t = t.min(l);
         }
         if let Some(f) = self.sync.forward_at {
+            t = t.min(f);
+        }
+        if let Some(f) = self.sync.settle_at {
             t = t.min(f);
         }
         Some(t)

@@ -175,7 +175,9 @@ mod tests {
     fn core_state_is_as_recorded() {
         let b = Budget::measure();
         assert_eq!((b.member_slot, b.tunnel), (408, 2448), "as in docs/architecture.md");
-        assert!(b.core_state <= 63 * 1024, "{b}");
+        // 64,384 before the core settled changed address claims in
+        // batches (its list of addresses to settle takes 144 bytes).
+        assert!(b.core_state <= 64_528, "{b}");
     }
 
     /// The goal: 16 peers in under 64 KiB of core state (see

@@ -316,6 +316,59 @@ fn a_partition_with_a_master_on_each_side_heals_into_one() {
     assert!(w.hosts.iter().all(|h| h.node.primary() == Some(winner)));
 }
 
+/// Two halves of a crowded range (100 nodes, 126 addresses) each allocate
+/// alone; after the heal every node learns the other half's claims at
+/// once, most in a few anti-entropy repairs (more changed claims than one
+/// settling window holds, so every claimed address is settled), and every
+/// address that both halves gave out keeps one holder: the losers move, and
+/// every node knows every member's address as that member holds it.
+#[test]
+fn a_crowded_range_split_in_two_heals_without_a_shared_address() {
+    let mut w = World::new(61);
+    let lan = w.net.add_lan(LanConfig::public());
+    let range = kairos_core::token::OverlayRange::new(std::net::Ipv4Addr::new(10, 1, 0, 0), 25).unwrap();
+    for _ in 0..100 {
+        let mut c = NodeConfig::default();
+        c.overlay = range;
+        w.add_node(lan, &keys(), c, 128);
+    }
+    let (a, b): (Vec<HostId>, Vec<HostId>) = (0..100).map(|i| w.hosts[i].host).partition(|h| h.index() % 2 == 0);
+    w.net.partition_hosts(&[&a, &b]);
+    assert!(run_until(&mut w, Duration::from_secs(30), |w| w
+        .hosts
+        .iter()
+        .all(|h| h.node.ipv4().is_some() && h.node.members().count() >= 49)));
+    // Nodes holding an address another node holds: two per address.
+    let shared = Scenario::duplicate_addresses(&w) / 2;
+    assert!(shared >= 5, "both halves gave out some addresses alike: {shared}");
+    w.net.heal();
+    let settled = |w: &World| {
+        w.hosts
+            .iter()
+            .all(|h| h.node.members().count() == 99 && h.node.ipv4().is_some())
+            && Scenario::duplicate_addresses(w) == 0
+            && Scenario::addresses_known(w)
+    };
+    assert!(
+        run_until(&mut w, Duration::from_secs(60), settled),
+        "at {:?}: {} nodes share an address, the fewest members known {:?}",
+        w.now(),
+        Scenario::duplicate_addresses(&w),
+        w.hosts.iter().map(|h| h.node.members().count()).min()
+    );
+    let moved = (0..100)
+        .filter(|&i| {
+            w.hosts[i]
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::AddressAssigned(_)))
+                .count()
+                > 1
+        })
+        .count();
+    assert!(moved >= shared, "a loser per shared address moved: {moved} of {shared}");
+}
+
 /// A node that opens sessions to every member for traffic (a k3s server,
 /// say) is not sent a copy of every forwarded ledger entry along them: it
 /// receives about as much idle gossip as any other node, and still keeps
