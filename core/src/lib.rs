@@ -23,6 +23,9 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod crypto;
 pub mod discovery;
 pub mod dns;

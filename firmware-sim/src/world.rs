@@ -19,7 +19,7 @@ use kairos_core::election::{MemberView, MAX_RECORD_LEN};
 use kairos_core::identity::{Identity, NodeId};
 use kairos_core::ledger::{Ed25519Verifier, Ledger, SignatureVerifier};
 use kairos_core::node::{
-    Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
+    BoxedTunnels, Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM,
 };
 use kairos_core::session::DropReason;
 use kairos_core::time::{Duration, Instant};
@@ -50,7 +50,7 @@ pub type SimNode = Node<
     ChaCha20Rng,
     SharedVerifier,
     Box<[MemberSlot<Provider>]>,
-    Box<[TunnelSlot<Provider>]>,
+    BoxedTunnels<Provider>,
     Box<SimLedger>,
     Box<[MemberView]>,
     LEDGER_ENTRIES,
@@ -238,7 +238,8 @@ impl World {
             config,
             rng,
             slots,
-            (0..capacity).map(|_| None).collect(),
+            // A tunnel per member slot, allocated as its session starts.
+            BoxedTunnels::new(capacity),
             Box::default(),
             self.verifier.clone(),
             vec![MemberView::default(); capacity + 1].into_boxed_slice(),

@@ -26,6 +26,7 @@ mod addr;
 pub mod ipam;
 pub mod member;
 mod outbox;
+pub mod pool;
 pub mod record;
 pub mod relay;
 mod roles;
@@ -35,6 +36,9 @@ mod table;
 pub use addr::{interface_id, ula, ula_prefix};
 pub use member::{Discovery, Member, MemberSlot, TunnelSlot};
 pub use outbox::{Destination, OUTBOX_LEN, OUTBOX_MTU};
+#[cfg(feature = "alloc")]
+pub use pool::BoxedTunnels;
+pub use pool::TunnelPool;
 pub use relay::RELAY_HEADROOM;
 pub use roles::{record_gap, RoleConfig, ELECTION_GAP, RECORD_GAP_MAX};
 pub use table::SortedMap;
@@ -319,7 +323,7 @@ pub struct Node<
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
-    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
+    T: TunnelPool<P>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {
@@ -386,7 +390,7 @@ where
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
-    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
+    T: TunnelPool<P>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {
@@ -543,7 +547,7 @@ where
 
     /// The tunnel with member `id`, if it has one.
     pub fn tunnel(&self, id: &NodeId) -> Option<&Tunnel<P>> {
-        self.tunnels.as_ref().get(self.member(id)?.tunnel? as usize)?.as_ref()
+        self.tunnels.get(self.member(id)?.tunnel? as usize)
     }
 
     /// How traffic to member `id` travels now (`None`: not a member, or no
@@ -732,7 +736,7 @@ where
                 .get_mut(slot as usize)
                 .and_then(|m| m.as_mut())
                 .ok_or(DropReason::UnknownIndex)?;
-            let tunnel = pooled(tunnels.as_mut(), member.tunnel).ok_or(DropReason::UnknownIndex)?;
+            let tunnel = pooled(tunnels, member.tunnel).ok_or(DropReason::UnknownIndex)?;
             match tunnel.handle_datagram(now, local, rng, from, &mut *buf)? {
                 Received::Ip(packet) => {
                     if !source_is(member, ula_prefix, packet) {
@@ -865,7 +869,7 @@ where
                                 ..
                             } = self;
                             let m = members.as_ref()[slot as usize].as_ref().expect("found slot");
-                            let t = pooled(tunnels.as_mut(), m.tunnel).expect("has a tunnel");
+                            let t = pooled(tunnels, m.tunnel).expect("has a tunnel");
                             t.handle_half_initiation(now, local, rng, half, &mut reply)
                                 .map(|r| r.len())
                         }
@@ -885,7 +889,7 @@ where
                     };
                     let Node { members, tunnels, .. } = self;
                     let m = members.as_mut()[slot as usize].as_mut().expect("found slot");
-                    let t = pooled(tunnels.as_mut(), m.tunnel).expect("just installed");
+                    let t = pooled(tunnels, m.tunnel).expect("just installed");
                     if t.peer_signing_key() != Some(&m.identity.signing_key) {
                         // Same static key, another signing key: not the member in
                         // this slot. Another member may have published a record
@@ -1024,7 +1028,7 @@ where
             }
         };
         let m = self.members.as_ref()[slot as usize].as_ref().expect("slot filled");
-        let tunnel = m.tunnel.and_then(|i| self.tunnels.as_ref()[i as usize].as_ref());
+        let tunnel = m.tunnel.and_then(|i| self.tunnels.get(i as usize));
         if connect && tunnel.is_none_or(|t| !t.is_established(now)) {
             self.connect_neighbour(now, slot)?;
         }
@@ -1118,7 +1122,7 @@ where
         let m = self.members.as_mut()[slot as usize].as_mut().expect("routed slot");
         let (via, id) = (m.via, m.id);
         let endpoint = m.endpoint;
-        let sealed = match pooled(self.tunnels.as_mut(), m.tunnel) {
+        let sealed = match pooled(&mut self.tunnels, m.tunnel) {
             Some(t) => t.encapsulate(now, &mut buf[RELAY_HEADROOM..], len).map(|d| d.len()),
             None => Err(DropReason::NoSession),
         };
@@ -1160,7 +1164,7 @@ where
         let i = self.staged.iter().position(|p| {
             self.members.as_ref()[p.slot as usize]
                 .as_ref()
-                .and_then(|m| self.tunnels.as_ref()[m.tunnel? as usize].as_ref())
+                .and_then(|m| self.tunnels.get(m.tunnel? as usize))
                 .is_some_and(|t| t.is_established(now))
         })?;
         // Take it out of the middle of the queue, keeping the order of the rest.
@@ -1225,7 +1229,7 @@ where
             if m.timer.is_none_or(|t| t > now) {
                 continue;
             }
-            if let Some(t) = pooled(self.tunnels.as_mut(), m.tunnel) {
+            if let Some(t) = pooled(&mut self.tunnels, m.tunnel) {
                 t.handle_timeout(now);
             }
             self.after_tunnel_activity(now, slot);
@@ -1400,7 +1404,7 @@ where
             let m = members.as_mut()[slot as usize].as_mut().expect("pending slot");
             let (id, via, endpoint, up) = (m.id, m.via, m.endpoint, m.up);
             let silent = up && m.last_seen.is_none_or(|t| now.saturating_since(t) >= SILENT_AFTER);
-            let Some(t) = pooled(tunnels.as_mut(), m.tunnel) else {
+            let Some(t) = pooled(tunnels, m.tunnel) else {
                 self.pop_pending();
                 continue;
             };
@@ -1585,8 +1589,8 @@ where
     /// With none of these, the pool is full (`TableFull`).
     fn install_tunnel(&mut self, now: Instant, slot: u16, mut t: Tunnel<P>) -> Result<(), DropReason> {
         let members = self.members.as_ref();
-        let pool = self.tunnels.as_ref();
-        let index = match pool.iter().position(Option::is_none) {
+        let pool = &self.tunnels;
+        let index = match pool.free_entry() {
             Some(i) => i,
             None => {
                 let idle = |t: &Tunnel<P>| {
@@ -1595,12 +1599,12 @@ where
                         && owner != slot as usize
                         && members[owner].as_ref().is_some_and(|m| !m.up)
                 };
-                if let Some(i) = pool.iter().position(|e| e.as_ref().is_some_and(idle)) {
-                    let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
+                if let Some(i) = (0..pool.len()).find(|&i| pool.get(i).is_some_and(idle)) {
+                    let owner = pool.get(i).expect("found").config().index_slot as u16;
                     self.release_tunnel(owner);
                     i
                 } else if let Some(i) = self.quietest_session(now, slot) {
-                    let owner = pool[i].as_ref().expect("found").config().index_slot as u16;
+                    let owner = pool.get(i).expect("found").config().index_slot as u16;
                     self.evict(now, owner);
                     i
                 } else {
@@ -1612,7 +1616,7 @@ where
         let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
         t.refuse_initiations_until(m.last_initiation);
         m.tunnel = Some(index as u16);
-        self.tunnels.as_mut()[index] = Some(t);
+        self.tunnels.put(index, t);
         Ok(())
     }
 
@@ -1623,12 +1627,10 @@ where
     /// longest.
     fn quietest_session(&self, now: Instant, slot: u16) -> Option<usize> {
         let members = self.members.as_ref();
-        self.tunnels
-            .as_ref()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let t = e.as_ref()?;
+        let pool = &self.tunnels;
+        (0..pool.len())
+            .filter_map(|i| {
+                let t = pool.get(i)?;
                 let owner = t.config().index_slot;
                 let m = members.get(owner as usize)?.as_ref()?;
                 let last = m.last_seen.max(t.last_sent())?;
@@ -1663,7 +1665,7 @@ where
         };
         let mut buf = [0u8; TRANSPORT_HEADER_LEN + 1 + crate::crypto::TAG_LEN];
         buf[TRANSPORT_HEADER_LEN] = crate::wire::ControlKind::GOODBYE.0;
-        if let (Some(route), Some(t)) = (route, pooled(self.tunnels.as_mut(), m.tunnel)) {
+        if let (Some(route), Some(t)) = (route, pooled(&mut self.tunnels, m.tunnel)) {
             if let Ok(sealed) = t.encapsulate(now, &mut buf, 1) {
                 let n = sealed.len();
                 self.outbox.push(route, &buf[..n]);
@@ -1677,7 +1679,7 @@ where
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
             return;
         };
-        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.as_mut()[i as usize].take()) {
+        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.take(i as usize)) {
             m.last_initiation = m.last_initiation.max(t.last_initiation());
         }
         let old_timer = m.timer.take();
@@ -1733,7 +1735,7 @@ where
             self.install_tunnel(now, slot, t)?;
         }
         let m = self.members.as_mut()[slot as usize].as_mut().expect("checked");
-        pooled(self.tunnels.as_mut(), m.tunnel).expect("just ensured").connect();
+        pooled(&mut self.tunnels, m.tunnel).expect("just ensured").connect();
         if !m.up && m.connecting_since.is_none() {
             m.connecting_since = Some(now);
             let due = now + relay::RELAY_AFTER;
@@ -1790,7 +1792,7 @@ where
         let Some(m) = self.members.as_mut()[slot as usize].as_mut() else {
             return;
         };
-        let Some(t) = pooled(self.tunnels.as_mut(), m.tunnel) else {
+        let Some(t) = pooled(&mut self.tunnels, m.tunnel) else {
             return;
         };
         let id = m.id;
@@ -1889,7 +1891,7 @@ where
     /// Whether this node's tunnel pool is shorter than its member table (a
     /// small device: a new session may cost another member its own).
     fn short_pool(&self) -> bool {
-        self.tunnels.as_ref().len() < self.members.as_ref().len()
+        self.tunnels.len() < self.members.as_ref().len()
     }
 
     /// Whether this node's tunnel pool is shorter than its member table
@@ -1913,7 +1915,7 @@ where
             return;
         };
         let (id, was_up, endpoint, old_timer) = (m.id, m.up, m.endpoint, m.timer);
-        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.as_mut()[i as usize].take()) {
+        if let Some(t) = m.tunnel.take().and_then(|i| self.tunnels.take(i as usize)) {
             m.last_initiation = m.last_initiation.max(t.last_initiation());
         }
         m.up = false;
@@ -1963,8 +1965,8 @@ fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
 }
 
 /// The tunnel at `index` in the tunnel pool.
-fn pooled<P: CryptoProvider>(pool: &mut [TunnelSlot<P>], index: Option<u16>) -> Option<&mut Tunnel<P>> {
-    pool.get_mut(index? as usize)?.as_mut()
+fn pooled<P: CryptoProvider>(pool: &mut impl TunnelPool<P>, index: Option<u16>) -> Option<&mut Tunnel<P>> {
+    pool.get_mut(index? as usize)
 }
 
 /// The first 8 bytes of a node id: its overlay interface id and its hash.

@@ -43,7 +43,7 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{Destination, MemberSlot, Node, Route, Transmit, TunnelSlot};
+use super::{Destination, MemberSlot, Node, Route, Transmit, TunnelPool};
 use crate::crypto::CryptoProvider;
 use crate::identity::NodeId;
 use crate::ledger::{Ledger, SignatureVerifier};
@@ -96,7 +96,7 @@ where
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
-    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
+    T: TunnelPool<P>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[crate::election::MemberView]>,
 {
@@ -115,7 +115,7 @@ where
         out[TRANSPORT_HEADER_LEN + 1..RELAY_HEADROOM].copy_from_slice(&id.0);
         let m = self.members.as_mut().get_mut(via as usize)?.as_mut()?;
         let endpoint = m.endpoint?;
-        let sealed = super::pooled(self.tunnels.as_mut(), m.tunnel)?
+        let sealed = super::pooled(&mut self.tunnels, m.tunnel)?
             .encapsulate(now, out, 1 + 16 + inner_len)
             .ok()?
             .len();
@@ -328,7 +328,7 @@ where
                     let m = self.members.as_mut()[slot as usize].as_mut().expect("active slot");
                     m.via = Some(via);
                     m.connecting_since = Some(now);
-                    if let Some(t) = super::pooled(self.tunnels.as_mut(), m.tunnel) {
+                    if let Some(t) = super::pooled(&mut self.tunnels, m.tunnel) {
                         t.connect_now();
                     }
                     let due = now + RELAY_AFTER;

@@ -24,7 +24,8 @@ use crate::ledger::{Ledger, SignatureVerifier};
 use crate::time::{Duration, Instant};
 use rand_core::{CryptoRng, RngCore};
 
-use super::member::{MemberSlot, TunnelSlot};
+use super::member::MemberSlot;
+use super::TunnelPool;
 
 /// The shortest gap between two election runs caused by ledger changes.
 pub const ELECTION_GAP: Duration = Duration::from_millis(250);
@@ -166,7 +167,7 @@ where
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
-    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
+    T: TunnelPool<P>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[MemberView]>,
 {

@@ -42,7 +42,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::ipam::{self, Claim};
 use super::member::Punch;
 use super::record::{MachineRecord, MAX_ENDPOINTS, MAX_RECORD_LEN};
-use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit, TunnelSlot};
+use super::{Destination, Discovery, Event, Member, MemberSlot, Node, Transmit, TunnelPool};
 use crate::crypto::CryptoProvider;
 use crate::election::{ALIVE, ROLES};
 use crate::identity::NodeId;
@@ -249,7 +249,7 @@ where
     R: RngCore + CryptoRng,
     V: SignatureVerifier,
     S: AsMut<[MemberSlot<P>]> + AsRef<[MemberSlot<P>]>,
-    T: AsMut<[TunnelSlot<P>]> + AsRef<[TunnelSlot<P>]>,
+    T: TunnelPool<P>,
     L: AsMut<Ledger<E, A>> + AsRef<Ledger<E, A>>,
     W: AsMut<[crate::election::MemberView]>,
 {
@@ -1198,7 +1198,7 @@ where
                 continue;
             };
             let id = m.id;
-            let (Some(t), Some(endpoint)) = (super::pooled(self.tunnels.as_mut(), m.tunnel), direct_to.or(m.endpoint))
+            let (Some(t), Some(endpoint)) = (super::pooled(&mut self.tunnels, m.tunnel), direct_to.or(m.endpoint))
             else {
                 continue;
             };

@@ -613,7 +613,7 @@ mod tests {
             config,
             OsRng,
             slots,
-            (0..4).map(|_| None).collect(),
+            kairos_core::node::BoxedTunnels::new(4),
             Box::<AgentLedger>::default(),
             Ed25519Verifier,
             vec![MemberView::default(); 5].into_boxed_slice(),

@@ -12,7 +12,7 @@ use kairos_core::crypto::DefaultProvider;
 use kairos_core::election::{ElectionConfig, ForcedRole, MemberView, MAX_MASTERS};
 use kairos_core::identity::Identity;
 use kairos_core::ledger::{Ed25519Verifier, Ledger};
-use kairos_core::node::{MemberSlot, Node, NodeConfig, RoleConfig, TunnelSlot};
+use kairos_core::node::{BoxedTunnels, MemberSlot, Node, NodeConfig, RoleConfig};
 use kairos_core::time::Duration;
 use kairos_core::token::{NetworkKeys, MAX_BOOTSTRAP};
 use rand_core::OsRng;
@@ -34,7 +34,7 @@ pub type MeshNode = Node<
     OsRng,
     Ed25519Verifier,
     Box<[MemberSlot<Provider>]>,
-    Box<[TunnelSlot<Provider>]>,
+    BoxedTunnels<Provider>,
     Box<AgentLedger>,
     Box<[MemberView]>,
     LEDGER_ENTRIES,
@@ -207,7 +207,8 @@ pub fn new_node(
     wall_at_zero: Duration,
 ) -> Box<MeshNode> {
     let slots: Box<[MemberSlot<Provider>]> = (0..capacity).map(|_| None).collect();
-    let tunnels: Box<[TunnelSlot<Provider>]> = (0..capacity).map(|_| None).collect();
+    // A tunnel per member slot, allocated as its session starts.
+    let tunnels = BoxedTunnels::new(capacity);
     let views = vec![MemberView::default(); capacity + 1].into_boxed_slice();
     Box::new(Node::new(
         identity,
