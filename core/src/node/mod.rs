@@ -341,6 +341,8 @@ pub struct Node<
     active_head: Option<u16>,
     /// Members in the table.
     member_count: usize,
+    /// Members heard by LAN beacon (see `handle_announce`).
+    lan_members: usize,
     /// Length of the active list.
     active: usize,
     /// Queue of slots whose tunnels may have output (linked through
@@ -449,6 +451,7 @@ where
             tunnels,
             active_head: None,
             member_count: 0,
+            lan_members: 0,
             active: 0,
             pending_head: None,
             pending_tail: None,
@@ -1002,9 +1005,11 @@ where
                 self.beacons.heard(now, known.is_some());
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("slot filled");
                 m.sightings = m.sightings.saturating_add(1);
+                let first_sighting = m.sightings == 1;
                 // The lower id connects at once; the higher one on its second
                 // sighting, in case the lower one is not going to.
                 let (id, want) = (m.id, self.id < m.id || m.sightings >= 2);
+                self.lan_members += usize::from(first_sighting);
                 // Sessions being made count: otherwise a node hearing many
                 // beacons at once would handshake with all of them.
                 let room = self.active < self.config.neighbors;
@@ -1012,18 +1017,22 @@ where
                 // newcomer, or a node of another mesh that this LAN now
                 // joins to ours (the two sides of a healed split). With
                 // every neighbour taken, a settled node still bridges to
-                // it, one node in (members / neighbours) of those that hear
-                // it: two meshes that meet on a LAN, each with its
+                // it if the pair is one of about (neighbours / members
+                // heard on the LAN) of the pairs, chosen by both ids, so
+                // the same few nodes bridge to it however often it
+                // beacons: two meshes that meet on a LAN, each with its
                 // neighbours among its own, would otherwise never make a
-                // session between them, and their ledgers (members, address
-                // claims, roles) would never merge. Not in its first
-                // [`BRIDGE_AFTER`]: nodes that start together hear each
-                // other before their records spread.
+                // session between them, and their ledgers (members,
+                // address claims, roles) would never merge. Not in its
+                // first [`BRIDGE_AFTER`] (nodes that start together hear
+                // each other before their records spread), and not with a
+                // short pool, where a bridge would cost a quiet session.
                 let bridge = !room
+                    && !self.short_pool()
                     && self.sync.record_written
                     && self.sync.started.is_some_and(|t| now >= t + BRIDGE_AFTER)
-                    && !self.has_machine_record(&id)
-                    && (self.rng.next_u32() as usize) % (self.member_count + 1) < self.config.neighbors;
+                    && bridge_pair(&self.id, &id, self.lan_members, self.config.neighbors)
+                    && !self.has_machine_record(&id);
                 want && (room || bridge)
             }
         };
@@ -1967,6 +1976,14 @@ fn tunnel_config(config: &NodeConfig, slot: u16) -> TunnelConfig {
 /// The tunnel at `index` in the tunnel pool.
 fn pooled<P: CryptoProvider>(pool: &mut impl TunnelPool<P>, index: Option<u16>) -> Option<&mut Tunnel<P>> {
     pool.get_mut(index? as usize)
+}
+
+/// Whether the pair `a`, `b` is one of the pairs that bridge (see
+/// `handle_announce`): about `neighbors` in `heard + 1`, the same answer at
+/// both ends and at every beacon.
+fn bridge_pair(a: &NodeId, b: &NodeId, heard: usize, neighbors: usize) -> bool {
+    let mixed = (iid_of(a) ^ iid_of(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    (mixed % (heard as u64 + 1)) < neighbors as u64
 }
 
 /// The first 8 bytes of a node id: its overlay interface id and its hash.

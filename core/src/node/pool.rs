@@ -111,6 +111,9 @@ impl<P: CryptoProvider> TunnelPool<P> for BoxedTunnels<P> {
             Some(b) => **b = t,
             e => *e = Some(alloc::boxed::Box::new(t)),
         }
+        while self.entries.get(self.free_hint).is_some_and(Option::is_some) {
+            self.free_hint += 1;
+        }
     }
 
     fn take(&mut self, i: usize) -> Option<Tunnel<P>> {

@@ -771,7 +771,8 @@ where
         if self.sync.unsettled.contains(&addr) {
             return;
         }
-        if self.sync.unsettled.is_full() {
+        // Settling may claim anew and so defer more: until there is room.
+        while self.sync.unsettled.is_full() {
             self.settle_window(now);
         }
         let _ = self.sync.unsettled.push(addr);
@@ -846,25 +847,21 @@ where
 
     /// [`Self::settle`] for each of `addrs` (distinct, at most
     /// [`UNSETTLED`]), from one scan of the claims for the winners and,
-    /// only if some address has several claims, one more for the others'
-    /// owners (up to [`UNSETTLED`] of them: losers are a conflict's, rare).
+    /// only if some address has several claims (a conflict, rare), a walk
+    /// of the member table for holders that lost.
     fn settle_all(&mut self, now: Instant, addrs: &[Ipv4Addr]) {
         let mut sorted: Vec<Ipv4Addr, UNSETTLED> = addrs.iter().copied().collect();
         sorted.sort_unstable();
         let (winners, contested) = self.winners(&sorted);
-        let losers: Vec<(Ipv4Addr, NodeId), UNSETTLED> = if contested {
-            self.claims_among(&sorted)
-                .filter(|(i, c)| winners[*i].is_none_or(|w| w.owner != c.owner))
-                .map(|(_, c)| (c.addr, c.owner))
-                .take(UNSETTLED)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for (addr, owner) in losers {
-            if let Some(slot) = self.find(&owner) {
-                let m = self.members.as_mut()[slot as usize].as_mut().expect("found");
-                if m.ipv4 == Some(addr) {
+        if contested {
+            // A member holding one of these addresses that another claim
+            // wins gives it up (however many claims lost: only holders
+            // matter, and each address has at most one).
+            for m in self.members.as_mut().iter_mut().flatten() {
+                let Some(i) = m.ipv4.and_then(|a| sorted.binary_search(&a).ok()) else {
+                    continue;
+                };
+                if winners[i].is_some_and(|w| w.owner != m.id) {
                     m.ipv4 = None;
                 }
             }
