@@ -316,6 +316,19 @@ fn a_partition_with_a_master_on_each_side_heals_into_one() {
     assert!(w.hosts.iter().all(|h| h.node.primary() == Some(winner)));
 }
 
+/// `n` nodes on one LAN, all with the overlay range `10.1.0.0/prefix`.
+fn lan_in_range(seed: u64, n: usize, prefix: u8) -> World {
+    let mut w = World::new(seed);
+    let lan = w.net.add_lan(LanConfig::public());
+    let range = kairos_core::token::OverlayRange::new(std::net::Ipv4Addr::new(10, 1, 0, 0), prefix).unwrap();
+    for _ in 0..n {
+        let mut c = NodeConfig::default();
+        c.overlay = range;
+        w.add_node(lan, &keys(), c, 128);
+    }
+    w
+}
+
 /// Two halves of a crowded range (100 nodes, 126 addresses) each allocate
 /// alone; after the heal every node learns the other half's claims at
 /// once, and every address that both halves gave out keeps one holder:
@@ -323,14 +336,7 @@ fn a_partition_with_a_master_on_each_side_heals_into_one() {
 /// every node knows every member's address as that member holds it.
 #[test]
 fn a_crowded_range_split_in_two_heals_without_a_shared_address() {
-    let mut w = World::new(61);
-    let lan = w.net.add_lan(LanConfig::public());
-    let range = kairos_core::token::OverlayRange::new(std::net::Ipv4Addr::new(10, 1, 0, 0), 25).unwrap();
-    for _ in 0..100 {
-        let mut c = NodeConfig::default();
-        c.overlay = range;
-        w.add_node(lan, &keys(), c, 128);
-    }
+    let mut w = lan_in_range(61, 100, 25);
     let (a, b): (Vec<HostId>, Vec<HostId>) = (0..100).map(|i| w.hosts[i].host).partition(|h| h.index() % 2 == 0);
     w.net.partition_hosts(&[&a, &b]);
     let half = |i: usize| w.hosts[i].host.index() % 2;
@@ -404,14 +410,7 @@ fn addresses_held_twice_in_a_table(w: &World) -> usize {
 /// tables kept the old holder beside the winner for good).
 #[test]
 fn an_oversubscribed_range_split_in_three_heals_with_one_holder_per_address() {
-    let mut w = World::new(103);
-    let lan = w.net.add_lan(LanConfig::public());
-    let range = kairos_core::token::OverlayRange::new(std::net::Ipv4Addr::new(10, 1, 0, 0), 28).unwrap();
-    for _ in 0..60 {
-        let mut c = NodeConfig::default();
-        c.overlay = range;
-        w.add_node(lan, &keys(), c, 128);
-    }
+    let mut w = lan_in_range(103, 60, 28);
     let hosts: Vec<HostId> = (0..60).map(|i| w.hosts[i].host).collect();
     let third = |k: usize| -> Vec<HostId> { hosts.iter().copied().filter(|h| h.index() % 3 == k).collect() };
     let (a, b, c) = (third(0), third(1), third(2));
