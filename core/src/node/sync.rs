@@ -788,8 +788,7 @@ where
 
     /// For each of `addrs` (sorted, distinct, at most [`UNSETTLED`]): the
     /// claim that wins it, from one scan of the claims (see [`ipam`] for
-    /// the rule).
-    /// Also says whether any of them has more than one claim.
+    /// the rule); and whether any of them has more than one claim.
     fn winners(&self, addrs: &[Ipv4Addr]) -> (Vec<Option<Claim>, UNSETTLED>, bool) {
         let mut out: Vec<Option<Claim>, UNSETTLED> = addrs.iter().map(|_| None).collect();
         let mut contested = false;
@@ -866,6 +865,7 @@ where
                 }
             }
         }
+        let own = self.own_claim();
         let mut moved = false;
         for (&addr, winner) in sorted.iter().zip(winners) {
             let Some(w) = winner else { continue };
@@ -876,7 +876,7 @@ where
                     self.members.as_mut()[slot as usize].as_mut().expect("found").ipv4 = Some(addr);
                 }
                 // Our own claim on it lost: move (once all are settled).
-                if self.own_claim() == Some(addr) {
+                if own == Some(addr) {
                     if self.ipv4 == Some(addr) {
                         self.ipv4 = None;
                     }
