@@ -6,6 +6,8 @@
 //!   classic NAT kinds, faulty links, partitions, virtual time, one seeded
 //!   RNG) that many nodes can run on.
 //! - [`world`]: `kairos-core` nodes on that network, driven on virtual time.
+//! - [`verifier`]: the ledger's entry checks (signatures, hashes), memoized
+//!   across the simulated nodes.
 //! - [`scenario`]: topologies, convergence checks and the report that the
 //!   `sim` binary prints.
 
@@ -14,4 +16,5 @@
 pub mod embedded;
 pub mod net;
 pub mod scenario;
+pub mod verifier;
 pub mod world;

@@ -17,7 +17,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RingCompactProvider;
 use kairos_core::election::{MemberView, MAX_RECORD_LEN};
 use kairos_core::identity::{Identity, NodeId};
-use kairos_core::ledger::{Ed25519Verifier, Ledger, SignatureVerifier};
+use kairos_core::ledger::Ledger;
 use kairos_core::node::{
     BoxedTunnels, Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, HEADROOM, TAILROOM,
 };
@@ -26,12 +26,11 @@ use kairos_core::time::{Duration, Instant};
 use kairos_core::token::NetworkKeys;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use crate::embedded::EmbeddedHost;
 use crate::net::{HostId, LanId, Network};
+pub use crate::verifier::SharedVerifier;
 
 /// The crypto provider simulated nodes use: ring's ChaCha20-Poly1305, as
 /// hosts use, with keys kept unexpanded (a tunnel takes 2.3 KiB instead of
@@ -56,41 +55,6 @@ pub type SimNode = Node<
     LEDGER_ENTRIES,
     LEDGER_ARENA,
 >;
-
-/// Ed25519 verification memoized across all simulated nodes.
-///
-/// Every node verifies every ledger entry it stores; in a simulation of N
-/// nodes the same (key, message, signature) is checked N times. Verification
-/// is a pure function, so remembering its answer changes nothing a node
-/// does, only how long the simulation takes. Hosts use `Ed25519Verifier`
-/// directly.
-#[derive(Clone, Default)]
-pub struct SharedVerifier {
-    cache: Rc<RefCell<HashMap<[u8; 128], bool>>>,
-    /// Real verifications made (cache misses), for tests and reports.
-    pub checks: Rc<Cell<u64>>,
-}
-
-impl SignatureVerifier for SharedVerifier {
-    fn verify(&mut self, public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        if message.len() != 32 {
-            // The ledger always signs a 32-byte hash; anything else is
-            // checked without the cache.
-            return Ed25519Verifier.verify(public, message, signature);
-        }
-        let mut key = [0u8; 128];
-        key[..32].copy_from_slice(public);
-        key[32..64].copy_from_slice(message);
-        key[64..].copy_from_slice(signature);
-        if let Some(&ok) = self.cache.borrow().get(&key) {
-            return ok;
-        }
-        let ok = Ed25519Verifier.verify(public, message, signature);
-        self.checks.set(self.checks.get() + 1);
-        self.cache.borrow_mut().insert(key, ok);
-        ok
-    }
-}
 
 /// The UDP port every simulated node listens on.
 pub const PORT: u16 = 51820;
@@ -534,36 +498,5 @@ mod tests {
         };
         assert_eq!(trace(3), trace(3));
         assert_ne!(trace(3), trace(4));
-    }
-}
-
-#[cfg(test)]
-mod verifier_tests {
-    use super::*;
-    use kairos_core::identity::Identity;
-
-    /// The shared verifier answers exactly as Ed25519 does, checking each
-    /// distinct signature once.
-    #[test]
-    fn memoizes_without_changing_answers() {
-        let id = Identity::from_bytes(&[3; 64]);
-        let mut ledger: Box<Ledger<16, 4096>> = Box::default();
-        let key = id.node_id().to_string();
-        let r = ledger
-            .put(Instant::ZERO, &id, b"machines", key.as_bytes(), b"v", 0)
-            .unwrap();
-        let mut encoded = [0u8; 1200];
-        let n = ledger.encoder(r).unwrap().emit(0, &mut encoded).unwrap();
-        let mut v = SharedVerifier::default();
-        for _ in 0..3 {
-            let mut replica: Box<Ledger<16, 4096>> = Box::default();
-            assert!(replica.apply(Instant::ZERO, &mut v, &encoded[..n]).is_ok());
-        }
-        assert_eq!(v.checks.get(), 1, "one real check for three replicas");
-        let mut bad = encoded;
-        bad[n - 1] ^= 1; // the value byte: the signature no longer matches
-        let mut replica: Box<Ledger<16, 4096>> = Box::default();
-        assert!(replica.apply(Instant::ZERO, &mut v, &bad[..n]).is_err());
-        assert_eq!(v.checks.get(), 2);
     }
 }

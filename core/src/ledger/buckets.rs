@@ -16,7 +16,7 @@
 use core::fmt;
 
 use super::{LedgerError, MAX_KEY_LEN};
-use crate::identity::{NodeId, PublicIdentity};
+use crate::identity::NodeId;
 use crate::time::Duration;
 
 /// EdgeVPN's machine table; here keyed by the owner's node id (owner-only).
@@ -80,13 +80,18 @@ pub fn owner_key(id: &NodeId) -> [u8; 26] {
     k
 }
 
-/// Applies the owner-only rule to an entry from `origin`; the origin's node
-/// id if it had to be derived (a BLAKE2s the caller need not repeat).
-pub(crate) fn check_owner(bucket: &[u8], key: &[u8], origin: &PublicIdentity) -> Result<Option<NodeId>, LedgerError> {
+/// Applies the owner-only rule to an entry whose origin's node id is
+/// `origin_id()`; that id if it had to be derived (a BLAKE2s the caller
+/// need not repeat).
+pub(crate) fn check_owner(
+    bucket: &[u8],
+    key: &[u8],
+    origin_id: impl FnOnce() -> NodeId,
+) -> Result<Option<NodeId>, LedgerError> {
     if !is_owner_only(bucket) {
         return Ok(None);
     }
-    let id = origin.node_id();
+    let id = origin_id();
     if key != owner_key(&id) {
         return Err(LedgerError::NotOwner);
     }
@@ -197,12 +202,16 @@ mod tests {
         let id = Identity::from_bytes(&[9; 64]).public();
         let mine = owner_key(&id.node_id());
         assert_eq!(&mine[..], id.node_id().to_string().as_bytes());
-        assert_eq!(check_owner(b"machines", &mine, &id), Ok(Some(id.node_id())));
+        let of = || id.node_id();
+        assert_eq!(check_owner(b"machines", &mine, of), Ok(Some(id.node_id())));
         assert_eq!(
-            check_owner(b"machines", b"someone-else", &id),
+            check_owner(b"machines", b"someone-else", of),
             Err(LedgerError::NotOwner)
         );
-        assert_eq!(check_owner(b"kairos", b"anything", &id), Ok(None));
+        assert_eq!(
+            check_owner(b"kairos", b"anything", || unreachable!("no owner to check")),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -53,8 +53,9 @@ impl EntryId {
     }
 }
 
-/// The hash an entry's origin signs (see the module docs).
-pub(crate) fn signed_hash(signed_header: &[u8], bucket: &[u8], key: &[u8], value: &[u8]) -> [u8; 32] {
+/// The hash an entry's origin signs (see the module docs): `signed_header`
+/// is bytes 1..82 of the entry's encoding.
+pub fn signed_hash(signed_header: &[u8], bucket: &[u8], key: &[u8], value: &[u8]) -> [u8; 32] {
     let mut h = Hasher::new();
     for part in [ENTRY_DOMAIN, signed_header, bucket, key, value] {
         h.update(part);
@@ -67,20 +68,49 @@ pub(crate) fn sign(identity: &Identity, hash: &[u8; 32]) -> [u8; 64] {
     identity.signing_key().sign(hash).to_bytes()
 }
 
-/// Checks Ed25519 signatures of ledger entries.
+/// Checks received ledger entries: their Ed25519 signatures, and the
+/// hashes that name them, tie them to their origin and are signed.
 ///
-/// A pure function of its arguments, behind a trait so a caller that checks
-/// the same entries many times (the simulator runs a thousand replicas) can
-/// put a memo cache in front of [`Ed25519Verifier`]; `message` is always the
-/// 32-byte signed hash of an entry.
+/// Each method is a pure function of its arguments, behind a trait so that
+/// a caller that checks the same entries many times (the simulator runs a
+/// thousand replicas, and each gets every entry) can put a memo cache in
+/// front; every method but [`Self::verify`] has the plain computation as
+/// its default. `message` is always the 32-byte signed hash of an entry.
 pub trait SignatureVerifier {
     /// Whether `signature` is `public`'s signature of `message`.
     fn verify(&mut self, public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool;
+
+    /// [`signed_hash`] of an entry.
+    fn signed_hash(&mut self, signed_header: &[u8], bucket: &[u8], key: &[u8], value: &[u8]) -> [u8; 32] {
+        signed_hash(signed_header, bucket, key, value)
+    }
+
+    /// [`EntryId::of`] `(bucket, key)`.
+    fn entry_id(&mut self, bucket: &[u8], key: &[u8]) -> EntryId {
+        EntryId::of(bucket, key)
+    }
+
+    /// [`PublicIdentity::node_id`] of an entry's origin.
+    fn node_id(&mut self, origin: &PublicIdentity) -> NodeId {
+        origin.node_id()
+    }
 }
 
 impl<V: SignatureVerifier + ?Sized> SignatureVerifier for &mut V {
     fn verify(&mut self, public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         (**self).verify(public, message, signature)
+    }
+
+    fn signed_hash(&mut self, signed_header: &[u8], bucket: &[u8], key: &[u8], value: &[u8]) -> [u8; 32] {
+        (**self).signed_hash(signed_header, bucket, key, value)
+    }
+
+    fn entry_id(&mut self, bucket: &[u8], key: &[u8]) -> EntryId {
+        (**self).entry_id(bucket, key)
+    }
+
+    fn node_id(&mut self, origin: &PublicIdentity) -> NodeId {
+        (**self).node_id(origin)
     }
 }
 

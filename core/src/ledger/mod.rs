@@ -130,7 +130,7 @@ pub mod wire;
 use core::fmt;
 
 pub use digest::{Digest, RangeMask};
-pub use entry::{Ed25519Verifier, Entry, EntryId, EntryRef, EntryState, SignatureVerifier, Version};
+pub use entry::{signed_hash, Ed25519Verifier, Entry, EntryId, EntryRef, EntryState, SignatureVerifier, Version};
 pub use fragment::{
     EntryEncoder, FragmentPacket, Reassembly, FRAGMENT_CHUNK, FRAGMENT_HEADER_LEN, MAX_FRAGMENTS, REASSEMBLY_TIMEOUT,
 };

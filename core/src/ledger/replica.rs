@@ -175,7 +175,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         self.expire(now);
         check_lengths(bucket, key, value)?;
         let origin = identity.public();
-        let origin_id = buckets::check_owner(bucket, key, &origin)?;
+        let origin_id = buckets::check_owner(bucket, key, || origin.node_id())?;
         let id = EntryId::of(bucket, key);
         let found = self.store.find(&id);
         if let Ok(pos) = found {
@@ -204,6 +204,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         };
         let hash = signed_hash(&repr.header()[SIGNED_HEADER], bucket, key, value);
         let signature = sign(identity, &hash);
+        let origin_id = origin_id.unwrap_or_else(|| origin.node_id());
         let record = new_record(id, hash, signature, &repr, origin_id);
         let r = self.store_version(now, found, record, [bucket, key, value], true)?;
         self.clock = clock;
@@ -237,7 +238,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         self.expire(now);
         let packet = EntryPacket::new_checked(encoded)?;
         let repr = EntryRepr::parse(&packet);
-        let id = EntryId::of(repr.bucket, repr.key);
+        let id = verifier.entry_id(repr.bucket, repr.key);
         let found = self.store.find(&id);
         let existing = match found {
             Ok(pos) => Some(self.checked_existing(self.store.slot_at(pos), repr.bucket, repr.key)?),
@@ -247,7 +248,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
             // The stored version of this very key passed the owner-only rule
             // with this origin: no need to derive its id again.
             Some(e) if e.origin == repr.origin => Some(e.origin_id),
-            _ => buckets::check_owner(repr.bucket, repr.key, &repr.origin)?,
+            _ => buckets::check_owner(repr.bucket, repr.key, || verifier.node_id(&repr.origin))?,
         };
         if repr.clock > self.clock.saturating_add(MAX_CLOCK_JUMP) {
             return Err(LedgerError::ClockJump);
@@ -266,7 +267,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
                 return Ok(Applied::Equal);
             }
         }
-        let hash = signed_hash(packet.signed_header(), repr.bucket, repr.key, repr.value);
+        let hash = verifier.signed_hash(packet.signed_header(), repr.bucket, repr.key, repr.value);
         if let Some(existing) = existing {
             match compare(
                 (repr.clock, &repr.origin, &hash),
@@ -280,6 +281,7 @@ impl<const ENTRIES: usize, const ARENA: usize> Ledger<ENTRIES, ARENA> {
         if !verifier.verify(&repr.origin.signing_key, &hash, &repr.signature) {
             return Err(LedgerError::BadSignature);
         }
+        let origin_id = origin_id.unwrap_or_else(|| verifier.node_id(&repr.origin));
         let record = new_record(id, hash, repr.signature, &repr, origin_id);
         let r = self.store_version(now, found, record, [repr.bucket, repr.key, repr.value], false)?;
         self.clock = self.clock.max(repr.clock);
@@ -520,20 +522,13 @@ fn check_lengths(bucket: &[u8], key: &[u8], value: &[u8]) -> Result<(), LedgerEr
     Ok(())
 }
 
-/// `origin_id`: the origin's node id if already derived.
-fn new_record(
-    id: EntryId,
-    hash: [u8; 32],
-    signature: [u8; 64],
-    repr: &EntryRepr<'_>,
-    origin_id: Option<NodeId>,
-) -> Record {
+fn new_record(id: EntryId, hash: [u8; 32], signature: [u8; 64], repr: &EntryRepr<'_>, origin_id: NodeId) -> Record {
     Record {
         id,
         hash,
         signature,
         origin: repr.origin,
-        origin_id: origin_id.unwrap_or_else(|| repr.origin.node_id()),
+        origin_id,
         clock: repr.clock,
         ttl: repr.ttl,
         value_len: repr.value.len() as u16,
