@@ -6,8 +6,7 @@
 //! - **Records** ([`record`](RoleRecord)): each member keeps one durable
 //!   record `owner/roles/<node id>` (its `network_id`, its forced role, its
 //!   vote, what it deployed as; ttl [`MEMBER_TTL_SECS`], refreshed daily;
-//!   written first when it has one of these to say, or
-//!   [`FIRST_RECORD_WITHIN`] after its start) and one liveness
+//!   written first when it has one of these to say) and one liveness
 //!   advertisement `owner/alive/<node id>` naming its `network_id` (ttl
 //!   [`ALIVE_TTL_SECS`], refreshed every [`ALIVE_INTERVAL`]), which makes
 //!   it a member before its first record. Both buckets
@@ -89,14 +88,6 @@ pub const ALIVE_TTL_SECS: u32 = 120;
 /// The ttl of a role record: a member not heard of for a week is no longer
 /// counted (so decommissioned machines do not weigh on majorities forever).
 pub const MEMBER_TTL_SECS: u32 = 7 * 24 * 3600;
-/// How long after its start a member with nothing to say (no vote, no
-/// forced role, no deployment) still writes no role record: it counts in
-/// majorities by its advertisement until then, and by its record from then
-/// on, which the members it met keep for a week (an advertisement expires
-/// within minutes once it stops arriving, across a partition say). A member
-/// of a mesh that elects as it joins votes sooner, and its first record
-/// carries its vote.
-pub const FIRST_RECORD_WITHIN: Duration = Duration::from_secs(4);
 /// How often a member rewrites its role record when nothing in it changed.
 pub const MEMBER_REFRESH: Duration = Duration::from_secs(24 * 3600);
 /// The most masters an [`Outcome`] lists (forced, sticky and HA together).

@@ -20,8 +20,8 @@ use super::record::{emit_alive, Deployment, ForcedRole, RoleRecord, MAX_ALIVE_LE
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
 use super::{
-    ElectionConfig, ElectionError, Role, ALIVE, ALIVE_INTERVAL, FIRST_RECORD_WITHIN, MAX_MASTERS, MAX_NETWORK_ID_LEN,
-    MEMBER_REFRESH, MEMBER_TTL_SECS, ROLES,
+    ElectionConfig, ElectionError, Role, ALIVE, ALIVE_INTERVAL, MAX_MASTERS, MAX_NETWORK_ID_LEN, MEMBER_REFRESH,
+    MEMBER_TTL_SECS, ROLES,
 };
 use crate::identity::NodeId;
 use crate::ledger::buckets::owner_key;
@@ -253,10 +253,8 @@ impl Participant {
         let held = ledger.get(ROLES.as_bytes(), &self.key);
         let record_due = held.map(|e| e.received() + MEMBER_REFRESH);
         // A member with nothing to say (no forced role, no vote, no
-        // deployment) writes no record for a while: its advertisement makes
-        // it a member (see FIRST_RECORD_WITHIN).
-        let speak_by = self.started + FIRST_RECORD_WITHIN;
-        let silent = held.is_none() && self.record == RoleRecord::default() && now < speak_by;
+        // deployment) writes no record: its advertisement makes it a member.
+        let silent = held.is_none() && self.record == RoleRecord::default();
         if !silent && (held.is_none_or(|e| e.value() != &buf[..len]) || record_due.is_some_and(|t| now >= t)) {
             out.record = Some(Write {
                 bucket: ROLES,
@@ -279,11 +277,7 @@ impl Participant {
             });
         }
         let next_alive = alive_due.filter(|&t| t > now).unwrap_or(now + self.alive_interval);
-        let next_record = match record_due.filter(|&t| t > now) {
-            _ if silent => speak_by,
-            Some(t) => t,
-            None => now + MEMBER_REFRESH,
-        };
+        let next_record = record_due.filter(|&t| t > now).unwrap_or(now + MEMBER_REFRESH);
         let wake = next_alive.min(next_record);
         self.wake = Some(recheck.map_or(wake, |r| r.min(wake)));
         out
@@ -439,21 +433,12 @@ mod tests {
             let o = m.outcome.as_ref().unwrap();
             let want = Status::Waiting(super::super::Wait::TooFewLive { live: 3, minimum: 4 });
             assert_eq!(o.status(), want);
-            assert_eq!(m.part.poll_timeout(), Some(t + FIRST_RECORD_WITHIN));
         }
-        // Still nothing to say after FIRST_RECORD_WITHIN: each writes its
-        // record all the same, so the others keep counting it for a week.
-        let later = t + FIRST_RECORD_WITHIN;
-        round(&mut ms, later);
-        for m in &ms {
-            let held = m.ledger.get(ROLES.as_bytes(), &m.part.key).unwrap();
-            assert_eq!(RoleRecord::parse(held.value()).unwrap().1, RoleRecord::default());
-        }
-        // A fourth arrives: the ballot starts, every member promises, and
+        // The fourth arrives: the ballot starts, every member promises, and
         // its first record carries its vote.
-        ms.push(member(4, "kairos", config, None, later));
+        ms.push(member(4, "kairos", config, None, t));
         for _ in 0..6 {
-            round(&mut ms, later);
+            round(&mut ms, t);
         }
         for m in &ms {
             let held = m.ledger.get(ROLES.as_bytes(), &m.part.key).unwrap();

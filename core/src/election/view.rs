@@ -4,9 +4,8 @@
 //! A *member* of a network is a node whose role record
 //! (`owner/roles/<node id>`) is live in the replica and names that
 //! network, or, until it writes one (a member writes its first record when
-//! it has something to say: a vote, a forced role, a deployment; or
-//! [`super::FIRST_RECORD_WITHIN`] after its start), whose advertisement
-//! (`owner/alive/<node id>`) for that network is live. It is
+//! it has something to say: a vote, a forced role, a deployment), whose
+//! advertisement (`owner/alive/<node id>`) for that network is live. It is
 //! *live* while its advertisement is live. [`read_view`] builds the members from a [`Ledger`] into a
 //! caller slice; a record that does not fit, or whose version this code
 //! does not know, still counts in [`View::unlisted`], so majorities are
