@@ -5,11 +5,9 @@
 //!
 //! - **Records** ([`record`](RoleRecord)): each member keeps one durable
 //!   record `owner/roles/<node id>` (its `network_id`, its forced role, its
-//!   vote, what it deployed as; ttl [`MEMBER_TTL_SECS`], refreshed daily;
-//!   written first when it has one of these to say) and one liveness
-//!   advertisement `owner/alive/<node id>` naming its `network_id` (ttl
-//!   [`ALIVE_TTL_SECS`], refreshed every [`ALIVE_INTERVAL`]), which makes
-//!   it a member before its first record. Both buckets
+//!   vote, what it deployed as; ttl [`MEMBER_TTL_SECS`], refreshed daily)
+//!   and one liveness advertisement `owner/alive/<node id>` (ttl
+//!   [`ALIVE_TTL_SECS`], refreshed every [`ALIVE_INTERVAL`]). Both buckets
 //!   are owner-only, so no member can write or delete another's records.
 //! - **Views** ([`read_view`]): the members of one `network_id` as a
 //!   replica sees them: records, liveness, when last seen.
@@ -46,8 +44,7 @@ use core::fmt;
 
 pub use participant::{Participant, Write, Writes};
 pub use record::{
-    alive_network, emit_alive, Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote,
-    MAX_ALIVE_LEN, MAX_RECORD_LEN,
+    Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN,
 };
 pub use rule::{elect, Master, Outcome, Status, Wait, MEET_FIRST};
 pub use view::{read_view, MemberView, View};

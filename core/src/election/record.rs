@@ -33,8 +33,9 @@ const VERSION: u8 = 1;
 const BODY_LEN: usize = 1 + 13 + 25 + 2 * 37;
 /// The longest record.
 pub const MAX_RECORD_LEN: usize = 2 + MAX_NETWORK_ID_LEN + BODY_LEN;
-/// The longest advertisement (`owner/alive/<node id>`), see [`emit_alive`].
-pub const MAX_ALIVE_LEN: usize = 2 + MAX_NETWORK_ID_LEN;
+/// The value of an advertisement (`owner/alive/<node id>`): only its
+/// presence (and ttl) matters.
+pub const ALIVE_VALUE: &[u8] = &[VERSION];
 
 /// A role set in the configuration (`role: master | worker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,40 +201,16 @@ pub(crate) fn network_of(b: &[u8]) -> Option<&[u8]> {
     b.get(2..2 + n)
 }
 
-/// Writes the two fields every record starts with (version, network id);
-/// their length.
-fn emit_network(network_id: &str, out: &mut [u8]) -> Result<usize, ElectionError> {
-    let n = network_id.len();
-    if n == 0 || n > MAX_NETWORK_ID_LEN || out.len() < 2 + n {
-        return Err(ElectionError::NetworkIdLength);
-    }
-    out[0] = VERSION;
-    out[1] = n as u8;
-    out[2..2 + n].copy_from_slice(network_id.as_bytes());
-    Ok(2 + n)
-}
-
-/// Writes the advertisement of a member of `network_id` into `out`; its
-/// length. It is a role record's first two fields (version, network id):
-/// a member that has not written a role record yet (it had nothing to
-/// vote) still counts in its network's majorities from its advertisement.
-pub fn emit_alive(network_id: &str, out: &mut [u8; MAX_ALIVE_LEN]) -> Result<usize, ElectionError> {
-    emit_network(network_id, out)
-}
-
-/// The network an advertisement names, or `None` if it names none (the
-/// one-byte advertisement of earlier versions, or a malformed one).
-pub fn alive_network(b: &[u8]) -> Option<&str> {
-    match network_of(b) {
-        Some(n) if b.len() == 2 + n.len() => core::str::from_utf8(n).ok(),
-        _ => None,
-    }
-}
-
 impl RoleRecord {
     /// Writes the record of a member of `network_id` into `out`; its length.
     pub fn emit(&self, network_id: &str, out: &mut [u8; MAX_RECORD_LEN]) -> Result<usize, ElectionError> {
-        let n = emit_network(network_id, out)? - 2;
+        let n = network_id.len();
+        if n == 0 || n > MAX_NETWORK_ID_LEN {
+            return Err(ElectionError::NetworkIdLength);
+        }
+        out[0] = VERSION;
+        out[1] = n as u8;
+        out[2..2 + n].copy_from_slice(network_id.as_bytes());
         let body = &mut out[2 + n..2 + n + BODY_LEN];
         body.fill(0);
         body[0] = match self.forced {
@@ -431,31 +408,6 @@ mod tests {
         };
         let n = bare.emit("dev", &mut out).unwrap();
         assert_eq!(RoleRecord::parse(&out[..n]), Ok(("dev", bare)));
-    }
-
-    #[test]
-    fn an_advertisement_names_its_network() {
-        let mut buf = [0u8; MAX_ALIVE_LEN];
-        let n = emit_alive("kairos", &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"\x01\x06kairos");
-        assert_eq!(alive_network(&buf[..n]), Some("kairos"));
-        // A role record starts the same way: its network is that too.
-        let mut record = [0u8; MAX_RECORD_LEN];
-        let len = full().emit("kairos", &mut record).unwrap();
-        assert_eq!(record[..n], buf[..n]);
-        assert_eq!(
-            alive_network(&record[..len]),
-            None,
-            "a role record is not an advertisement"
-        );
-        let long = "x".repeat(MAX_NETWORK_ID_LEN);
-        assert_eq!(emit_alive(&long, &mut buf), Ok(MAX_ALIVE_LEN));
-        assert_eq!(emit_alive(&(long + "x"), &mut buf), Err(ElectionError::NetworkIdLength));
-        assert_eq!(emit_alive("", &mut buf), Err(ElectionError::NetworkIdLength));
-        // The one-byte advertisement of earlier versions names no network.
-        assert_eq!(alive_network(&[VERSION]), None);
-        assert_eq!(alive_network(b"\x01\x03ab"), None, "cut short");
-        assert_eq!(alive_network(b"\x01\x02\xff\xfe"), None, "not UTF-8");
     }
 
     #[test]

@@ -3,10 +3,8 @@
 //!
 //! A *member* of a network is a node whose role record
 //! (`owner/roles/<node id>`) is live in the replica and names that
-//! network, or, until it writes one (a member writes its first record when
-//! it has something to say: a vote, a forced role, a deployment), whose
-//! advertisement (`owner/alive/<node id>`) for that network is live. It is
-//! *live* while its advertisement is live. [`read_view`] builds the members from a [`Ledger`] into a
+//! network. It is *live* while its advertisement (`owner/alive/<node id>`)
+//! is live. [`read_view`] builds the members from a [`Ledger`] into a
 //! caller slice; a record that does not fit, or whose version this code
 //! does not know, still counts in [`View::unlisted`], so majorities are
 //! never computed over fewer members than the replica holds (which keeps
@@ -14,7 +12,7 @@
 //!
 //! This module only reads: it never writes the ledger and never decides.
 
-use super::record::{alive_network, network_of, DeployedAs, ForcedRole, RoleRecord};
+use super::record::{network_of, DeployedAs, ForcedRole, RoleRecord};
 use super::{ALIVE, ROLES};
 use crate::identity::NodeId;
 use crate::ledger::{EntryState, Ledger};
@@ -157,57 +155,23 @@ pub(crate) fn read_members<const E: usize, const A: usize>(
         out[n].record = record;
         n += 1;
     }
-    let with_record = n;
-    // Records that are counted but not listed: an advertisement not found
-    // among the listed may be one of theirs (rare; looked up then).
-    let unread = unlisted > 0;
-    out[..with_record].sort_unstable_by_key(|m| m.id);
+    let members = &mut out[..n];
+    members.sort_unstable_by_key(|m| m.id);
     // Owner-only too: one advertisement record per member, in any state
     // (an expired one still says when it was last seen).
     for a in ledger.scan_bucket_all(ALIVE.as_bytes()) {
-        let live = a.state() == EntryState::Live;
-        match out[..with_record].binary_search_by_key(&a.origin_id(), |m| m.id) {
-            Ok(i) => {
-                out[i].live = live;
-                out[i].last_seen = Some(a.received());
-            }
-            // No role record yet: a member while its advertisement for
-            // this network is live.
-            Err(_)
-                if live
-                    && alive_network(a.value()) == Some(network_id)
-                    && !(unread && has_record(ledger, a.key(), network_id)) =>
-            {
-                if n < out.len() {
-                    out[n] = MemberView::new(a.origin_id());
-                    out[n].live = true;
-                    out[n].last_seen = Some(a.received());
-                    n += 1;
-                } else {
-                    unlisted += 1;
-                }
-            }
-            Err(_) => {}
+        if let Ok(i) = members.binary_search_by_key(&a.origin_id(), |m| m.id) {
+            members[i].live = a.state() == EntryState::Live;
+            members[i].last_seen = Some(a.received());
         }
-    }
-    if n > with_record {
-        out[..n].sort_unstable_by_key(|m| m.id);
     }
     (n, unlisted)
 }
 
-/// Whether the member keyed `key` has a live role record in `network_id`.
-fn has_record<const E: usize, const A: usize>(ledger: &Ledger<E, A>, key: &[u8], network_id: &str) -> bool {
-    ledger
-        .get(ROLES.as_bytes(), key)
-        .is_some_and(|r| network_of(r.value()) == Some(network_id.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::record::{emit_alive, MAX_ALIVE_LEN};
     use super::super::record::{Deployment, MAX_RECORD_LEN};
-    use super::super::{ALIVE_TTL_SECS, MEMBER_TTL_SECS};
+    use super::super::{ALIVE_TTL_SECS, ALIVE_VALUE, MEMBER_TTL_SECS};
     use super::*;
     use crate::identity::Identity;
     use crate::ledger::buckets::owner_key;
@@ -224,11 +188,9 @@ mod tests {
             .unwrap();
     }
 
-    fn advertise(l: &mut Small, who: &Identity, net: &str, at: Instant) {
-        let mut buf = [0u8; MAX_ALIVE_LEN];
-        let n = emit_alive(net, &mut buf).unwrap();
+    fn advertise(l: &mut Small, who: &Identity, at: Instant) {
         let key = owner_key(&who.node_id());
-        l.put(at, who, ALIVE.as_bytes(), &key, &buf[..n], ALIVE_TTL_SECS)
+        l.put(at, who, ALIVE.as_bytes(), &key, ALIVE_VALUE, ALIVE_TTL_SECS)
             .unwrap();
     }
 
@@ -252,8 +214,8 @@ mod tests {
         let key = owner_key(&ids[3].node_id());
         l.put(t0, &ids[3], ROLES.as_bytes(), &key, b"\x09\x03devfuture", 0)
             .unwrap();
-        advertise(&mut l, &ids[0], "dev", t0);
-        advertise(&mut l, &ids[2], "prod", t0);
+        advertise(&mut l, &ids[0], t0);
+        advertise(&mut l, &ids[2], t0);
 
         let mut buf = [MemberView::default(); 8];
         let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
@@ -282,47 +244,5 @@ mod tests {
         let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
         let a = v.get(&ids[0].node_id()).unwrap();
         assert!(!a.live && a.last_seen == Some(t0));
-    }
-
-    #[test]
-    fn a_member_without_a_record_counts_while_its_advertisement_is_live() {
-        let ids: std::vec::Vec<Identity> = (1..=5).map(|i| Identity::from_bytes(&[i; 64])).collect();
-        let mut l = Box::new(Small::new());
-        let t0 = Instant::from_secs(10);
-        put_record(&mut l, &ids[0], "dev", RoleRecord::default(), t0);
-        advertise(&mut l, &ids[0], "dev", t0);
-        // No record yet: a member of "dev" by its advertisement alone.
-        advertise(&mut l, &ids[1], "dev", t0);
-        advertise(&mut l, &ids[2], "prod", t0);
-        // A record this code cannot read, and its advertisement: counted
-        // once, not listed.
-        let key = owner_key(&ids[3].node_id());
-        l.put(t0, &ids[3], ROLES.as_bytes(), &key, b"\x09\x03devfuture", 0)
-            .unwrap();
-        advertise(&mut l, &ids[3], "dev", t0);
-        // The one-byte advertisement of earlier versions names no network.
-        let key = owner_key(&ids[4].node_id());
-        l.put(t0, &ids[4], ALIVE.as_bytes(), &key, &[1], ALIVE_TTL_SECS)
-            .unwrap();
-
-        let mut buf = [MemberView::default(); 8];
-        let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (2, 1, 2));
-        assert!(v.members.windows(2).all(|w| w[0].id < w[1].id), "sorted by id");
-        let b = v.get(&ids[1].node_id()).unwrap();
-        assert!(b.live && b.last_seen == Some(t0));
-        assert_eq!(b.record, RoleRecord::default());
-        let v = read_view(&l, "prod", Instant::ZERO, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (1, 0, 1));
-
-        // No room: counted all the same.
-        let mut one = [MemberView::default(); 1];
-        assert_eq!(read_view(&l, "dev", Instant::ZERO, &mut one).total(), 3);
-
-        // Its advertisement expires: it never voted, and is no member now.
-        l.expire(t0 + crate::time::Duration::from_secs(ALIVE_TTL_SECS as u64));
-        let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (1, 1, 0));
-        assert!(v.get(&ids[1].node_id()).is_none());
     }
 }
