@@ -98,7 +98,8 @@ impl Default for RoleConfig {
         RoleConfig {
             network_id,
             forced: None,
-            election: ElectionConfig::DEFAULT,
+            // Listens first, as `new` makes every node do.
+            election: ElectionConfig::DEFAULT.with_meet_first(crate::election::MEET_FIRST),
         }
     }
 }
@@ -318,5 +319,12 @@ mod tests {
         assert_eq!(record_gap(100), Duration::from_millis(500));
         assert_eq!(record_gap(200), RECORD_GAP_MAX);
         assert_eq!(record_gap(usize::MAX), RECORD_GAP_MAX);
+    }
+
+    #[test]
+    fn every_node_meets_first() {
+        let made = RoleConfig::new("kairos", None, ElectionConfig::DEFAULT).unwrap();
+        assert_eq!(made.election().meet_first, crate::election::MEET_FIRST);
+        assert_eq!(RoleConfig::default(), made, "the default is Kairos' own");
     }
 }

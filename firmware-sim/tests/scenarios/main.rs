@@ -67,7 +67,9 @@ fn three_nodes_on_a_lan() {
     }
     .run();
     assert!(r.converged, "{r:?}");
-    assert!(r.converged_at_s.unwrap() <= 2.0, "{r:?}");
+    // Convergence includes the master: nobody starts a ballot in its first
+    // `MEET_FIRST` (2 s); one round of votes follows.
+    assert!(r.converged_at_s.unwrap() <= 3.0, "{r:?}");
     assert_eq!((r.direct_pairs, r.relayed_pairs, r.duplicate_addresses), (3, 0, 0));
 }
 
