@@ -76,6 +76,10 @@ pub(crate) fn sign(identity: &Identity, hash: &[u8; 32]) -> [u8; 64] {
 /// thousand replicas, and each gets every entry) can put a memo cache in
 /// front; every method but [`Self::verify`] has the plain computation as
 /// its default. `message` is always the 32-byte signed hash of an entry.
+///
+/// An implementation must answer exactly as these functions do: the
+/// ledger trusts `node_id` for the owner-only rule and `entry_id` for
+/// finding an entry's record as much as it trusts `verify` for signatures.
 pub trait SignatureVerifier {
     /// Whether `signature` is `public`'s signature of `message`.
     fn verify(&mut self, public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool;
