@@ -11,7 +11,8 @@
 //!
 //! A memo is keyed by a fast 64-bit hash of its input and keeps the input
 //! itself, so a collision is noticed (and computed, not cached) rather than
-//! answered wrongly.
+//! answered wrongly. Nothing is evicted: a run keeps every distinct entry
+//! it checked (a few MB for a 1000-node join).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
