@@ -5,12 +5,9 @@
 //!
 //! - **Records** ([`record`](RoleRecord)): each member keeps one durable
 //!   record `owner/roles/<node id>` (its `network_id`, its forced role, its
-//!   vote, what it deployed as; ttl [`MEMBER_TTL_SECS`], refreshed daily;
-//!   written first when it has one of these to say) and one liveness
-//!   advertisement `owner/alive/<node id>` naming its `network_id` and its
-//!   live window ([`ALIVE_TTL_SECS`] up to 200 members; refreshed every
-//!   [`ALIVE_INTERVAL`]; held for [`MEMBER_TTL_SECS`] like a role record,
-//!   which makes it a member before its first record). Both buckets
+//!   vote, what it deployed as; ttl [`MEMBER_TTL_SECS`], refreshed daily)
+//!   and one liveness advertisement `owner/alive/<node id>` (ttl
+//!   [`ALIVE_TTL_SECS`], refreshed every [`ALIVE_INTERVAL`]). Both buckets
 //!   are owner-only, so no member can write or delete another's records.
 //! - **Views** ([`read_view`]): the members of one `network_id` as a
 //!   replica sees them: records, liveness, when last seen.
@@ -47,8 +44,7 @@ use core::fmt;
 
 pub use participant::{Participant, Write, Writes};
 pub use record::{
-    emit_alive, parse_alive, Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote,
-    MAX_ALIVE_LEN, MAX_RECORD_LEN,
+    Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN,
 };
 pub use rule::{elect, Master, Outcome, Status, Wait, MEET_FIRST};
 pub use view::{read_view, MemberView, View};
@@ -70,21 +66,20 @@ pub const MAX_ALIVE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often a member of a network of `members` rewrites its
 /// advertisement: every 20 s up to 200 members, then 100 ms per member (up
 /// to 10 minutes), so the whole mesh writes at most 10 advertisements a
-/// second and idle traffic per peer stays flat as the mesh grows. The live
-/// window is six intervals ([`alive_ttl_secs`]), so absence is noticed within
+/// second and idle traffic per peer stays flat as the mesh grows. The ttl
+/// is six intervals ([`alive_ttl_secs`]), so absence is noticed within
 /// two minutes in small networks and proportionally later in large ones.
 pub fn alive_interval(members: usize) -> Duration {
     let scaled = Duration::from_millis(100).saturating_mul(members.min(u32::MAX as usize) as u32);
     scaled.clamp(ALIVE_INTERVAL, MAX_ALIVE_INTERVAL)
 }
 
-/// The live window of an advertisement written every `interval`: six
-/// intervals.
+/// The ttl of an advertisement written every `interval`: six intervals.
 pub fn alive_ttl_secs(interval: Duration) -> u32 {
     (interval.as_secs() * 6).min(u32::MAX as u64) as u32
 }
-/// The live window of an advertisement in networks of up to 200 members:
-/// six intervals, so a few lost pushes never make a healthy member look gone,
+/// The ttl of an advertisement in networks of up to 200 members: six
+/// intervals, so a few lost pushes never make a healthy member look gone,
 /// and a member that stopped is seen gone within two minutes.
 pub const ALIVE_TTL_SECS: u32 = 120;
 /// The ttl of a role record: a member not heard of for a week is no longer

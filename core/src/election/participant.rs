@@ -16,7 +16,7 @@
 
 use heapless::{String, Vec};
 
-use super::record::{emit_alive, Deployment, ForcedRole, RoleRecord, MAX_ALIVE_LEN, MAX_RECORD_LEN};
+use super::record::{Deployment, ForcedRole, RoleRecord, ALIVE_VALUE, MAX_RECORD_LEN};
 use super::rule::{elect, Outcome};
 use super::view::{read_members, MemberView, View};
 use super::{
@@ -192,8 +192,7 @@ impl Participant {
         scratch: &mut [MemberView],
         now: Instant,
     ) -> (Outcome, Writes) {
-        let read = read_members(ledger, &self.network_id, now, scratch);
-        let (mut n, unlisted) = (read.listed, read.unlisted);
+        let (mut n, unlisted) = read_members(ledger, &self.network_id, scratch);
         match scratch[..n].iter().position(|m| m.id == self.me) {
             Some(i) => self.record = self.record.merge(&scratch[i].record),
             None if n < scratch.len() => {
@@ -222,12 +221,7 @@ impl Participant {
         if let Some(me) = view.get(&self.me) {
             self.record.vote = outcome.vote_for(me);
         }
-        // A member's liveness lapses without a ledger change: look again then.
-        let recheck = match (outcome.recheck_at(), read.lapse) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let writes = self.writes(ledger, now, recheck);
+        let writes = self.writes(ledger, now, outcome.recheck_at());
         (outcome, writes)
     }
 
@@ -258,10 +252,7 @@ impl Participant {
         let len = self.record.emit(&self.network_id, &mut buf).unwrap_or(0);
         let held = ledger.get(ROLES.as_bytes(), &self.key);
         let record_due = held.map(|e| e.received() + MEMBER_REFRESH);
-        // A member with nothing to say (no forced role, no vote, no
-        // deployment) writes no record: its advertisement makes it a member.
-        let silent = held.is_none() && self.record == RoleRecord::default();
-        if !silent && (held.is_none_or(|e| e.value() != &buf[..len]) || record_due.is_some_and(|t| now >= t)) {
+        if held.is_none_or(|e| e.value() != &buf[..len]) || record_due.is_some_and(|t| now >= t) {
             out.record = Some(Write {
                 bucket: ROLES,
                 key: self.key,
@@ -273,16 +264,11 @@ impl Participant {
             .get(ALIVE.as_bytes(), &self.key)
             .map(|e| e.received() + self.alive_interval);
         if alive_due.is_none_or(|t| now >= t) {
-            let mut alive = [0u8; MAX_ALIVE_LEN];
-            let window = super::alive_ttl_secs(self.alive_interval);
-            let len = emit_alive(&self.network_id, window, &mut alive).unwrap_or(0);
             out.alive = Some(Write {
                 bucket: ALIVE,
                 key: self.key,
-                // Held as long as a role record: it makes a member that
-                // has not voted yet count (liveness is the window in it).
-                ttl_secs: MEMBER_TTL_SECS,
-                value: Vec::from_slice(&alive[..len]).unwrap_or_default(),
+                ttl_secs: super::alive_ttl_secs(self.alive_interval),
+                value: Vec::from_slice(ALIVE_VALUE).unwrap_or_default(),
             });
         }
         let next_alive = alive_due.filter(|&t| t > now).unwrap_or(now + self.alive_interval);
@@ -423,47 +409,6 @@ mod tests {
     }
 
     #[test]
-    fn a_member_writes_its_record_only_when_it_has_something_to_say() {
-        // Three members wait for a fourth: nobody votes yet.
-        let config = ElectionConfig::new(4, 1, None).unwrap();
-        let t = Instant::from_secs(1);
-        let mut ms: StdVec<Member> = (1..=3).map(|i| member(i, "kairos", config, None, t)).collect();
-        let mut scratch = [MemberView::default(); 16];
-        let first = &mut ms[0];
-        let (_, w) = first.part.run(&first.ledger, &mut scratch, t);
-        assert!(w.record().is_none(), "nothing to say: no role record");
-        assert_eq!(w.iter().map(|w| w.bucket).collect::<StdVec<_>>(), [ALIVE]);
-        for _ in 0..3 {
-            round(&mut ms, t);
-        }
-        for m in &ms {
-            assert!(m.ledger.get(ROLES.as_bytes(), &m.part.key).is_none());
-            // Each member counts the others from their advertisements.
-            let o = m.outcome.as_ref().unwrap();
-            let want = Status::Waiting(super::super::Wait::TooFewLive { live: 3, minimum: 4 });
-            assert_eq!(o.status(), want);
-        }
-        // The fourth arrives: the ballot starts, every member promises, and
-        // its first record carries its vote.
-        ms.push(member(4, "kairos", config, None, t));
-        for _ in 0..6 {
-            round(&mut ms, t);
-        }
-        for m in &ms {
-            let held = m.ledger.get(ROLES.as_bytes(), &m.part.key).unwrap();
-            let (_, r) = RoleRecord::parse(held.value()).unwrap();
-            assert!(r.vote.is_some());
-        }
-        assert_eq!(ms[0].outcome.as_ref().unwrap().status(), Status::Elected);
-
-        // A forced role is something to say from the start.
-        let mut forced = member(5, "kairos", config, None, t);
-        forced.part.set_forced(Some(ForcedRole::Worker));
-        let (_, w) = forced.part.run(&forced.ledger, &mut scratch, t);
-        assert!(w.record().is_some());
-    }
-
-    #[test]
     fn sizes() {
         // Stated in docs/roles.md (x86_64).
         assert_eq!(core::mem::size_of::<MemberView>(), 168);
@@ -492,7 +437,7 @@ mod tests {
         primaries.dedup();
         assert_eq!(primaries.len(), 2, "one master per network_id");
         let mut scratch = [MemberView::default(); 8];
-        let v = super::super::read_view(&ms[0].ledger, "a", t, t, &mut scratch);
+        let v = super::super::read_view(&ms[0].ledger, "a", t, &mut scratch);
         assert_eq!(v.total(), 2);
     }
 

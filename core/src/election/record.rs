@@ -33,8 +33,9 @@ const VERSION: u8 = 1;
 const BODY_LEN: usize = 1 + 13 + 25 + 2 * 37;
 /// The longest record.
 pub const MAX_RECORD_LEN: usize = 2 + MAX_NETWORK_ID_LEN + BODY_LEN;
-/// The longest advertisement (`owner/alive/<node id>`), see [`emit_alive`].
-pub const MAX_ALIVE_LEN: usize = 2 + MAX_NETWORK_ID_LEN + 4;
+/// The value of an advertisement (`owner/alive/<node id>`): only its
+/// presence (and ttl) matters.
+pub const ALIVE_VALUE: &[u8] = &[VERSION];
 
 /// A role set in the configuration (`role: master | worker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,48 +201,16 @@ pub(crate) fn network_of(b: &[u8]) -> Option<&[u8]> {
     b.get(2..2 + n)
 }
 
-/// Writes the two fields every record starts with (version, network id);
-/// their length.
-fn emit_network(network_id: &str, out: &mut [u8]) -> Result<usize, ElectionError> {
-    let n = network_id.len();
-    if n == 0 || n > MAX_NETWORK_ID_LEN || out.len() < 2 + n {
-        return Err(ElectionError::NetworkIdLength);
-    }
-    out[0] = VERSION;
-    out[1] = n as u8;
-    out[2..2 + n].copy_from_slice(network_id.as_bytes());
-    Ok(2 + n)
-}
-
-/// Writes the advertisement of a member of `network_id` into `out`; its
-/// length. It is a role record's first two fields (version, network id),
-/// then the live window (`u32` seconds, big-endian): a reader takes the
-/// writer for live until that long after it received the version.
-///
-/// The advertisement is what makes a member that has not written a role
-/// record yet (it had nothing to vote) count in its network's majorities,
-/// so it lasts as long as a role record does (the ledger ttl
-/// [`super::MEMBER_TTL_SECS`]); liveness is the window, not the ttl.
-pub fn emit_alive(network_id: &str, live_secs: u32, out: &mut [u8; MAX_ALIVE_LEN]) -> Result<usize, ElectionError> {
-    let n = emit_network(network_id, out)?;
-    out[n..n + 4].copy_from_slice(&live_secs.to_be_bytes());
-    Ok(n + 4)
-}
-
-/// What an advertisement says: its network and its live window in seconds.
-/// `None` if it names no network (the one-byte advertisement of earlier
-/// versions, whose ledger ttl is its live window, or a malformed one).
-pub fn parse_alive(b: &[u8]) -> Option<(&str, u32)> {
-    let n = network_of(b)?.len();
-    let window = b.get(2 + n..)?;
-    let window: [u8; 4] = window.try_into().ok()?;
-    Some((core::str::from_utf8(&b[2..2 + n]).ok()?, u32::from_be_bytes(window)))
-}
-
 impl RoleRecord {
     /// Writes the record of a member of `network_id` into `out`; its length.
     pub fn emit(&self, network_id: &str, out: &mut [u8; MAX_RECORD_LEN]) -> Result<usize, ElectionError> {
-        let n = emit_network(network_id, out)? - 2;
+        let n = network_id.len();
+        if n == 0 || n > MAX_NETWORK_ID_LEN {
+            return Err(ElectionError::NetworkIdLength);
+        }
+        out[0] = VERSION;
+        out[1] = n as u8;
+        out[2..2 + n].copy_from_slice(network_id.as_bytes());
         let body = &mut out[2 + n..2 + n + BODY_LEN];
         body.fill(0);
         body[0] = match self.forced {
@@ -439,36 +408,6 @@ mod tests {
         };
         let n = bare.emit("dev", &mut out).unwrap();
         assert_eq!(RoleRecord::parse(&out[..n]), Ok(("dev", bare)));
-    }
-
-    #[test]
-    fn an_advertisement_names_its_network_and_live_window() {
-        let mut buf = [0u8; MAX_ALIVE_LEN];
-        let n = emit_alive("kairos", 120, &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"\x01\x06kairos\x00\x00\x00\x78");
-        assert_eq!(parse_alive(&buf[..n]), Some(("kairos", 120)));
-        // A role record starts the same way, and is no advertisement.
-        let mut record = [0u8; MAX_RECORD_LEN];
-        let len = full().emit("kairos", &mut record).unwrap();
-        assert_eq!(record[..n - 4], buf[..n - 4]);
-        assert_eq!(
-            parse_alive(&record[..len]),
-            None,
-            "a role record is not an advertisement"
-        );
-        let long = "x".repeat(MAX_NETWORK_ID_LEN);
-        assert_eq!(emit_alive(&long, u32::MAX, &mut buf), Ok(MAX_ALIVE_LEN));
-        assert_eq!(parse_alive(&buf), Some((long.as_str(), u32::MAX)));
-        assert_eq!(
-            emit_alive(&(long + "x"), 1, &mut buf),
-            Err(ElectionError::NetworkIdLength)
-        );
-        assert_eq!(emit_alive("", 1, &mut buf), Err(ElectionError::NetworkIdLength));
-        // The one-byte advertisement of earlier versions names no network.
-        assert_eq!(parse_alive(&[VERSION]), None);
-        assert_eq!(parse_alive(b"\x01\x03ab\0\0\0\x01"), None, "cut short");
-        assert_eq!(parse_alive(b"\x01\x02ab\0\0\x01"), None, "no whole window");
-        assert_eq!(parse_alive(b"\x01\x02\xff\xfe\0\0\0\x01"), None, "not UTF-8");
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! The replication model is the ledger's: each member's record and
 //! advertisement travel between replicas in any order, late or never, the
 //! newest version winning; an advertisement is live for [`TTL`] seconds after
-//! a replica received it, and is held (making its writer a member) for as
-//! long as a record (longer than any run). A member writes its first record
-//! when it has something to say, as participants do. A partition stops every exchange between its
+//! a replica received it. A partition stops every exchange between its
 //! sides. What the tests check is the guarantee `docs/roles.md` states:
 //!
 //! - **Safety**: in one epoch at most one member ever deploys as primary,
@@ -65,7 +63,7 @@ struct Sim {
 
 impl Sim {
     /// `n` members with random ids; `known`: each already holds every
-    /// member's first advertisement, as after the members met.
+    /// member's (empty) record, as after the members met.
     fn new(n: usize, seed: u64, config: ElectionConfig, known: bool) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let ids: Vec<NodeId> = (0..n)
@@ -81,8 +79,10 @@ impl Sim {
                 up: true,
                 side: 0,
                 started: 0,
-                records: std::vec![None; n],
-                ads: (0..n).map(|j| (known || i == j).then_some((1, 0))).collect(),
+                records: (0..n)
+                    .map(|j| (known || i == j).then(|| (1, RoleRecord::default())))
+                    .collect(),
+                ads: std::vec![None; n],
             })
             .collect();
         Sim {
@@ -101,15 +101,8 @@ impl Sim {
         let node = &self.nodes[x];
         (0..self.nodes.len())
             .filter_map(|j| {
+                let (_, record) = node.records[j]?;
                 let ad = node.ads[j];
-                let record = match node.records[j] {
-                    Some((_, record)) => record,
-                    // Known by its advertisement alone: nothing said yet.
-                    None => {
-                        ad?;
-                        RoleRecord::default()
-                    }
-                };
                 Some(MemberView {
                     id: self.nodes[j].id,
                     live: j == x || ad.is_some_and(|(_, at)| self.now < at + TTL),
@@ -122,7 +115,7 @@ impl Sim {
 
     fn known(&self, x: usize) -> BTreeSet<usize> {
         (0..self.nodes.len())
-            .filter(|&j| self.nodes[x].records[j].is_some() || self.nodes[x].ads[j].is_some())
+            .filter(|&j| self.nodes[x].records[j].is_some())
             .collect()
     }
 
@@ -180,8 +173,7 @@ impl Sim {
                 record.deployment = Some(d);
             }
         }
-        let held = self.nodes[x].records[x].map(|(_, r)| r);
-        if Some(record) != held && (held.is_some() || record != RoleRecord::default()) {
+        if Some(record) != self.nodes[x].records[x].map(|(_, r)| r) {
             self.write(x, record);
         }
     }
@@ -377,8 +369,7 @@ fn a_value_accepted_across_the_cut_is_carried_over() {
         let mut order: Vec<usize> = (0..5).collect();
         order.sort_by_key(|&i| sim.nodes[i].id);
         let [a, b, c, d, e] = [order[0], order[1], order[2], order[3], order[4]];
-        // The advertisements the members met by have lapsed since.
-        sim.now = 1 + TTL;
+        sim.now = 1;
         for x in 0..5 {
             sim.act(x);
         }

@@ -3,10 +3,8 @@
 //!
 //! A *member* of a network is a node whose role record
 //! (`owner/roles/<node id>`) is live in the replica and names that
-//! network, or, until it writes one (a member writes its first record when
-//! it has something to say: a vote, a forced role, a deployment), whose
-//! advertisement (`owner/alive/<node id>`) for that network is live. It is
-//! *live* while its advertisement is live. [`read_view`] builds the members from a [`Ledger`] into a
+//! network. It is *live* while its advertisement (`owner/alive/<node id>`)
+//! is live. [`read_view`] builds the members from a [`Ledger`] into a
 //! caller slice; a record that does not fit, or whose version this code
 //! does not know, still counts in [`View::unlisted`], so majorities are
 //! never computed over fewer members than the replica holds (which keeps
@@ -14,11 +12,11 @@
 //!
 //! This module only reads: it never writes the ledger and never decides.
 
-use super::record::{network_of, parse_alive, DeployedAs, ForcedRole, RoleRecord};
+use super::record::{network_of, DeployedAs, ForcedRole, RoleRecord};
 use super::{ALIVE, ROLES};
 use crate::identity::NodeId;
-use crate::ledger::{Entry, EntryState, Ledger};
-use crate::time::{Duration, Instant};
+use crate::ledger::{EntryState, Ledger};
+use crate::time::Instant;
 
 /// One member as a replica sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,51 +111,23 @@ impl<'a> View<'a> {
 }
 
 /// Reads the members of `network_id` from `ledger` into `out` (as many as
-/// fit; the rest count in [`View::unlisted`]), with their liveness at `now`.
+/// fit; the rest count in [`View::unlisted`]).
 pub fn read_view<'m, const E: usize, const A: usize>(
     ledger: &Ledger<E, A>,
     network_id: &str,
     observing_since: Instant,
-    now: Instant,
     out: &'m mut [MemberView],
 ) -> View<'m> {
-    let read = read_members(ledger, network_id, now, out);
+    let (n, unlisted) = read_members(ledger, network_id, out);
     View {
-        members: &out[..read.listed],
-        unlisted: read.unlisted,
+        members: &out[..n],
+        unlisted,
         observing_since,
     }
 }
 
-/// What [`read_members`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Read {
-    /// Members listed in `out[..listed]`, sorted by id.
-    pub listed: usize,
-    /// Members counted but not listed.
-    pub unlisted: u32,
-    /// The next time a member listed as live stops being live if no new
-    /// advertisement of it arrives (liveness lapses without a ledger
-    /// change, so the caller runs again then).
-    pub lapse: Option<Instant>,
-}
-
-/// Whether advertisement `a` shows its writer live at `now`, and until
-/// when. An advertisement of this version is live for the window it
-/// names after this replica received it; the one-byte advertisement of
-/// earlier versions while its ledger ttl runs.
-fn liveness(a: &Entry<'_>, now: Instant) -> Option<Instant> {
-    if a.state() != EntryState::Live {
-        return None;
-    }
-    let until = match parse_alive(a.value()) {
-        Some((_, window)) => a.received() + Duration::from_secs(window as u64),
-        None => a.deadline().unwrap_or(Instant::FAR_FUTURE),
-    };
-    (now < until).then_some(until)
-}
-
-/// [`read_view`]'s work.
+/// [`read_view`]'s work: members listed in `out[..n]` (sorted by id), and
+/// the unlisted.
 ///
 /// Two passes over the replica's records in storage order (the role records,
 /// then the advertisements, looked up by id in the sorted members) instead
@@ -165,12 +135,10 @@ fn liveness(a: &Entry<'_>, now: Instant) -> Option<Instant> {
 pub(crate) fn read_members<const E: usize, const A: usize>(
     ledger: &Ledger<E, A>,
     network_id: &str,
-    now: Instant,
     out: &mut [MemberView],
-) -> Read {
+) -> (usize, u32) {
     let mut n = 0;
     let mut unlisted = 0;
-    let mut lapse: Option<Instant> = None;
     for e in ledger.scan_bucket(ROLES.as_bytes()) {
         if network_of(e.value()) != Some(network_id.as_bytes()) {
             continue;
@@ -187,66 +155,23 @@ pub(crate) fn read_members<const E: usize, const A: usize>(
         out[n].record = record;
         n += 1;
     }
-    let with_record = n;
-    // Records that are counted but not listed: an advertisement not found
-    // among the listed may be one of theirs (rare; looked up then).
-    let unread = unlisted > 0;
-    out[..with_record].sort_unstable_by_key(|m| m.id);
+    let members = &mut out[..n];
+    members.sort_unstable_by_key(|m| m.id);
     // Owner-only too: one advertisement record per member, in any state
     // (an expired one still says when it was last seen).
     for a in ledger.scan_bucket_all(ALIVE.as_bytes()) {
-        let until = liveness(&a, now);
-        let live = until.is_some();
-        let listed = match out[..with_record].binary_search_by_key(&a.origin_id(), |m| m.id) {
-            Ok(i) => Some(i),
-            // No role record yet: a member while its advertisement for
-            // this network is held (as long as a role record would be).
-            Err(_)
-                if a.state() == EntryState::Live
-                    && parse_alive(a.value()).is_some_and(|(net, _)| net == network_id)
-                    && !(unread && has_record(ledger, a.key(), network_id)) =>
-            {
-                if n < out.len() {
-                    out[n] = MemberView::new(a.origin_id());
-                    n += 1;
-                    Some(n - 1)
-                } else {
-                    unlisted += 1;
-                    None
-                }
-            }
-            Err(_) => None,
-        };
-        if let Some(i) = listed {
-            out[i].live = live;
-            out[i].last_seen = Some(a.received());
-            if let Some(t) = until {
-                lapse = Some(lapse.map_or(t, |l| l.min(t)));
-            }
+        if let Ok(i) = members.binary_search_by_key(&a.origin_id(), |m| m.id) {
+            members[i].live = a.state() == EntryState::Live;
+            members[i].last_seen = Some(a.received());
         }
     }
-    if n > with_record {
-        out[..n].sort_unstable_by_key(|m| m.id);
-    }
-    Read {
-        listed: n,
-        unlisted,
-        lapse,
-    }
-}
-
-/// Whether the member keyed `key` has a live role record in `network_id`.
-fn has_record<const E: usize, const A: usize>(ledger: &Ledger<E, A>, key: &[u8], network_id: &str) -> bool {
-    ledger
-        .get(ROLES.as_bytes(), key)
-        .is_some_and(|r| network_of(r.value()) == Some(network_id.as_bytes()))
+    (n, unlisted)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{emit_alive, MAX_ALIVE_LEN};
     use super::super::record::{Deployment, MAX_RECORD_LEN};
-    use super::super::{ALIVE_TTL_SECS, MEMBER_TTL_SECS};
+    use super::super::{ALIVE_TTL_SECS, ALIVE_VALUE, MEMBER_TTL_SECS};
     use super::*;
     use crate::identity::Identity;
     use crate::ledger::buckets::owner_key;
@@ -263,11 +188,9 @@ mod tests {
             .unwrap();
     }
 
-    fn advertise(l: &mut Small, who: &Identity, net: &str, at: Instant) {
-        let mut buf = [0u8; MAX_ALIVE_LEN];
-        let n = emit_alive(net, ALIVE_TTL_SECS, &mut buf).unwrap();
+    fn advertise(l: &mut Small, who: &Identity, at: Instant) {
         let key = owner_key(&who.node_id());
-        l.put(at, who, ALIVE.as_bytes(), &key, &buf[..n], MEMBER_TTL_SECS)
+        l.put(at, who, ALIVE.as_bytes(), &key, ALIVE_VALUE, ALIVE_TTL_SECS)
             .unwrap();
     }
 
@@ -291,11 +214,11 @@ mod tests {
         let key = owner_key(&ids[3].node_id());
         l.put(t0, &ids[3], ROLES.as_bytes(), &key, b"\x09\x03devfuture", 0)
             .unwrap();
-        advertise(&mut l, &ids[0], "dev", t0);
-        advertise(&mut l, &ids[2], "prod", t0);
+        advertise(&mut l, &ids[0], t0);
+        advertise(&mut l, &ids[2], t0);
 
         let mut buf = [MemberView::default(); 8];
-        let v = read_view(&l, "dev", Instant::ZERO, t0, &mut buf);
+        let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
         assert_eq!(v.members.len(), 2);
         assert_eq!(v.unlisted, 1);
         assert_eq!(v.total(), 3);
@@ -308,80 +231,18 @@ mod tests {
         assert!(!b.eligible(false) && b.eligible(true));
         assert!(v.get(&ids[2].node_id()).is_none());
 
-        let v = read_view(&l, "prod", Instant::ZERO, t0, &mut buf);
+        let v = read_view(&l, "prod", Instant::ZERO, &mut buf);
         assert_eq!((v.members.len(), v.unlisted, v.live()), (1, 0, 1));
 
         // Too small a buffer: the rest is counted, not lost.
         let mut one = [MemberView::default(); 1];
-        let v = read_view(&l, "dev", Instant::ZERO, t0, &mut one);
+        let v = read_view(&l, "dev", Instant::ZERO, &mut one);
         assert_eq!((v.members.len(), v.total()), (1, 3));
 
-        // The live window ends when no newer advertisement came; when it
-        // was last seen stays known, and the caller is told when to look.
-        let lapse = t0 + Duration::from_secs(ALIVE_TTL_SECS as u64);
-        let read = read_members(
-            &l,
-            "dev",
-            t0 + Duration::from_millis(ALIVE_TTL_SECS as u64 * 1000 - 1),
-            &mut buf,
-        );
-        assert_eq!(read.lapse, Some(lapse));
-        let v = read_view(&l, "dev", Instant::ZERO, lapse, &mut buf);
+        // The advertisement expires; when it was last seen stays known.
+        l.expire(t0 + crate::time::Duration::from_secs(ALIVE_TTL_SECS as u64));
+        let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
         let a = v.get(&ids[0].node_id()).unwrap();
         assert!(!a.live && a.last_seen == Some(t0));
-        assert_eq!(read_members(&l, "dev", lapse, &mut buf).lapse, None);
-    }
-
-    #[test]
-    fn a_member_without_a_record_counts_while_its_advertisement_is_held() {
-        let ids: std::vec::Vec<Identity> = (1..=5).map(|i| Identity::from_bytes(&[i; 64])).collect();
-        let mut l = Box::new(Small::new());
-        let t0 = Instant::from_secs(10);
-        put_record(&mut l, &ids[0], "dev", RoleRecord::default(), t0);
-        advertise(&mut l, &ids[0], "dev", t0);
-        // No record yet: a member of "dev" by its advertisement alone.
-        advertise(&mut l, &ids[1], "dev", t0);
-        advertise(&mut l, &ids[2], "prod", t0);
-        // A record this code cannot read, and its advertisement: counted
-        // once, not listed.
-        let key = owner_key(&ids[3].node_id());
-        l.put(t0, &ids[3], ROLES.as_bytes(), &key, b"\x09\x03devfuture", 0)
-            .unwrap();
-        advertise(&mut l, &ids[3], "dev", t0);
-        // The one-byte advertisement of earlier versions names no network
-        // and is live while its ledger ttl runs.
-        put_record(&mut l, &ids[4], "dev", RoleRecord::default(), t0);
-        let key = owner_key(&ids[4].node_id());
-        l.put(t0, &ids[4], ALIVE.as_bytes(), &key, &[1], ALIVE_TTL_SECS)
-            .unwrap();
-
-        let mut buf = [MemberView::default(); 8];
-        let v = read_view(&l, "dev", Instant::ZERO, t0, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (3, 1, 3));
-        assert!(v.members.windows(2).all(|w| w[0].id < w[1].id), "sorted by id");
-        let b = v.get(&ids[1].node_id()).unwrap();
-        assert!(b.live && b.last_seen == Some(t0));
-        assert_eq!(b.record, RoleRecord::default());
-        let v = read_view(&l, "prod", Instant::ZERO, t0, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (1, 0, 1));
-
-        // No room: counted all the same.
-        let mut one = [MemberView::default(); 1];
-        assert_eq!(read_view(&l, "dev", Instant::ZERO, t0, &mut one).total(), 4);
-
-        // Advertisements stop: nobody is live, and every member still
-        // counts (a partition must not shrink the majorities).
-        let later = t0 + Duration::from_secs(ALIVE_TTL_SECS as u64);
-        l.expire(later);
-        let v = read_view(&l, "dev", Instant::ZERO, later, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (3, 1, 0));
-        assert!(v.get(&ids[1].node_id()).is_some_and(|m| m.last_seen == Some(t0)));
-
-        // A week later the advertisement expires with the role records: a
-        // member that never voted is no member any more.
-        let week = t0 + Duration::from_secs(MEMBER_TTL_SECS as u64);
-        l.expire(week);
-        let v = read_view(&l, "dev", Instant::ZERO, week, &mut buf);
-        assert_eq!((v.members.len(), v.unlisted, v.live()), (0, 1, 0));
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant as StdInstant;
 
-use kairos_core::election::{parse_alive, DeployedAs, ForcedRole, Role, RoleRecord, ALIVE, ROLES};
+use kairos_core::election::{DeployedAs, ForcedRole, Role, RoleRecord, ROLES};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, NodeKey, NodeKeyKind, ADDRESSES, FILES, MACHINES, SERVICES, USERS};
 use kairos_core::node::record::MachineRecord;
@@ -692,8 +692,7 @@ pub fn show_name(bytes: &[u8]) -> String {
 /// an address claim (`addresses`) as the address (`10.1.0.7`), a machine
 /// record (`machines`) as its endpoints (`192.0.2.7:51820, ...`), a role
 /// record (`owner/roles`) as `network_id=kairos forced=none
-/// deployed=primary epoch=1`, an advertisement (`owner/alive`) as
-/// `network_id=kairos live_for=120s`. Otherwise UTF-8 as the text, anything else as
+/// deployed=primary epoch=1`. Otherwise UTF-8 as the text, anything else as
 /// `base64:` and the bytes.
 pub fn show_value(bucket: &[u8], value: &[u8]) -> String {
     if bucket == ADDRESSES.as_bytes() {
@@ -708,10 +707,6 @@ pub fn show_value(bucket: &[u8], value: &[u8]) -> String {
     } else if bucket == ROLES.as_bytes() {
         if let Ok((network, r)) = RoleRecord::parse(value) {
             return show_role_record(network, &r);
-        }
-    } else if bucket == ALIVE.as_bytes() {
-        if let Some((network, window)) = parse_alive(value) {
-            return format!("network_id={network} live_for={window}s");
         }
     }
     show_name(value)
@@ -930,11 +925,5 @@ pub(crate) mod tests {
             "network_id=kairos forced=master deployed=primary epoch=1"
         );
         assert_eq!(show_value(ROLES.as_bytes(), &[0xff, 1]), "base64:/wE=");
-        let mut alive = [0u8; kairos_core::election::MAX_ALIVE_LEN];
-        let n = kairos_core::election::emit_alive("kairos", 120, &mut alive).unwrap();
-        assert_eq!(
-            show_value(ALIVE.as_bytes(), &alive[..n]),
-            "network_id=kairos live_for=120s"
-        );
     }
 }

@@ -17,9 +17,7 @@ use serde_json::Value;
 
 use crate::DEADLINE;
 
-/// The blobs a lone agent with a forced role writes (one with `role: auto`
-/// has no vote to record until a second member comes, and writes no role
-/// record).
+/// The blobs a lone agent writes.
 const BLOBS: [&str; 3] = ["ledger-snapshot.state", "address-claim.state", "role-record.state"];
 
 /// Temporary files of state writes start with this.
@@ -202,9 +200,7 @@ const ROUNDS: &[Round] = &[
 #[test]
 fn damaged_state_files_are_set_aside_and_the_node_keeps_its_identity() -> Result<()> {
     let test = "state_damaged";
-    // A forced role is something to say: the role record is written at once.
-    let worker = |c: &mut NodeConfig| c.p2p_yaml = "  role: worker\n".into();
-    let Some((mut lab, kairos, mut a, first)) = lone_agent(test, worker)? else {
+    let Some((mut lab, kairos, mut a, first)) = lone_agent(test, |_| {})? else {
         return Ok(());
     };
     wait_files(&a.state_dir, &BLOBS)?;
