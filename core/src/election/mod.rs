@@ -47,7 +47,7 @@ pub use record::{
     Ballot, DeployedAs, Deployment, ForcedRole, Proposal, RecordError, RoleRecord, Vote, ALIVE_VALUE, MAX_RECORD_LEN,
 };
 pub use rule::{elect, Master, Outcome, Status, Wait, MEET_FIRST};
-pub use view::{read_view, MemberView, View};
+pub use view::{advertised, read_view, MemberView, View};
 
 use crate::ledger::buckets::{ROLE_MASTER, ROLE_MASTER_CLUSTERINIT, ROLE_MASTER_HA, ROLE_WORKER};
 use crate::time::Duration;

@@ -110,6 +110,22 @@ impl<'a> View<'a> {
     }
 }
 
+/// Whether the member `id` is live in `ledger` at `now` by its
+/// advertisement, and when this replica received that advertisement;
+/// `None` if the replica holds none of it (a bridge, a member not heard of
+/// yet, or one whose advertisement expired and was purged).
+pub fn advertised<const E: usize, const A: usize>(
+    ledger: &Ledger<E, A>,
+    id: &NodeId,
+    now: Instant,
+) -> Option<(bool, Instant)> {
+    let a = ledger.find(ALIVE.as_bytes(), &crate::ledger::buckets::owner_key(id))?;
+    // Reads do not expire entries: an advertisement past its deadline is
+    // not live even before the ledger marks it so.
+    let live = a.state() == EntryState::Live && a.deadline().is_none_or(|d| now < d);
+    Some((live, a.received()))
+}
+
 /// Reads the members of `network_id` from `ledger` into `out` (as many as
 /// fit; the rest count in [`View::unlisted`]).
 pub fn read_view<'m, const E: usize, const A: usize>(
@@ -239,8 +255,19 @@ mod tests {
         let v = read_view(&l, "dev", Instant::ZERO, &mut one);
         assert_eq!((v.members.len(), v.total()), (1, 3));
 
+        let lapse = t0 + crate::time::Duration::from_secs(ALIVE_TTL_SECS as u64);
+        let just_before = t0 + crate::time::Duration::from_millis(ALIVE_TTL_SECS as u64 * 1000 - 1);
+        assert_eq!(advertised(&l, &ids[0].node_id(), just_before), Some((true, t0)));
+        assert_eq!(
+            advertised(&l, &ids[0].node_id(), lapse),
+            Some((false, t0)),
+            "before the ledger expires it"
+        );
+        assert_eq!(advertised(&l, &ids[1].node_id(), t0), None, "no advertisement");
+
         // The advertisement expires; when it was last seen stays known.
-        l.expire(t0 + crate::time::Duration::from_secs(ALIVE_TTL_SECS as u64));
+        l.expire(lapse);
+        assert_eq!(advertised(&l, &ids[0].node_id(), lapse), Some((false, t0)));
         let v = read_view(&l, "dev", Instant::ZERO, &mut buf);
         let a = v.get(&ids[0].node_id()).unwrap();
         assert!(!a.live && a.last_seen == Some(t0));

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant as StdInstant;
 
-use kairos_core::election::{DeployedAs, ForcedRole, Role, RoleRecord, ROLES};
+use kairos_core::election::{advertised, DeployedAs, ForcedRole, Role, RoleRecord, ROLES};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, NodeKey, NodeKeyKind, ADDRESSES, FILES, MACHINES, SERVICES, USERS};
 use kairos_core::node::record::MachineRecord;
@@ -217,6 +217,13 @@ pub struct Peer {
     pub handshakes: u64,
     /// Seconds since the last handshake completed.
     pub last_handshake_s: Option<u64>,
+    /// Whether its liveness advertisement is live here (its ttl, six
+    /// advertisement intervals, has not run out since it arrived), so the
+    /// election counts it as live. `null`: none held (a bridge, or gone
+    /// for longer than the ttl and 10 minutes).
+    pub live: Option<bool>,
+    /// Seconds since its newest liveness advertisement arrived.
+    pub advertised_s: Option<u64>,
 }
 
 /// One entry of `GET /api/nodes` (EdgeVPN's shape).
@@ -528,6 +535,7 @@ pub fn peers(node: &MeshNode, now: Instant) -> Vec<Peer> {
         .map(|m| {
             let id = m.id();
             let stats = node.tunnel(&id).map(|t| t.stats()).unwrap_or_default();
+            let ad = advertised(node.ledger(), &id, now);
             let hostname = node
                 .ledger()
                 .get(INFO.as_bytes(), &buckets::owner_key(&id))
@@ -547,6 +555,8 @@ pub fn peers(node: &MeshNode, now: Instant) -> Vec<Peer> {
                 tx_bytes: stats.tx_bytes,
                 handshakes: stats.handshakes,
                 last_handshake_s: stats.last_handshake.map(|t| now.saturating_since(t).as_secs()),
+                live: ad.map(|(live, _)| live),
+                advertised_s: ad.map(|(_, at)| now.saturating_since(at).as_secs()),
             }
         })
         .collect();

@@ -136,6 +136,8 @@ pub fn fake_peers() -> Vec<Peer> {
             tx_bytes: if m.up { 2000 } else { 0 },
             handshakes: u64::from(m.up),
             last_handshake_s: m.up.then_some(4),
+            live: Some(m.up),
+            advertised_s: Some(if m.up { 3 } else { 300 }),
         })
         .collect()
 }

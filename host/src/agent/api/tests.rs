@@ -143,6 +143,8 @@ async fn nodes_peers_peerstore_and_blockchain() {
         "tx_bytes",
         "handshakes",
         "last_handshake_s",
+        "live",
+        "advertised_s",
     ] {
         assert!(j[0].get(k).is_some(), "{k} missing");
     }
