@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use kairos_core::election::{DeployedAs, RoleRecord, ROLES};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
 use kairos_core::ledger::LedgerError;
@@ -29,7 +30,7 @@ use tokio::time::Instant as TokioInstant;
 use super::datapath::{DatapathStats, PacketSink, RxPath, TxPath};
 use super::dns::{self, DnsView};
 use super::lan::LanBeacons;
-use super::mesh::MeshNode;
+use super::mesh::{AgentLedger, MeshNode};
 use super::persist::StateWriter;
 use super::snapshot;
 use super::status::{
@@ -743,11 +744,8 @@ async fn lan_recv(lan: Option<&LanBeacons>, buf: &mut [u8]) -> io::Result<(usize
 /// What the k3s bootstrap needs to know from `node`, a member of
 /// `network_id`.
 fn k3s_inputs(node: &MeshNode, network_id: &str) -> K3sInputs {
-    let text = |key: &str| {
-        node.ledger()
-            .get(network_id.as_bytes(), key.as_bytes())
-            .and_then(|e| std::str::from_utf8(e.value()).ok().map(str::to_owned))
-    };
+    let primary = node.primary();
+    let text = |key: &str| master_text(node.ledger(), network_id, key, primary);
     let primary_ipv4 = node.primary().and_then(|id| {
         if id == node.node_id() {
             node.ipv4()
@@ -762,6 +760,34 @@ fn k3s_inputs(node: &MeshNode, network_id: &str) -> K3sInputs {
         ip_master: text(buckets::IP_MASTER),
         node_token: text(buckets::TOKEN_NODETOKEN),
     }
+}
+
+/// The value under `key` of the `network_id` bucket (`ip-master`,
+/// `token-nodetoken`), if a master wrote it: the `primary` the election
+/// names, or, while it names none (its records have not arrived yet), a
+/// member whose role record shows it deployed as primary. The bucket is
+/// open to every member, so any member could write these keys; what the
+/// master did not write is ignored, and the master republishes its own
+/// values when the ledger holds others (`k3s::plan::publish`).
+fn master_text(ledger: &AgentLedger, network_id: &str, key: &str, primary: Option<NodeId>) -> Option<String> {
+    let e = ledger.get(network_id.as_bytes(), key.as_bytes())?;
+    let writer = e.origin_id();
+    let trusted = match primary {
+        Some(p) => writer == p,
+        None => deployed_primary(ledger, network_id, &writer),
+    };
+    if !trusted {
+        return None;
+    }
+    std::str::from_utf8(e.value()).ok().map(str::to_owned)
+}
+
+/// Whether `id`'s role record says it deployed as primary in `network_id`.
+fn deployed_primary(ledger: &AgentLedger, network_id: &str, id: &NodeId) -> bool {
+    ledger
+        .get(ROLES.as_bytes(), &owner_key(id))
+        .and_then(|r| RoleRecord::parse(r.value()).ok())
+        .is_some_and(|(net, r)| net == network_id && r.deployment.is_some_and(|d| d.role == DeployedAs::Primary))
 }
 
 /// The next output of the k3s bootstrap; never, without one.
@@ -796,6 +822,60 @@ mod tests {
             "{}",
             std::mem::size_of::<Driver>()
         );
+    }
+
+    #[test]
+    fn workers_take_the_k3s_keys_only_from_the_master() {
+        use kairos_core::election::{Deployment, MAX_RECORD_LEN, MEMBER_TTL_SECS};
+        use kairos_core::identity::Identity;
+        use kairos_core::ledger::buckets::IP_MASTER;
+        let now = Instant::from_secs(5);
+        let master = Identity::from_bytes(&[1; 64]);
+        let other = Identity::from_bytes(&[2; 64]);
+        let record = |l: &mut AgentLedger, who: &Identity, net: &str, role: DeployedAs| {
+            let r = RoleRecord {
+                deployment: Some(Deployment {
+                    role,
+                    epoch: 1,
+                    since: 1,
+                }),
+                ..RoleRecord::default()
+            };
+            let mut buf = [0u8; MAX_RECORD_LEN];
+            let n = r.emit(net, &mut buf).unwrap();
+            l.put(
+                now,
+                who,
+                ROLES.as_bytes(),
+                &owner_key(&who.node_id()),
+                &buf[..n],
+                MEMBER_TTL_SECS,
+            )
+            .unwrap();
+        };
+        let ip = |l: &mut AgentLedger, who: &Identity| {
+            l.put(now, who, b"kairos", IP_MASTER.as_bytes(), b"10.1.0.7", 0)
+                .unwrap();
+        };
+        let read = |l: &AgentLedger, primary| master_text(l, "kairos", IP_MASTER, primary);
+        let (m, o) = (master.node_id(), other.node_id());
+
+        let mut l: Box<AgentLedger> = Box::default();
+        ip(&mut l, &master);
+        assert_eq!(read(&l, Some(m)).as_deref(), Some("10.1.0.7"), "the elected primary's");
+        assert_eq!(read(&l, Some(o)), None, "the election names another primary");
+        assert_eq!(read(&l, None), None, "no record shows who wrote it");
+        record(&mut l, &master, "kairos", DeployedAs::Primary);
+        assert_eq!(read(&l, None).as_deref(), Some("10.1.0.7"), "a deployed primary's");
+
+        // Another member overwrites the key: ignored, whoever it claims to be.
+        ip(&mut l, &other);
+        assert_eq!(read(&l, Some(m)), None);
+        assert_eq!(read(&l, None), None);
+        record(&mut l, &other, "kairos", DeployedAs::Worker);
+        assert_eq!(read(&l, None), None, "a worker's");
+        record(&mut l, &other, "prod", DeployedAs::Primary);
+        assert_eq!(read(&l, None), None, "the primary of another network's");
     }
 
     #[test]
