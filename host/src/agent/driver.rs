@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use kairos_core::election::{DeployedAs, RoleRecord, ROLES};
+use kairos_core::election::{elect, read_view, ElectionConfig, MemberView};
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
 use kairos_core::ledger::LedgerError;
@@ -35,6 +35,7 @@ use super::persist::StateWriter;
 use super::snapshot;
 use super::status::{
     self, AgentInfo, Blockchain, LedgerView, Machine, Metrics, NodeEntry, Path, Peer, PeerstoreEntry, Summary,
+    WritersView,
 };
 use super::tun::Interface;
 use super::udp::MeshSocket;
@@ -77,6 +78,13 @@ pub enum Command {
         key: Vec<u8>,
         /// The value, `None` if absent.
         reply: oneshot::Sender<Option<String>>,
+    },
+    /// Who wrote each live entry of a bucket, for `GET /api/writers/:bucket`.
+    Writers {
+        /// The bucket.
+        bucket: Vec<u8>,
+        /// The writers by key.
+        reply: oneshot::Sender<WritersView>,
     },
     /// Writes a value signed by this node (no ttl), for `PUT /api/ledger/...`.
     LedgerPut {
@@ -383,6 +391,9 @@ impl Driver {
             Command::LedgerGet { bucket, key, reply } => {
                 let _ = reply.send(status::ledger_get(node, &bucket, &key));
             }
+            Command::Writers { bucket, reply } => {
+                let _ = reply.send(status::writers(node, &bucket, now));
+            }
             Command::LedgerPut {
                 bucket,
                 key,
@@ -578,7 +589,7 @@ impl Driver {
             });
         }
         if let Some(k3s) = &self.k3s {
-            let inputs = k3s_inputs(&self.node, &k3s.network_id);
+            let inputs = k3s_inputs(&self.node, &k3s.network_id, self.clock.now());
             k3s.inputs.send_if_modified(|cur| {
                 let changed = *cur != inputs;
                 if changed {
@@ -743,9 +754,9 @@ async fn lan_recv(lan: Option<&LanBeacons>, buf: &mut [u8]) -> io::Result<(usize
 
 /// What the k3s bootstrap needs to know from `node`, a member of
 /// `network_id`.
-fn k3s_inputs(node: &MeshNode, network_id: &str) -> K3sInputs {
+fn k3s_inputs(node: &MeshNode, network_id: &str, now: Instant) -> K3sInputs {
     let primary = node.primary();
-    let text = |key: &str| master_text(node.ledger(), network_id, key, primary);
+    let text = |key: &str| master_text(node.ledger(), network_id, key, primary, now);
     let primary_ipv4 = node.primary().and_then(|id| {
         if id == node.node_id() {
             node.ipv4()
@@ -763,31 +774,50 @@ fn k3s_inputs(node: &MeshNode, network_id: &str) -> K3sInputs {
 }
 
 /// The value under `key` of the `network_id` bucket (`ip-master`,
-/// `token-nodetoken`), if a master wrote it: the `primary` the election
-/// names, or, while it names none (its records have not arrived yet), a
-/// member whose role record shows it deployed as primary. The bucket is
-/// open to every member, so any member could write these keys; what the
-/// master did not write is ignored, and the master republishes its own
-/// values when the ledger holds others (`k3s::plan::publish`).
-fn master_text(ledger: &AgentLedger, network_id: &str, key: &str, primary: Option<NodeId>) -> Option<String> {
+/// `token-nodetoken`), if the master wrote it: the `primary` this node's
+/// election names, or, while it names none, the primary the role records
+/// show ([`is_publisher`]). The bucket is open to every member, so any
+/// member could write these keys; what the master did not write is
+/// ignored, and the master republishes its own values when the ledger
+/// holds others (`k3s::plan::publish`).
+fn master_text(
+    ledger: &AgentLedger,
+    network_id: &str,
+    key: &str,
+    primary: Option<NodeId>,
+    now: Instant,
+) -> Option<String> {
     let e = ledger.get(network_id.as_bytes(), key.as_bytes())?;
-    let writer = e.origin_id();
-    let trusted = match primary {
-        Some(p) => writer == p,
-        None => deployed_primary(ledger, network_id, &writer),
-    };
-    if !trusted {
+    if !is_publisher(ledger, network_id, primary, &e.origin_id(), now) {
         return None;
     }
     std::str::from_utf8(e.value()).ok().map(str::to_owned)
 }
 
-/// Whether `id`'s role record says it deployed as primary in `network_id`.
-fn deployed_primary(ledger: &AgentLedger, network_id: &str, id: &NodeId) -> bool {
-    ledger
-        .get(ROLES.as_bytes(), &owner_key(id))
-        .and_then(|r| RoleRecord::parse(r.value()).ok())
-        .is_some_and(|(net, r)| net == network_id && r.deployment.is_some_and(|d| d.role == DeployedAs::Primary))
+/// Whether `id` is the master whose k3s entries of `network_id` count:
+/// `primary`, the one this node's election names, or, while it names none
+/// (a bridge, another network, an election not run here yet), the primary
+/// the replica's role records show: a deployed primary, or a candidate a
+/// quorum accepted (`election::elect` over them, which needs none of the
+/// network's settings for that).
+pub(crate) fn is_publisher(
+    ledger: &AgentLedger,
+    network_id: &str,
+    primary: Option<NodeId>,
+    id: &NodeId,
+    now: Instant,
+) -> bool {
+    match primary {
+        Some(p) => *id == p,
+        None => recorded_primary(ledger, network_id, now) == Some(*id),
+    }
+}
+
+/// The primary of `network_id` by the role records in `ledger`.
+fn recorded_primary(ledger: &AgentLedger, network_id: &str, now: Instant) -> Option<NodeId> {
+    let mut scratch = vec![MemberView::default(); ledger.len() + 1];
+    let view = read_view(ledger, network_id, now, &mut scratch);
+    elect(&view, &ElectionConfig::DEFAULT, now).primary().map(|m| m.id)
 }
 
 /// The next output of the k3s bootstrap; never, without one.
@@ -826,7 +856,7 @@ mod tests {
 
     #[test]
     fn workers_take_the_k3s_keys_only_from_the_master() {
-        use kairos_core::election::{Deployment, MAX_RECORD_LEN, MEMBER_TTL_SECS};
+        use kairos_core::election::{DeployedAs, Deployment, RoleRecord, MAX_RECORD_LEN, MEMBER_TTL_SECS, ROLES};
         use kairos_core::identity::Identity;
         use kairos_core::ledger::buckets::IP_MASTER;
         let now = Instant::from_secs(5);
@@ -857,7 +887,7 @@ mod tests {
             l.put(now, who, b"kairos", IP_MASTER.as_bytes(), b"10.1.0.7", 0)
                 .unwrap();
         };
-        let read = |l: &AgentLedger, primary| master_text(l, "kairos", IP_MASTER, primary);
+        let read = |l: &AgentLedger, primary| master_text(l, "kairos", IP_MASTER, primary, now);
         let (m, o) = (master.node_id(), other.node_id());
 
         let mut l: Box<AgentLedger> = Box::default();

@@ -625,6 +625,47 @@ pub fn ledger_view(node: &MeshNode, bucket: Option<&[u8]>) -> LedgerView {
     out
 }
 
+/// Who wrote one live entry, for `GET /api/writers/{bucket}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Writer {
+    /// The writer's node id.
+    pub node_id: String,
+    /// Whether the writer is the master of the `network_id` the bucket is
+    /// named after, whose k3s entries (`ip-master`, `token-nodetoken`,
+    /// `master-kubeconfig`) count: the primary this node's election names,
+    /// or, where it names none (another network, a bridge, an election not
+    /// decided here yet), the primary the role records show (a deployed
+    /// primary, or a candidate a quorum accepted). Any member may write those keys; `false` for every other
+    /// writer (and for buckets not named after a network).
+    pub master: bool,
+}
+
+/// The writers of one bucket's live entries, by key.
+pub type WritersView = BTreeMap<String, Writer>;
+
+/// The writer of every live entry of `bucket`.
+pub fn writers(node: &MeshNode, bucket: &[u8], now: Instant) -> WritersView {
+    let network = std::str::from_utf8(bucket).ok();
+    let primary = network
+        .filter(|n| node.network_id() == Some(*n))
+        .and_then(|_| node.primary());
+    node.ledger()
+        .iter_bucket(bucket)
+        .map(|e| {
+            let id = e.origin_id();
+            let master =
+                network.is_some_and(|n| crate::agent::driver::is_publisher(node.ledger(), n, primary, &id, now));
+            (
+                show_name(e.key()),
+                Writer {
+                    node_id: id.to_string(),
+                    master,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The live value under `(bucket, key)`, shown by [`show_value`].
 pub fn ledger_get(node: &MeshNode, bucket: &[u8], key: &[u8]) -> Option<String> {
     node.ledger().get(bucket, key).map(|e| show_value(bucket, e.value()))
@@ -824,6 +865,36 @@ pub(crate) mod tests {
             ),
             state_repairs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn writers_say_who_wrote_each_entry_and_whether_it_is_the_master() {
+        with_node(|node, now| {
+            let me = node.node_id().to_string();
+            node.ledger_put(now, b"kairos", b"master-kubeconfig", b"k", 0).unwrap();
+            let w = writers(node, b"kairos", now);
+            assert_eq!(w.len(), 1);
+            assert_eq!(w["master-kubeconfig"].node_id, me);
+            assert!(!w["master-kubeconfig"].master, "no record shows it deployed as primary");
+            // Its role record says it deployed as primary of "kairos".
+            let record = RoleRecord {
+                deployment: Some(kairos_core::election::Deployment {
+                    role: DeployedAs::Primary,
+                    epoch: 1,
+                    since: 1,
+                }),
+                ..RoleRecord::default()
+            };
+            let mut buf = [0u8; kairos_core::election::MAX_RECORD_LEN];
+            let n = record.emit("kairos", &mut buf).unwrap();
+            let key = buckets::owner_key(&node.node_id());
+            node.ledger_put(now, ROLES.as_bytes(), &key, &buf[..n], 0).unwrap();
+            assert!(writers(node, b"kairos", now)["master-kubeconfig"].master);
+            // Of another network, it is not that network's master.
+            node.ledger_put(now, b"prod", b"master-kubeconfig", b"k", 0).unwrap();
+            assert!(!writers(node, b"prod", now)["master-kubeconfig"].master);
+            assert!(writers(node, b"empty", now).is_empty());
+        });
     }
 
     #[test]

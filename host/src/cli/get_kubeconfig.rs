@@ -18,7 +18,7 @@ use serde_yaml_ng::Value as Yaml;
 
 use super::status::{short_id, text};
 use super::{ApiArgs, CliError};
-use crate::client::ApiClient;
+use crate::client::{encode_segment, ApiClient};
 
 /// The `--help` text of the command.
 pub const LONG_ABOUT: &str = "Print the kubeconfig of the k3s cluster running over the mesh, ready \
@@ -31,6 +31,10 @@ Once its API is up, the cluster's master publishes its kubeconfig in the shared 
 it to https://IP-MASTER:PORT (the port of the published server, 6443 if it has none), because \
 k3s writes it for 127.0.0.1. Everything else is kept as published. Only the kubeconfig goes to \
 stdout; notes go to stderr.
+
+Every member may write that bucket, so the command checks who wrote the kubeconfig (GET \
+/api/writers/NETWORK_ID) and refuses one the cluster's master did not write (exit 1, naming the \
+writer); an `ip-master` the master did not write is ignored with a warning.
 
 The Kubernetes API is then reached over the encrypted overlay: run this on a node of the mesh, \
 or on an operator machine that runs `kairos bridge` (keep it running while you use kubectl).
@@ -114,8 +118,25 @@ pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
         }
     };
     let keys = &ledger[bucket];
+    // Any member may write the bucket: take what its master wrote only.
+    let writers = client
+        .get_json(&format!("/api/writers/{}", encode_segment(bucket)))
+        .map_err(|e| {
+            failed(format!(
+                "cannot check who wrote the kubeconfig of network_id {bucket}: {e}"
+            ))
+        })?;
+    let ip_master_trusted =
+        check_writers(bucket, &writers).map_err(|e| failed(format!("{e}{}", members_seen(&client))))?;
     let published_yaml = decode_published(keys[KUBECONFIG_KEY].as_str().unwrap_or_default());
     let ip_master = match keys.get(IP_MASTER_KEY).and_then(Value::as_str) {
+        Some(_) if !ip_master_trusted => {
+            eprintln!(
+                "warning: {IP_MASTER_KEY} in bucket {bucket} was not written by the master of network_id {bucket}; \
+                 it is ignored"
+            );
+            None
+        }
         Some(ip) => Some(parse_ip_master(ip).map_err(|e| failed(format!("{IP_MASTER_KEY} in bucket {bucket}: {e}")))?),
         None => None,
     };
@@ -151,6 +172,28 @@ pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
     std::io::stdout()
         .write_all(rewritten.yaml.as_bytes())
         .map_err(CliError::Output)
+}
+
+/// Checks who wrote the entries this command uses (`GET
+/// /api/writers/BUCKET`): the kubeconfig must be the master's, or the
+/// command refuses it (`Err` with the reason); `Ok(true)` if `ip-master`
+/// is the master's too (else it is ignored). Every member may write the
+/// bucket, so a member could otherwise hand the operator a kubeconfig of
+/// its own (docs/security.md, gap 3).
+pub fn check_writers(bucket: &str, writers: &Value) -> Result<bool, String> {
+    let is_master = |key: &str| writers.get(key).is_some_and(|w| w["master"] == true);
+    if !is_master(KUBECONFIG_KEY) {
+        let who = match writers.get(KUBECONFIG_KEY).and_then(|w| w["node_id"].as_str()) {
+            Some(id) => format!("node {}", short_id(id)),
+            None => "a node this agent cannot name".to_owned(),
+        };
+        return Err(format!(
+            "the kubeconfig of network_id {bucket} was written by {who}, which is not its master: refusing it \
+             (any member may write that key; the master puts its own back within 10 s, so try again, and if \
+             this persists a member is overwriting it)"
+        ));
+    }
+    Ok(is_master(IP_MASTER_KEY))
 }
 
 fn failed(message: String) -> CliError {
@@ -387,6 +430,25 @@ fn is_local(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_masters_kubeconfig_and_address_are_taken() {
+        let master = json!({"node_id": "qbbbbbbbbbbbbbbbbbbbbbbbbb", "master": true});
+        let other = json!({"node_id": "qccccccccccccccccccccccccc", "master": false});
+        let w = json!({"master-kubeconfig": master, "ip-master": master});
+        assert_eq!(check_writers("kairos", &w), Ok(true));
+        let w = json!({"master-kubeconfig": master, "ip-master": other});
+        assert_eq!(check_writers("kairos", &w), Ok(false), "its address is ignored");
+        let w = json!({"master-kubeconfig": master});
+        assert_eq!(check_writers("kairos", &w), Ok(false));
+        let w = json!({"master-kubeconfig": other, "ip-master": master});
+        let e = check_writers("kairos", &w).unwrap_err();
+        assert!(
+            e.contains("network_id kairos") && e.contains("qccccccc") && e.contains("not its master"),
+            "{e}"
+        );
+        assert!(check_writers("kairos", &json!({})).is_err(), "nobody known wrote it");
+    }
     use serde_json::json;
 
     /// A kubeconfig as k3s writes it (trimmed).

@@ -153,13 +153,7 @@ fn a_bridge_joins_a_three_node_mesh_and_operates_it() -> Result<()> {
     check_machines_and_roles(&mut lab, &mesh, &bridge)?;
     check_routes(&lab, &mesh, &bridge)?;
     check_ledger_round_trip(&mut lab, &kairos, &mesh, &bridge)?;
-    check_get_kubeconfig(
-        &mut lab,
-        &kairos,
-        &mesh,
-        &bridge,
-        summaries[0].ipv4.as_deref().unwrap_or_default(),
-    )?;
+    check_get_kubeconfig(&mut lab, &kairos, &mesh, &bridge)?;
     check_dns(&mut lab, &mesh, &bridge, &bridge_ipv4, &summaries)?;
     check_dashboard(&lab, &mesh, &bridge)?;
     check_bad_requests(&lab, &mesh, &bridge)?;
@@ -328,9 +322,28 @@ fn check_ledger_round_trip(lab: &mut Lab, kairos: &Kairos, mesh: &LanMesh, bridg
 }
 
 /// What a master publishes is what `get-kubeconfig` returns, pointed at
-/// the master's overlay address, and `kubectl` accepts it.
-fn check_get_kubeconfig(lab: &mut Lab, kairos: &Kairos, mesh: &LanMesh, bridge: &Agent, a_ipv4: &str) -> Result<()> {
-    let a = mesh.agents[0].clone();
+/// the master's overlay address, and `kubectl` accepts it; what another
+/// member writes in its place is refused.
+fn check_get_kubeconfig(lab: &mut Lab, kairos: &Kairos, mesh: &LanMesh, bridge: &Agent) -> Result<()> {
+    // The elected master (no k3s here: it publishes by hand below).
+    let (master, master_ipv4) = wait_for("an agent to report itself master", DEADLINE, || {
+        for agent in &mesh.agents {
+            let summary = get_json(lab, agent, "/api/summary")?;
+            if let (Some("master"), Some(ip)) = (summary["role"].as_str(), summary["ipv4"].as_str()) {
+                return Ok(Poll::Ready((agent.clone(), ip.to_owned())));
+            }
+        }
+        Ok::<_, HarnessError>(Poll::Pending("no master yet".to_owned()))
+    })?
+    .value;
+    let worker = mesh
+        .agents
+        .iter()
+        .find(|a| a.name != master.name)
+        .cloned()
+        .ok_or_else(|| check("a mesh without a worker".to_owned()))?;
+    let a_ipv4 = master_ipv4.as_str();
+    let a = master;
     let file = lab.dir().join("published-kubeconfig.yaml");
     std::fs::write(&file, KUBECONFIG).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
     let file_arg = file.to_string_lossy().into_owned();
@@ -341,21 +354,25 @@ fn check_get_kubeconfig(lab: &mut Lab, kairos: &Kairos, mesh: &LanMesh, bridge: 
         &a.ns,
         &["ledger", "put", "kairos", "ip-master", a_ipv4, "--api", &a_api],
     )?;
-    kairos_ok(
-        lab,
-        kairos,
-        &a.ns,
-        &[
-            "ledger",
-            "put",
-            "kairos",
-            "master-kubeconfig",
-            "--file",
-            &file_arg,
-            "--api",
-            &a_api,
-        ],
-    )?;
+    let put_kubeconfig = |lab: &Lab, agent: &Agent, file: &str| {
+        let api = agent.api();
+        kairos_ok(
+            lab,
+            kairos,
+            &agent.ns,
+            &[
+                "ledger",
+                "put",
+                "kairos",
+                "master-kubeconfig",
+                "--file",
+                file,
+                "--api",
+                &api,
+            ],
+        )
+    };
+    put_kubeconfig(lab, &a, &file_arg)?;
     let api = bridge.api();
     let fetched = wait_for(
         "get-kubeconfig on the bridge to return the published kubeconfig",
@@ -395,6 +412,41 @@ fn check_get_kubeconfig(lab: &mut Lab, kairos: &Kairos, mesh: &LanMesh, bridge: 
             "the kubectl check of get-kubeconfig",
         );
     }
+    // A worker overwrites the kubeconfig (the bucket is open to every
+    // member): refused, naming the writer, until the master's is back.
+    let forged = lab.dir().join("forged-kubeconfig.yaml");
+    let forged_yaml = KUBECONFIG.replace("https://127.0.0.1:6443", "https://192.0.2.66:6443");
+    std::fs::write(&forged, forged_yaml).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;
+    put_kubeconfig(lab, &worker, &forged.to_string_lossy())?;
+    let worker_id = get_json(lab, &worker, "/api/summary")?["node_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let refusal = wait_for("get-kubeconfig to refuse the worker's kubeconfig", DEADLINE, || {
+        let out = kairos_cli(lab, kairos, &bridge.ns, &["get-kubeconfig", "--api", &api])?;
+        Ok::<_, HarnessError>(if !out.success() && out.stderr.contains("not its master") {
+            Poll::Ready(out)
+        } else {
+            Poll::Pending(format!("{}: {}{}", out.status, out.stdout, out.stderr))
+        })
+    })?
+    .value;
+    assert!(refusal.stdout.is_empty(), "nothing on stdout: {}", refusal.stdout);
+    assert!(
+        refusal.stderr.contains(&worker_id[..8]),
+        "the refusal names the writer {worker_id}: {}",
+        refusal.stderr
+    );
+    put_kubeconfig(lab, &a, &file_arg)?;
+    wait_for("get-kubeconfig to take the master's again", DEADLINE, || {
+        let out = kairos_cli(lab, kairos, &bridge.ns, &["get-kubeconfig", "--api", &api])?;
+        Ok::<_, HarnessError>(if out.success() && out.stdout.contains(&server) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{}: {}{}", out.status, out.stdout, out.stderr))
+        })
+    })?;
+
     // Without a published kubeconfig for a network id: a clear refusal.
     let out = kairos_cli(
         lab,

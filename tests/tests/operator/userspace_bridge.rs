@@ -289,7 +289,7 @@ fn a_userspace_bridge_reaches_a_node_without_root() -> Result<()> {
         "the bridge spins behind a slow reader: {behind_slow_reader:.1}%"
     );
 
-    check_get_kubeconfig(&lab, &kairos, &user, &a, &op_ns, &a_ipv4, ca.as_deref())?;
+    check_get_kubeconfig(&lab, &kairos, &user, &mesh, &op_ns, &a_ipv4, ca.as_deref())?;
     check_agent_without_interface(&mut lab, &kairos, &user, &mesh, &bridge)?;
 
     lab.signal(bridge.process, Signal::INT)?;
@@ -386,12 +386,26 @@ fn check_get_kubeconfig(
     lab: &Lab,
     kairos: &kairos_tests::agent::Kairos,
     user: &SystemUser,
-    a: &kairos_tests::agent::Agent,
+    mesh: &LanMesh,
     op_ns: &Namespace,
     a_ipv4: &str,
     ca: Option<&str>,
 ) -> Result<()> {
     let program = kairos.path().to_string_lossy().into_owned();
+    // Only the elected master's kubeconfig is taken: publish through it
+    // (the stand-in API server runs on a whichever node is master).
+    let master = wait_for("an agent to report itself master", DEADLINE, || {
+        for agent in &mesh.agents {
+            let body = lab.http_get(&agent.ns, &agent.api(), "/api/summary")?;
+            let summary: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if summary["role"] == "master" {
+                return Ok(Poll::Ready(agent.clone()));
+            }
+        }
+        Ok::<_, HarnessError>(Poll::Pending("no master yet".to_owned()))
+    })?
+    .value;
+    let a = &master;
     let file = lab.dir().join("published-kubeconfig.yaml");
     let published = KUBECONFIG.replace("CA", ca.unwrap_or("ZTJlLWZha2UtY2E="));
     std::fs::write(&file, published).map_err(|e| HarnessError::io("writing the kubeconfig", e))?;

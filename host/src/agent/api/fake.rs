@@ -238,6 +238,20 @@ fn answer(l: &mut FakeLedger, c: Command) {
             }
             let _ = reply.send(view);
         }
+        Command::Writers { bucket, reply } => {
+            let view = l
+                .keys()
+                .filter(|(b, _)| *b == bucket)
+                .map(|(_, k)| {
+                    let writer = crate::agent::status::Writer {
+                        node_id: ME.into(),
+                        master: true,
+                    };
+                    (show_name(k), writer)
+                })
+                .collect();
+            let _ = reply.send(view);
+        }
         Command::LedgerGet { bucket, key, reply } => {
             let v = l.get(&(bucket.clone(), key)).map(|v| show_value(&bucket, v));
             let _ = reply.send(v);

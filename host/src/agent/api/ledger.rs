@@ -1,4 +1,5 @@
-//! The ledger routes: `GET /api/ledger[/{bucket}[/{key}]]`, `PUT
+//! The ledger routes: `GET /api/ledger[/{bucket}[/{key}]]`, `GET
+//! /api/writers/{bucket}`, `PUT
 //! /api/ledger/{bucket}/{key}[/{value}]`, `DELETE
 //! /api/ledger/{bucket}[/{key}]`.
 //!
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::{ask, ApiError, Commands};
 use crate::agent::driver::Command;
-use crate::agent::status::{show_value, BucketView, LedgerView};
+use crate::agent::status::{show_value, BucketView, LedgerView, WritersView};
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -69,6 +70,18 @@ pub(super) async fn get_key(
         Some(v) => Ok(Json(v)),
         None => Err(ApiError::not_found(format!("no key {key} in bucket {bucket}"))),
     }
+}
+
+/// `GET /api/writers/{bucket}`: who wrote each live entry, and whether
+/// that is the master of the `network_id` the bucket is named after.
+pub(super) async fn writers(
+    State(c): State<Commands>,
+    path: Result<Path<String>, PathRejection>,
+) -> Reply<WritersView> {
+    let Path(bucket) = path.map_err(bad_path)?;
+    check_bucket(&bucket)?;
+    let bucket = bucket.into_bytes();
+    ask(&c, |reply| Command::Writers { bucket, reply }).await.map(Json)
 }
 
 async fn write(c: &Commands, bucket: String, key: String, value: Vec<u8>) -> Reply<Value> {

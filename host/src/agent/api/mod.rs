@@ -123,6 +123,7 @@ pub(crate) fn routes() -> Vec<Route> {
         route(Method::GET, "/api/ledger/{bucket}", get(ledger::bucket)),
         route(Method::DELETE, "/api/ledger/{bucket}", delete(ledger::delete_bucket)),
         route(Method::GET, "/api/ledger/{bucket}/{key}", get(ledger::get_key)),
+        route(Method::GET, "/api/writers/{bucket}", get(ledger::writers)),
         route(Method::PUT, "/api/ledger/{bucket}/{key}", put(ledger::put_body)),
         route(Method::DELETE, "/api/ledger/{bucket}/{key}", delete(ledger::delete_key)),
         route(Method::PUT, "/api/ledger/{bucket}/{key}/{value}", put(ledger::put_path)),

@@ -211,6 +211,12 @@ async fn ledger_writes_reads_and_deletes() {
         serde_json::json!({"kairos": {"ip-master": "10.1.0.1", "master-kubeconfig": kubeconfig}})
     );
     assert_eq!(get(&app, "/api/ledger/empty").await.json(), serde_json::json!({}));
+    let writer = serde_json::json!({"node_id": super::fake::ME, "master": true});
+    assert_eq!(
+        get(&app, "/api/writers/kairos").await.json(),
+        serde_json::json!({"ip-master": writer, "master-kubeconfig": writer})
+    );
+    assert_eq!(get(&app, "/api/writers/empty").await.json(), serde_json::json!({}));
 
     // Binary values come back as base64.
     let a = send(&app, Method::PUT, "/api/ledger/bin/k", vec![0xffu8, 0x00]).await;
