@@ -632,12 +632,15 @@ pub struct Writer {
     pub node_id: String,
     /// Whether the writer is the master of the `network_id` the bucket is
     /// named after, whose k3s entries (`ip-master`, `token-nodetoken`,
-    /// `master-kubeconfig`) count: the primary this node's election names,
-    /// or, where it names none (another network, a bridge, an election not
-    /// decided here yet), the primary the role records show (a deployed
-    /// primary, or a candidate a quorum accepted). Any member may write those keys; `false` for every other
-    /// writer (and for buckets not named after a network).
+    /// `master-kubeconfig`) count (`driver::Publishers`: the primary this
+    /// node's election names, or, where it names none, a member whose role
+    /// record shows it deployed as a master, or the primary those records
+    /// show). Any member may write those keys; `false` for every other
+    /// writer.
     pub master: bool,
+    /// The value, shown as by [`show_value`] (read with the writer, so the
+    /// two always belong together).
+    pub value: String,
 }
 
 /// The writers of one bucket's live entries, by key.
@@ -645,23 +648,20 @@ pub type WritersView = BTreeMap<String, Writer>;
 
 /// The writer of every live entry of `bucket`.
 pub fn writers(node: &MeshNode, bucket: &[u8], now: Instant) -> WritersView {
-    let network = std::str::from_utf8(bucket).ok();
-    let primary = network
-        .filter(|n| node.network_id() == Some(*n))
-        .and_then(|_| node.primary());
+    let Ok(network) = std::str::from_utf8(bucket) else {
+        return WritersView::new();
+    };
+    let primary = (node.network_id() == Some(network)).then(|| node.primary()).flatten();
+    let publishers = crate::agent::driver::Publishers::new(node.ledger(), network, primary, now);
     node.ledger()
         .iter_bucket(bucket)
         .map(|e| {
-            let id = e.origin_id();
-            let master =
-                network.is_some_and(|n| crate::agent::driver::is_publisher(node.ledger(), n, primary, &id, now));
-            (
-                show_name(e.key()),
-                Writer {
-                    node_id: id.to_string(),
-                    master,
-                },
-            )
+            let writer = Writer {
+                node_id: e.origin_id().to_string(),
+                master: publishers.contains(&e.origin_id()),
+                value: show_value(bucket, e.value()),
+            };
+            (show_name(e.key()), writer)
         })
         .collect()
 }

@@ -117,27 +117,23 @@ pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
             )))
         }
     };
-    let keys = &ledger[bucket];
-    // Any member may write the bucket: take what its master wrote only.
+    // Any member may write the bucket: take what its master wrote only,
+    // read together with who wrote it.
     let writers = client
         .get_json(&format!("/api/writers/{}", encode_segment(bucket)))
-        .map_err(|e| {
-            failed(format!(
+        .map_err(|e| match e {
+            crate::client::ApiError::Status { status: 404, .. } => failed(format!(
+                "the agent or bridge at the API is older than this command and cannot say who wrote the \
+                 kubeconfig of network_id {bucket} (GET /api/writers): upgrade it"
+            )),
+            e => failed(format!(
                 "cannot check who wrote the kubeconfig of network_id {bucket}: {e}"
-            ))
+            )),
         })?;
-    let ip_master_trusted =
-        check_writers(bucket, &writers).map_err(|e| failed(format!("{e}{}", members_seen(&client))))?;
-    let published_yaml = decode_published(keys[KUBECONFIG_KEY].as_str().unwrap_or_default());
-    let ip_master = match keys.get(IP_MASTER_KEY).and_then(Value::as_str) {
-        Some(_) if !ip_master_trusted => {
-            eprintln!(
-                "warning: {IP_MASTER_KEY} in bucket {bucket} was not written by the master of network_id {bucket}; \
-                 it is ignored"
-            );
-            None
-        }
-        Some(ip) => Some(parse_ip_master(ip).map_err(|e| failed(format!("{IP_MASTER_KEY} in bucket {bucket}: {e}")))?),
+    let (published, ip_master) = check_writers(bucket, &writers).map_err(failed)?;
+    let published_yaml = decode_published(&published);
+    let ip_master = match ip_master {
+        Some(ip) => Some(parse_ip_master(&ip).map_err(|e| failed(format!("{IP_MASTER_KEY} in bucket {bucket}: {e}")))?),
         None => None,
     };
     let mut rewritten = rewrite_kubeconfig(&published_yaml, ip_master)
@@ -174,26 +170,46 @@ pub fn run(args: GetKubeconfigArgs) -> Result<(), CliError> {
         .map_err(CliError::Output)
 }
 
-/// Checks who wrote the entries this command uses (`GET
-/// /api/writers/BUCKET`): the kubeconfig must be the master's, or the
-/// command refuses it (`Err` with the reason); `Ok(true)` if `ip-master`
-/// is the master's too (else it is ignored). Every member may write the
-/// bucket, so a member could otherwise hand the operator a kubeconfig of
-/// its own (docs/security.md, gap 3).
-pub fn check_writers(bucket: &str, writers: &Value) -> Result<bool, String> {
-    let is_master = |key: &str| writers.get(key).is_some_and(|w| w["master"] == true);
-    if !is_master(KUBECONFIG_KEY) {
-        let who = match writers.get(KUBECONFIG_KEY).and_then(|w| w["node_id"].as_str()) {
-            Some(id) => format!("node {}", short_id(id)),
-            None => "a node this agent cannot name".to_owned(),
-        };
-        return Err(format!(
-            "the kubeconfig of network_id {bucket} was written by {who}, which is not its master: refusing it \
-             (any member may write that key; the master puts its own back within 10 s, so try again, and if \
-             this persists a member is overwriting it)"
-        ));
-    }
-    Ok(is_master(IP_MASTER_KEY))
+/// The kubeconfig and `ip-master` the master of network `bucket` wrote,
+/// from `GET /api/writers/BUCKET` (each value comes with its writer). Every
+/// member may write the bucket, so a member could otherwise hand the
+/// operator a kubeconfig of its own (docs/security.md, gap 3): a kubeconfig
+/// another member wrote is refused (`Err` with the reason), an
+/// `ip-master` another member wrote is ignored with a warning.
+pub fn check_writers(bucket: &str, writers: &Value) -> Result<(String, Option<String>), String> {
+    let by_master = |key: &str| {
+        let w = writers.get(key)?;
+        Some((w["master"] == true, w["value"].as_str().unwrap_or_default().to_owned()))
+    };
+    let kubeconfig = match by_master(KUBECONFIG_KEY) {
+        Some((true, value)) => value,
+        Some((false, _)) => {
+            let id = writers[KUBECONFIG_KEY]["node_id"].as_str().unwrap_or_default();
+            return Err(format!(
+                "the kubeconfig of network_id {bucket} was written by node {}, which is not its master: \
+                 refusing it. Right after a new master takes over, its own comes within seconds; the master \
+                 puts its own back within 10 s, so if this persists a member keeps overwriting it",
+                short_id(id)
+            ));
+        }
+        None => {
+            return Err(format!(
+                "no master has published a kubeconfig for network_id {bucket} yet"
+            ))
+        }
+    };
+    let ip_master = match by_master(IP_MASTER_KEY) {
+        Some((true, ip)) => Some(ip),
+        Some((false, _)) => {
+            eprintln!(
+                "warning: {IP_MASTER_KEY} in bucket {bucket} was not written by the master of network_id {bucket}; \
+                 it is ignored"
+            );
+            None
+        }
+        None => None,
+    };
+    Ok((kubeconfig, ip_master))
 }
 
 fn failed(message: String) -> CliError {
@@ -433,21 +449,33 @@ mod tests {
 
     #[test]
     fn only_the_masters_kubeconfig_and_address_are_taken() {
-        let master = json!({"node_id": "qbbbbbbbbbbbbbbbbbbbbbbbbb", "master": true});
-        let other = json!({"node_id": "qccccccccccccccccccccccccc", "master": false});
-        let w = json!({"master-kubeconfig": master, "ip-master": master});
-        assert_eq!(check_writers("kairos", &w), Ok(true));
-        let w = json!({"master-kubeconfig": master, "ip-master": other});
-        assert_eq!(check_writers("kairos", &w), Ok(false), "its address is ignored");
-        let w = json!({"master-kubeconfig": master});
-        assert_eq!(check_writers("kairos", &w), Ok(false));
-        let w = json!({"master-kubeconfig": other, "ip-master": master});
+        let by = |master: bool, value: &str| {
+            let id = if master {
+                "qbbbbbbbbbbbbbbbbbbbbbbbbb"
+            } else {
+                "qccccccccccccccccccccccccc"
+            };
+            json!({"node_id": id, "master": master, "value": value})
+        };
+        let w = json!({"master-kubeconfig": by(true, "k"), "ip-master": by(true, "10.1.0.7")});
+        assert_eq!(check_writers("kairos", &w), Ok(("k".into(), Some("10.1.0.7".into()))));
+        let w = json!({"master-kubeconfig": by(true, "k"), "ip-master": by(false, "192.0.2.9")});
+        assert_eq!(
+            check_writers("kairos", &w),
+            Ok(("k".into(), None)),
+            "its address is ignored"
+        );
+        let w = json!({"master-kubeconfig": by(true, "k")});
+        assert_eq!(check_writers("kairos", &w), Ok(("k".into(), None)));
+        let w = json!({"master-kubeconfig": by(false, "forged"), "ip-master": by(true, "10.1.0.7")});
         let e = check_writers("kairos", &w).unwrap_err();
         assert!(
             e.contains("network_id kairos") && e.contains("qccccccc") && e.contains("not its master"),
             "{e}"
         );
-        assert!(check_writers("kairos", &json!({})).is_err(), "nobody known wrote it");
+        assert!(!e.contains("forged"));
+        let e = check_writers("kairos", &json!({})).unwrap_err();
+        assert!(e.contains("no master has published"), "{e}");
     }
     use serde_json::json;
 

@@ -60,10 +60,13 @@ pub struct K3sInputs {
     /// The overlay IPv4 address of the election's primary (the k3s server
     /// workers and HA servers join), if known.
     pub primary_ipv4: Option<Ipv4Addr>,
-    /// The ledger's `<network_id>/ip-master`, as stored.
+    /// The ledger's `<network_id>/ip-master`, as stored, if the master
+    /// wrote it (as for the two below: another member's is left out).
     pub ip_master: Option<String>,
     /// The ledger's `<network_id>/token-nodetoken`, as stored.
     pub node_token: Option<String>,
+    /// The ledger's `<network_id>/master-kubeconfig`, as stored.
+    pub kubeconfig: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for K3sInputs {
@@ -74,6 +77,10 @@ impl fmt::Debug for K3sInputs {
             .field("primary_ipv4", &self.primary_ipv4)
             .field("ip_master", &self.ip_master)
             .field("node_token", &self.node_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "kubeconfig",
+                &self.kubeconfig.as_ref().map(|k| format!("<{} bytes>", k.len())),
+            )
             .finish()
     }
 }

@@ -292,7 +292,8 @@ pub fn publish(own: &Entries, inputs: &K3sInputs, last: Option<&Entries>, since_
         Some(l) if l != own => Publish::Now,
         Some(_) => {
             let diverges = inputs.ip_master.as_deref().map(str::trim) != Some(own.ip_master.as_str())
-                || inputs.node_token.as_deref().map(str::trim) != Some(own.node_token.as_str());
+                || inputs.node_token.as_deref().map(str::trim) != Some(own.node_token.as_str())
+                || inputs.kubeconfig.as_deref() != Some(own.kubeconfig.as_slice());
             match REPUBLISH_AFTER.checked_sub(since_last) {
                 _ if !diverges => Publish::No,
                 Some(left) if !left.is_zero() => Publish::After(left),
@@ -336,6 +337,7 @@ mod tests {
             primary_ipv4: Some(PRIMARY),
             ip_master: Some(PRIMARY.to_string()),
             node_token: Some("K10abc::server:def\n".into()),
+            kubeconfig: None,
         }
     }
 
@@ -527,6 +529,12 @@ mod tests {
         assert_eq!(publish(&own, &i, Some(&own), Duration::MAX), Publish::Now);
         i.ip_master = Some(own.ip_master.clone());
         i.node_token = Some(format!("{}\n", own.node_token));
+        assert_eq!(
+            publish(&own, &i, Some(&own), REPUBLISH_AFTER),
+            Publish::Now,
+            "another kubeconfig (or none the master wrote): put it back"
+        );
+        i.kubeconfig = Some(own.kubeconfig.clone());
         assert_eq!(
             publish(&own, &i, Some(&own), Duration::from_secs(3600)),
             Publish::No,

@@ -155,13 +155,16 @@ fn three_nodes_elect_one_master_and_two_workers_join_it_over_the_overlay() -> Re
     let bridge = lab.start_bridge(&kairos, &op, "op", &mesh.token, &[])?;
     lab.wait_address(&bridge, DEADLINE)?;
     let api = bridge.api();
-    let kubeconfig = wait_for("get-kubeconfig through the bridge", DEADLINE, || {
-        let out = lab.exec(
+    let get_kubeconfig = |lab: &Lab| {
+        lab.exec(
             &op,
             kairos.path().to_str().unwrap_or_default(),
             &["get-kubeconfig", "--api", &api],
             Duration::from_secs(20),
-        )?;
+        )
+    };
+    let kubeconfig = wait_for("get-kubeconfig through the bridge", DEADLINE, || {
+        let out = get_kubeconfig(&lab)?;
         Ok::<_, HarnessError>(if out.success() {
             Poll::Ready(out.stdout)
         } else {
@@ -172,6 +175,54 @@ fn three_nodes_elect_one_master_and_two_workers_join_it_over_the_overlay() -> Re
     assert!(
         kubeconfig.contains(&format!("server: https://{master_ip}:6443")),
         "the kubeconfig points at the master's overlay address: {kubeconfig}"
+    );
+
+    // A worker overwrites the kubeconfig (the bucket is open to every
+    // member): the master puts its own back, and the operator gets it.
+    let worker = mesh.agents.iter().find(|a| a.name != master.name).expect("a worker");
+    let forged = lab.dir().join("forged-kubeconfig");
+    std::fs::write(&forged, "apiVersion: v1\nclusters: []\n")
+        .map_err(|e| HarnessError::io("writing the forged kubeconfig", e))?;
+    let worker_api = worker.api();
+    let out = lab.exec(
+        &worker.ns,
+        kairos.path().to_str().unwrap_or_default(),
+        &[
+            "ledger",
+            "put",
+            "kairos",
+            "master-kubeconfig",
+            "--file",
+            &forged.to_string_lossy(),
+            "--api",
+            &worker_api,
+        ],
+        Duration::from_secs(20),
+    )?;
+    assert!(out.success(), "the worker's put: {}", out.stderr);
+    let overwritten = std::time::Instant::now();
+    wait_for("the master to put its kubeconfig back", DEADLINE, || {
+        let body = lab.http_get(&bridge.ns, &api, "/api/writers/kairos")?;
+        let writers: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let k = &writers["master-kubeconfig"];
+        Ok::<_, HarnessError>(
+            if k["master"] == true && k["value"].as_str().is_some_and(|v| v.contains(&master_ip)) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{k}"))
+            },
+        )
+    })?;
+    note(&format!(
+        "{test}: the master put its kubeconfig back {:.1} s after a worker overwrote it",
+        overwritten.elapsed().as_secs_f64()
+    ));
+    let out = get_kubeconfig(&lab)?;
+    assert!(
+        out.success() && out.stdout == kubeconfig,
+        "the master's again: {}{}",
+        out.stdout,
+        out.stderr
     );
     lab.finish();
     Ok(())

@@ -392,8 +392,9 @@ fn check_get_kubeconfig(
     ca: Option<&str>,
 ) -> Result<()> {
     let program = kairos.path().to_string_lossy().into_owned();
-    // Only the elected master's kubeconfig is taken: publish through it
-    // (the stand-in API server runs on a whichever node is master).
+    // Only the elected master's kubeconfig is taken: publish through it,
+    // whichever node it is (the values still name a, where the stand-in
+    // API server runs).
     let master = wait_for("an agent to report itself master", DEADLINE, || {
         for agent in &mesh.agents {
             let body = lab.http_get(&agent.ns, &agent.api(), "/api/summary")?;

@@ -240,12 +240,13 @@ fn answer(l: &mut FakeLedger, c: Command) {
         }
         Command::Writers { bucket, reply } => {
             let view = l
-                .keys()
-                .filter(|(b, _)| *b == bucket)
-                .map(|(_, k)| {
+                .iter()
+                .filter(|((b, _), _)| *b == bucket)
+                .map(|((b, k), v)| {
                     let writer = crate::agent::status::Writer {
                         node_id: ME.into(),
                         master: true,
+                        value: show_value(b, v),
                     };
                     (show_name(k), writer)
                 })

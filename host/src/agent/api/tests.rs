@@ -211,10 +211,10 @@ async fn ledger_writes_reads_and_deletes() {
         serde_json::json!({"kairos": {"ip-master": "10.1.0.1", "master-kubeconfig": kubeconfig}})
     );
     assert_eq!(get(&app, "/api/ledger/empty").await.json(), serde_json::json!({}));
-    let writer = serde_json::json!({"node_id": super::fake::ME, "master": true});
+    let writer = |value: &str| serde_json::json!({"node_id": super::fake::ME, "master": true, "value": value});
     assert_eq!(
         get(&app, "/api/writers/kairos").await.json(),
-        serde_json::json!({"ip-master": writer, "master-kubeconfig": writer})
+        serde_json::json!({"ip-master": writer("10.1.0.1"), "master-kubeconfig": writer(kubeconfig)})
     );
     assert_eq!(get(&app, "/api/writers/empty").await.json(), serde_json::json!({}));
 
