@@ -58,6 +58,9 @@ struct Canned {
     token: Option<String>,
     /// When set, `/api/summary` answers this (200, not JSON).
     summary_not_json: Option<&'static str>,
+    /// Keys of the ledger that a member other than the master wrote
+    /// (`/api/writers`); the master wrote the rest.
+    not_by_master: Vec<&'static str>,
 }
 
 impl Default for Canned {
@@ -83,7 +86,7 @@ impl Default for Canned {
                 {"node_id": "bbbbbbbbbbbbbbbbbbbbbbbbbb", "hostname": "edge-2", "ipv4": "10.1.0.8",
                  "ipv6": "fd12::8", "up": true, "path": "direct", "endpoint": "192.168.1.8:51820",
                  "relay": null, "rtt_ms": 0.61, "rx_bytes": 2048, "tx_bytes": 100, "handshakes": 2,
-                 "last_handshake_s": 30}
+                 "last_handshake_s": 30, "live": true, "advertised_s": 5}
             ]),
             ledger: json!({
                 "kairos": {
@@ -95,6 +98,7 @@ impl Default for Canned {
             }),
             token: None,
             summary_not_json: None,
+            not_by_master: Vec::new(),
         }
     }
 }
@@ -206,6 +210,27 @@ fn answer(canned: &Canned, method: &Method, path: &str, headers: &HeaderMap, bod
             Some(v) => json(v),
             None => error(StatusCode::NOT_FOUND, &format!("no key {key} in bucket {bucket}")),
         },
+        ("GET", ["api", "writers", bucket]) => {
+            let entries = canned
+                .ledger
+                .get(*bucket)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let writers: serde_json::Map<String, Value> = entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let master = !canned.not_by_master.contains(&key.as_str());
+                    let id = if master {
+                        "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    } else {
+                        "bbbbbbbbbbbbbbbbbbbbbbbbbb"
+                    };
+                    (key, json!({"node_id": id, "master": master, "value": value}))
+                })
+                .collect();
+            json(&Value::Object(writers))
+        }
         ("PUT", ["api", "ledger", "bad bucket", ..]) => error(
             StatusCode::BAD_REQUEST,
             "bucket name `bad bucket` has a space: names are 1-64 of a-z 0-9 - _ . /",
@@ -313,8 +338,8 @@ fn peers_prints_a_table_and_raw_json() {
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
-        "HOSTNAME  IPV4      PATH    VIA                    RTT       RX     TX  HANDSHAKE\n\
-         edge-2    10.1.0.8  direct  192.168.1.8:51820  0.61 ms  2.0 KiB  100 B  30s ago\n"
+        "HOSTNAME  IPV4      PATH    VIA                    RTT       RX     TX  HANDSHAKE  LIVE\n\
+         edge-2    10.1.0.8  direct  192.168.1.8:51820  0.61 ms  2.0 KiB  100 B  30s ago    yes (5s ago)\n"
     );
     let o = with_api(&api, &["peers", "--json"]);
     assert_ok(&o);
@@ -455,7 +480,42 @@ fn get_kubeconfig_prints_the_published_one_pointed_at_the_master() {
         "kubeconfig of network_id kairos, server https://10.1.0.7:6443\n"
     );
     let paths: Vec<_> = api.seen().into_iter().map(|s| s.path).collect();
-    assert_eq!(paths, ["/api/ledger"]);
+    assert_eq!(paths, ["/api/ledger", "/api/writers/kairos"]);
+}
+
+#[test]
+fn get_kubeconfig_takes_only_what_the_master_wrote() {
+    // Another member overwrote the kubeconfig: refused, naming the writer.
+    let api = FakeApi::tcp(Canned {
+        not_by_master: vec!["master-kubeconfig"],
+        ..Canned::default()
+    });
+    let o = with_api(&api, &["get-kubeconfig"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).starts_with(
+            "error: the kubeconfig of network_id kairos was written by node bbbbbbbb, which is not its master: refusing it"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Another member overwrote ip-master: ignored, the servers kept.
+    let mut canned = Canned {
+        not_by_master: vec!["ip-master"],
+        ..Canned::default()
+    };
+    canned.ledger["kairos"]["master-kubeconfig"] = json!(K3S_KUBECONFIG.replace("127.0.0.1", "10.1.0.7"));
+    let api = FakeApi::tcp(canned);
+    let o = with_api(&api, &["get-kubeconfig"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("server: https://10.1.0.7:6443"), "{}", stdout(&o));
+    assert!(
+        stderr(&o)
+            .contains("ip-master in bucket kairos was not written by the master of network_id kairos; it is ignored"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn two_clusters() -> Canned {
