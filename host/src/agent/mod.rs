@@ -39,6 +39,7 @@ pub mod netlink;
 mod notify;
 pub mod persist;
 pub mod preflight;
+pub mod publishers;
 pub mod restore;
 pub mod snapshot;
 pub mod status;

@@ -632,7 +632,7 @@ pub struct Writer {
     pub node_id: String,
     /// Whether the writer is the master of the `network_id` the bucket is
     /// named after, whose k3s entries (`ip-master`, `token-nodetoken`,
-    /// `master-kubeconfig`) count (`driver::Publishers`: the primary this
+    /// `master-kubeconfig`) count (`publishers::Publishers`: the primary this
     /// node's election names, or, where it names none, a member whose role
     /// record shows it deployed as a master, or the primary those records
     /// show). Any member may write those keys; `false` for every other
@@ -652,7 +652,7 @@ pub fn writers(node: &MeshNode, bucket: &[u8], now: Instant) -> WritersView {
         return WritersView::new();
     };
     let primary = (node.network_id() == Some(network)).then(|| node.primary()).flatten();
-    let publishers = crate::agent::driver::Publishers::new(node.ledger(), network, primary, now);
+    let publishers = super::publishers::Publishers::new(node.ledger(), network, primary, now);
     node.ledger()
         .iter_bucket(bucket)
         .map(|e| {
