@@ -252,6 +252,9 @@ pub struct NodeStats {
     pub ledger_entries_sent: u64,
     /// `LEDGER_BATCH` messages sent (each carries two entries or more).
     pub ledger_batches_sent: u64,
+    /// Anti-entropy requests sent (each asks a member for up to
+    /// [`crate::ledger::wire::REQUEST_MAX_IDS`] entries).
+    pub ledger_requests_sent: u64,
     /// Handshake initiations sent (first tries and retries).
     pub initiations_sent: u64,
     /// Handshake initiations answered with a response.

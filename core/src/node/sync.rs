@@ -21,7 +21,9 @@
 //!   sent by anti-entropy travel as `LEDGER_REPAIR` and are never forwarded
 //!   (a node catching up would otherwise push the whole ledger on to peers
 //!   that hold it); an exchange that found something missing is followed
-//!   by another within 2 s, so a lost repair is asked for again.
+//!   by another within 2 s, so a lost repair is asked for again. The
+//!   requests of one exchange wait for its last summary page (at most
+//!   [`WANTS_WAIT`]) and go out merged, up to 64 ids to a message.
 //! - **Membership.** A `machines/<id>` entry makes its origin a member (its
 //!   keys are the entry's origin; the value, a [`MachineRecord`], says
 //!   where it can be reached).
@@ -48,6 +50,7 @@ use crate::election::{ALIVE, ROLES};
 use crate::identity::NodeId;
 use crate::ledger::batch::{Batch, BatchWriter};
 use crate::ledger::buckets::{ADDRESSES, MACHINES};
+use crate::ledger::wire::REQUEST_MAX_IDS;
 use crate::ledger::{
     Applied, Digest, EntryRef, EntryState, Ledger, Message, RangeMask, RequestRepr, Scope, SignatureVerifier,
     MAX_ENTRY_LEN, SMALL_ENTRY_LEN,
@@ -97,6 +100,12 @@ pub const SETTLE_WINDOW: Duration = Duration::from_millis(10);
 const UNSETTLED: usize = 32;
 /// Ids asked for in one request intent.
 const REQUEST_IDS: usize = 16;
+/// How long the wants of a summary page wait for the exchange's next
+/// pages, so that one request asks for the wants of several (a page lists
+/// up to 48 records; while a mesh joins, about ten of them are missing).
+/// The exchange's last page sends them at once; this bounds the wait when
+/// a page is lost.
+pub const WANTS_WAIT: Duration = Duration::from_millis(50);
 /// Queued intents at most, unless the node is given another number (its
 /// `Q`); past that the oldest are dropped (anti-entropy repairs what they
 /// would have carried).
@@ -172,6 +181,11 @@ pub(crate) struct SyncState<const Q: usize, const F: usize> {
     pub(crate) forwards: Vec<(EntryRef, Option<u16>), FORWARDS>,
     /// When `forwards` go out.
     pub(crate) forward_at: Option<Instant>,
+    /// While set, the requests queued for the member in `wants_from` wait
+    /// for the exchange's next summary pages, so that they go out together
+    /// (see [`WANTS_WAIT`]); they go at this time at the latest.
+    pub(crate) wants_by: Option<Instant>,
+    pub(crate) wants_from: u16,
     /// Addresses whose claims changed, settled together at `settle_at`
     /// (or as soon as the list is full).
     pub(crate) unsettled: Vec<Ipv4Addr, UNSETTLED, u8>,
@@ -236,6 +250,8 @@ impl<const Q: usize, const F: usize> Default for SyncState<Q, F> {
             intents_dropped: 0,
             forwards: Vec::new(),
             forward_at: None,
+            wants_by: None,
+            wants_from: 0,
             unsettled: Vec::new(),
             settle_at: None,
         }
@@ -428,6 +444,9 @@ where
                 }
             }
             Message::Summary(summary) => {
+                if self.sync.wants_from != slot {
+                    self.ask_wants();
+                }
                 let mut sends: Vec<EntryRef, 64> = Vec::new();
                 let mut request = Vec::<u64, REQUEST_IDS>::new();
                 let mut requests: Vec<Vec<u64, REQUEST_IDS>, 4> = Vec::new();
@@ -456,9 +475,15 @@ where
                     // forwarded, so nothing else would bring them).
                     self.sync.sync_gap = SYNC_MIN;
                     self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN * 2);
+                    self.sync.wants_from = slot;
+                    self.sync.wants_by.get_or_insert(now + WANTS_WAIT);
                 }
                 for ids in requests {
                     self.queue(Intent::Request { to: slot, ids });
+                }
+                // The exchange's last page: nothing more to wait for.
+                if summary.to() == u64::MAX {
+                    self.ask_wants();
                 }
             }
             Message::Request(req) => {
@@ -979,6 +1004,9 @@ where
         if self.sync.settle_at.is_some_and(|t| now >= t) {
             self.settle_window(now);
         }
+        if self.sync.wants_by.is_some_and(|t| now >= t) {
+            self.ask_wants();
+        }
     }
 
     /// The address claim's timer: the first claim after hearing the ledger
@@ -1066,12 +1094,25 @@ where
         if let Some(f) = self.sync.settle_at {
             t = t.min(f);
         }
+        if let Some(f) = self.sync.wants_by {
+            t = t.min(f);
+        }
         Some(t)
     }
 
     /// Encodes and seals the next queued intent into `out`.
     pub(crate) fn next_intent(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        // Held requests go round the queue once; the rest go in order.
+        let mut held = 0;
         while let Some(intent) = self.sync.intents.pop_front() {
+            if self.held(&intent) {
+                let _ = self.sync.intents.push_back(intent);
+                held += 1;
+                if held >= self.sync.intents.len() {
+                    return None;
+                }
+                continue;
+            }
             let to = match &intent {
                 Intent::Entry { to, .. }
                 | Intent::Digest { to }
@@ -1103,6 +1144,7 @@ where
             let body = &mut out[base + TRANSPORT_HEADER_LEN + 1..];
             // Whole ledger entries in the message.
             let mut entries = 0;
+            let mut requests = 0;
             let encoded: Option<(ControlKind, usize)> = match intent {
                 Intent::Entry {
                     entry, index, repair, ..
@@ -1156,6 +1198,8 @@ where
                     for id in ids {
                         req.push(id);
                     }
+                    self.merge_requests(to, &mut req);
+                    requests = 1;
                     req.emit(body).map(|n| (ControlKind::LEDGER_DIGEST, n))
                 }
                 Intent::Observed { addr, .. } => Some((ControlKind::OBSERVED, emit_addr(&addr, body))),
@@ -1204,6 +1248,7 @@ where
             };
             self.stats.ledger_entries_sent += entries as u64;
             self.stats.ledger_batches_sent += u64::from(kind == ControlKind::LEDGER_BATCH);
+            self.stats.ledger_requests_sent += requests;
             self.after_tunnel_activity(now, to);
             match via {
                 None => {
@@ -1270,6 +1315,47 @@ where
             let _ = self.sync.intents.push_back(intent);
         }
         Some((batch.len(), batch.count()))
+    }
+
+    /// Sends the requests held for the next summary pages (see
+    /// [`WANTS_WAIT`]); they go out merged ([`Self::merge_requests`]).
+    pub(crate) fn ask_wants(&mut self) {
+        if self.sync.wants_by.take().is_some() {
+            self.transmit_pending = true;
+        }
+    }
+
+    /// Whether `intent` is a request held for the next summary pages.
+    fn held(&self, intent: &Intent) -> bool {
+        self.sync.wants_by.is_some() && matches!(intent, Intent::Request { to, .. } if *to == self.sync.wants_from)
+    }
+
+    /// Adds to `req` the ids of other requests queued for the member in
+    /// `to`, as many whole requests as fit in one message
+    /// ([`REQUEST_MAX_IDS`] ids): a summary page with
+    /// many missing entries queues several requests, and each would be a
+    /// datagram of its own. The rest of the queue keeps its order.
+    fn merge_requests(&mut self, to: u16, req: &mut RequestRepr) {
+        let fits = |req: &RequestRepr, ids: &Vec<u64, REQUEST_IDS>| req.len() + ids.len() <= REQUEST_MAX_IDS;
+        let mergeable =
+            |req: &RequestRepr, i: &Intent| matches!(i, Intent::Request { to: t, ids } if *t == to && fits(req, ids));
+        if !self.sync.intents.iter().any(|i| mergeable(req, i)) {
+            return;
+        }
+        for _ in 0..self.sync.intents.len() {
+            let Some(intent) = self.sync.intents.pop_front() else {
+                break;
+            };
+            if mergeable(req, &intent) {
+                if let Intent::Request { ids, .. } = intent {
+                    for id in ids {
+                        req.push(id);
+                    }
+                    continue;
+                }
+            }
+            let _ = self.sync.intents.push_back(intent);
+        }
     }
 
     /// Tells every member with a session up that this node is leaving (the

@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use kairos_core::crypto::RustCryptoProvider;
 use kairos_core::election::MemberView;
 use kairos_core::identity::Identity;
-use kairos_core::ledger::{Ed25519Verifier, Ledger};
+use kairos_core::ledger::wire::range_of;
+use kairos_core::ledger::{Ed25519Verifier, Ledger, RANGES};
 use kairos_core::node::{
     ipam, sync, Destination, Event, Input, MemberSlot, Node, NodeConfig, Outbound, TunnelSlot, HEADROOM, TAILROOM,
 };
@@ -928,6 +929,53 @@ fn ledger_entries_share_datagrams_with_members_that_read_batches() {
         repaired >= 2,
         "the late node's repairs came batched ({repaired} batches)"
     );
+    assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
+}
+
+#[test]
+fn missing_entries_shown_by_several_summary_pages_are_asked_for_together() {
+    let mut lan = Lan::new(3, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    let count = 230u8;
+    let put = |lan: &mut Lan, i: u8, v: u8| {
+        let now = lan.now;
+        lan.nodes[0]
+            .ledger_put(now, b"services", &[b's', i], &[v; 8], 0)
+            .unwrap();
+    };
+    for i in 0..count {
+        put(&mut lan, i, 0);
+    }
+    lan.advance(Duration::from_secs(2));
+    let current = |n: &TestNode, v: u8| {
+        n.ledger()
+            .iter_bucket(b"services")
+            .filter(|e| e.value()[0] == v)
+            .count()
+    };
+    assert_eq!(current(&lan.nodes[2], 0), count as usize);
+    // Node 2 misses a new version of one entry in each of the digest's
+    // ranges that has one: every range then differs, so the summary lists
+    // every record (five pages of 48), each page showing a few missing.
+    let mut ranges = [None; RANGES];
+    for e in lan.nodes[0].ledger().iter_bucket(b"services") {
+        ranges[range_of(e.id().prefix())].get_or_insert(e.key()[1]);
+    }
+    lan.unplugged = Some(2);
+    for i in ranges.into_iter().flatten() {
+        put(&mut lan, i, 1);
+    }
+    lan.advance(Duration::from_secs(2));
+    let changed = current(&lan.nodes[1], 1);
+    assert!(changed > 48, "{changed} changed");
+    let before = lan.nodes[2].stats();
+    lan.unplugged = None;
+    lan.advance(Duration::from_secs(40));
+    assert_eq!(current(&lan.nodes[2], 1), changed, "node 2 caught up");
+    // The wants of the whole exchange go out as one request (up to 64
+    // ids), not one per page.
+    let requests = lan.nodes[2].stats().ledger_requests_sent - before.ledger_requests_sent;
+    assert!((1..=2).contains(&requests), "{requests} requests for {changed} entries");
     assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
 }
 

@@ -176,8 +176,10 @@ mod tests {
         let b = Budget::measure();
         assert_eq!((b.member_slot, b.tunnel), (408, 2448), "as in docs/architecture.md");
         // 64,384 before the core settled changed address claims in
-        // batches (its list of addresses to settle takes 144 bytes).
-        assert!(b.core_state <= 64_528, "{b}");
+        // batches (its list of addresses to settle takes 144 bytes);
+        // 64,528 before requests were held for an exchange's next summary
+        // pages and counted (32 bytes).
+        assert!(b.core_state <= 64_560, "{b}");
     }
 
     /// The goal: 16 peers in under 64 KiB of core state (see
