@@ -743,16 +743,29 @@ where
                 .and_then(|m| m.as_mut())
                 .ok_or(DropReason::UnknownIndex)?;
             let tunnel = pooled(tunnels, member.tunnel).ok_or(DropReason::UnknownIndex)?;
-            match tunnel.handle_datagram(now, local, rng, from, &mut *buf)? {
-                Received::Ip(packet) => {
+            match tunnel.handle_datagram(now, local, rng, from, &mut *buf) {
+                Ok(Received::Ip(packet)) => {
                     if !source_is(member, ula_prefix, packet) {
                         return Err(DropReason::SourceMismatch);
                     }
-                    Got::Ip(packet.len())
+                    Ok(Got::Ip(packet.len()))
                 }
-                Received::Reply(reply) => Got::Reply(reply.len()),
-                Received::Control(kind, payload) => Got::Control(kind, payload.len()),
-                Received::Keepalive | Received::Handshake => Got::Nothing,
+                Ok(Received::Reply(reply)) => Ok(Got::Reply(reply.len())),
+                Ok(Received::Control(kind, payload)) => Ok(Got::Control(kind, payload.len())),
+                Ok(Received::Keepalive | Received::Handshake) => Ok(Got::Nothing),
+                Err(e) => Err((e, tunnel.wants_keepalive())),
+            }
+        };
+        let got = match got {
+            Ok(got) => got,
+            Err((e, nudged)) => {
+                if nudged {
+                    // Transport on a session the member dropped: confirm
+                    // ours (see `session::tunnel`); the datagram is
+                    // dropped all the same.
+                    self.mark_pending(slot);
+                }
+                return Err(e);
             }
         };
         self.note_source(now, slot, source, response);

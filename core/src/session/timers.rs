@@ -1,4 +1,5 @@
-//! WireGuard's protocol constants (whitepaper section 6), used by
+//! WireGuard's protocol constants (whitepaper section 6) and one of ours
+//! ([`NUDGE_INTERVAL`]), used by
 //! [`super::Tunnel`]. All durations are measured on the caller's `now`.
 
 use crate::time::Duration;
@@ -29,3 +30,6 @@ pub const REKEY_ON_RECEIVE_TIME: Duration = Duration::from_secs(180 - 10 - 5);
 /// Data sent without any reply for this long means the session is dead: a
 /// new handshake starts (`KEEPALIVE_TIMEOUT + REKEY_TIMEOUT`).
 pub const NEW_HANDSHAKE_AFTER_SILENCE: Duration = Duration::from_secs(15);
+/// How often transport on an unknown session may make a tunnel confirm
+/// its own with a keepalive (see `tunnel`'s module docs).
+pub const NUDGE_INTERVAL: Duration = Duration::from_secs(1);

@@ -14,6 +14,16 @@
 //! Sessions follow WireGuard: `current` sends; `previous` still receives
 //! after a rekey; a responder's new session waits in `next` until the
 //! initiator's first transport message confirms it.
+//!
+//! One addition: transport messages from the peer on a session this end no
+//! longer holds, while its `current` is one it initiated, are answered (at
+//! most every [`NUDGE_INTERVAL`]) with a keepalive on `current`. The peer
+//! holds that session in `next` when its confirmation was lost: it goes on
+//! sending on an old one, which this end dropped when it answered one of the
+//! peer's initiations (a responder clears `previous`), and under heavy loss
+//! the pair can stay out of step for longer than the peer's retries take.
+//! The keepalive confirms the session there. It goes to the peer's known
+//! endpoint, never to the datagram's source, and at most once a second.
 
 use core::net::SocketAddr;
 
@@ -126,6 +136,10 @@ pub struct Tunnel<P: CryptoProvider> {
     last_sent: Option<Instant>,
     keepalive_due: Option<Instant>,
     data_unanswered_since: Option<Instant>,
+    /// When transport on an unknown session last made us send a keepalive
+    /// (see the module docs); `Instant::ZERO` if never (so none in the
+    /// caller's first second).
+    nudged: Instant,
     events: Deque<TunnelEvent, 4>,
     stats: TunnelStats,
     peer_signing_key: Option<[u8; 32]>,
@@ -158,6 +172,7 @@ impl<P: CryptoProvider> Tunnel<P> {
             last_sent: None,
             keepalive_due: None,
             data_unanswered_since: None,
+            nudged: Instant::ZERO,
             events: Deque::new(),
             stats: TunnelStats::default(),
             peer_signing_key: None,
@@ -476,6 +491,25 @@ impl<P: CryptoProvider> Tunnel<P> {
         Ok(Received::Handshake)
     }
 
+    /// Transport from the peer on a session this end does not hold: if
+    /// `current` is one we initiated, confirm it with a keepalive (see the
+    /// module docs).
+    fn nudge(&mut self, now: Instant) {
+        let ours = self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.initiator && now.saturating_since(s.established) < REJECT_AFTER_TIME);
+        if ours && now.saturating_since(self.nudged) >= NUDGE_INTERVAL {
+            self.nudged = now;
+            self.want_keepalive = true;
+        }
+    }
+
+    /// Whether the tunnel has a keepalive to send (after a nudge).
+    pub fn wants_keepalive(&self) -> bool {
+        self.want_keepalive
+    }
+
     fn established(&mut self, now: Instant, initiator: bool) {
         self.stats.handshakes += 1;
         self.stats.last_handshake = Some(now);
@@ -498,6 +532,7 @@ impl<P: CryptoProvider> Tunnel<P> {
         } else if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
             &mut self.previous
         } else {
+            self.nudge(now);
             return Err(DropReason::UnknownIndex);
         };
         let session = slot.as_mut().expect("slot matched an index");
@@ -739,6 +774,108 @@ mod tests {
         let t2 = t0 + Duration::from_secs(1);
         assert!(ta.poll_transmit(t2, &mut la, &mut rng, &mut buf).is_some());
         assert_eq!(ta.handshake_rtt(), None);
+    }
+
+    /// A pair out of step: A sends on a session B dropped while B's newer
+    /// one waits unconfirmed in A's `next` (B's confirmation and the
+    /// response to A's own initiation were lost). B answers A's transport
+    /// with a keepalive on its session, which confirms it at A, and A's
+    /// traffic gets through again; at most once a second.
+    #[test]
+    fn transport_on_a_dropped_session_is_answered_with_a_confirmation() {
+        use crate::identity::Identity;
+        use crate::token::NetworkKeys;
+        use rand_chacha::rand_core::SeedableRng;
+        let net = NetworkKeys::derive(&[3; 32]);
+        let (a, b) = (Identity::from_bytes(&[1; 64]), Identity::from_bytes(&[2; 64]));
+        let wall = Duration::from_secs(1_800_000_000);
+        let (mut la, mut lb) = (Local::new(&a, &net, wall), Local::new(&b, &net, wall));
+        let config = TunnelConfig::default();
+        let mut ta: Tunnel<RustCryptoProvider> = Tunnel::new(&la, &b.public().static_key, config).unwrap();
+        let mut tb: Tunnel<RustCryptoProvider> = Tunnel::new(&lb, &a.public().static_key, config).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let (from_a, from_b) = ("192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap());
+        let mut buf = [0u8; 256];
+        let mut at = Instant::from_secs(100);
+        let mut step = |ms: u64| {
+            at += Duration::from_millis(ms);
+            at
+        };
+        // A session made by A, confirmed at B.
+        ta.connect_now();
+        let n = ta.poll_transmit(step(30), &mut la, &mut rng, &mut buf).unwrap();
+        let mut reply = match tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut buf[..n]) {
+            Ok(Received::Reply(r)) => r.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        assert_eq!(
+            ta.handle_datagram(step(30), &mut la, &mut rng, from_b, &mut reply),
+            Ok(Received::Handshake)
+        );
+        let n = ta
+            .poll_transmit(step(30), &mut la, &mut rng, &mut buf)
+            .expect("confirmation");
+        assert_eq!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut buf[..n]),
+            Ok(Received::Keepalive)
+        );
+        // B rekeys; A answers; B's confirmation is lost.
+        tb.connect_now();
+        let n = tb.poll_transmit(step(30), &mut lb, &mut rng, &mut buf).unwrap();
+        let mut reply = match ta.handle_datagram(step(30), &mut la, &mut rng, from_b, &mut buf[..n]) {
+            Ok(Received::Reply(r)) => r.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        assert_eq!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut reply),
+            Ok(Received::Handshake)
+        );
+        assert!(
+            tb.poll_transmit(step(30), &mut lb, &mut rng, &mut buf).is_some(),
+            "lost"
+        );
+        // A initiates; B answers (and drops the first session); the
+        // response is lost.
+        ta.connect_now();
+        let n = ta.poll_transmit(step(30), &mut la, &mut rng, &mut buf).unwrap();
+        assert!(matches!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut buf[..n]),
+            Ok(Received::Reply(_))
+        ));
+        // A still sends on the first session: B no longer holds it.
+        let mut data = [0u8; 256];
+        let send = |ta: &mut Tunnel<RustCryptoProvider>, now, data: &mut [u8; 256]| {
+            data[TRANSPORT_HEADER_LEN] = ControlKind::GOODBYE.0;
+            ta.encapsulate(now, data, 1).unwrap().len()
+        };
+        let n = send(&mut ta, step(30), &mut data);
+        assert_eq!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut data[..n]),
+            Err(DropReason::UnknownIndex)
+        );
+        // B confirms its session; A takes it up and gets through.
+        assert!(tb.wants_keepalive());
+        let k = tb
+            .poll_transmit(step(30), &mut lb, &mut rng, &mut buf)
+            .expect("a keepalive");
+        assert_eq!(
+            ta.handle_datagram(step(30), &mut la, &mut rng, from_b, &mut buf[..k]),
+            Ok(Received::Keepalive)
+        );
+        let n = send(&mut ta, step(30), &mut data);
+        assert!(matches!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut data[..n]),
+            Ok(Received::Control(ControlKind::GOODBYE, _))
+        ));
+        // Stale transport again within a second: no second keepalive.
+        let mut stale = [0u8; 256];
+        stale[..n].copy_from_slice(&data[..n]);
+        stale[4..8].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        assert_eq!(
+            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut stale[..n]),
+            Err(DropReason::UnknownIndex)
+        );
+        assert!(!tb.wants_keepalive(), "at most one a second");
     }
 
     /// The per-peer state is small and bounded: no heap, three sessions.

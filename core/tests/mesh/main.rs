@@ -463,7 +463,7 @@ fn memory_per_peer_is_as_documented() {
     );
     assert!(arena_per_peer <= 400, "{arena_per_peer}");
     #[cfg(target_pointer_width = "64")]
-    assert_eq!((slot, tunnel, view), (408, 2448, 168));
+    assert_eq!((slot, tunnel, view), (408, 2456, 168));
 }
 
 /// `n` nodes on a LAN, 20 s after they start; node 0 has a pool of one

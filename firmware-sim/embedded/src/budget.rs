@@ -174,12 +174,13 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     fn core_state_is_as_recorded() {
         let b = Budget::measure();
-        assert_eq!((b.member_slot, b.tunnel), (408, 2448), "as in docs/architecture.md");
+        assert_eq!((b.member_slot, b.tunnel), (408, 2456), "as in docs/architecture.md");
         // 64,384 before the core settled changed address claims in
         // batches (its list of addresses to settle takes 144 bytes);
         // 64,528 before requests were held for an exchange's next summary
-        // pages and counted (32 bytes).
-        assert!(b.core_state <= 64_560, "{b}");
+        // pages and counted (32 bytes); 64,560 before each tunnel kept when
+        // it last confirmed its session to a peer out of step (4 x 8).
+        assert!(b.core_state <= 64_592, "{b}");
     }
 
     /// The goal: 16 peers in under 64 KiB of core state (see
