@@ -733,22 +733,59 @@ mod tests {
         assert_eq!(t.poll_transmit(t1, &mut local, &mut rng, &mut out), None, "once");
     }
 
+    /// Two peers' local keys and tunnels to each other, not yet connected.
+    struct Pair {
+        la: Local,
+        lb: Local,
+        ta: Tunnel<RustCryptoProvider>,
+        tb: Tunnel<RustCryptoProvider>,
+        rng: rand_chacha::ChaCha20Rng,
+        from_a: SocketAddr,
+        from_b: SocketAddr,
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            use crate::identity::Identity;
+            use crate::token::NetworkKeys;
+            use rand_chacha::rand_core::SeedableRng;
+            let net = NetworkKeys::derive(&[3; 32]);
+            let (a, b) = (Identity::from_bytes(&[1; 64]), Identity::from_bytes(&[2; 64]));
+            let wall = Duration::from_secs(1_800_000_000);
+            let (la, lb) = (Local::new(&a, &net, wall), Local::new(&b, &net, wall));
+            let config = TunnelConfig::default();
+            Pair {
+                ta: Tunnel::new(&la, &b.public().static_key, config).unwrap(),
+                tb: Tunnel::new(&lb, &a.public().static_key, config).unwrap(),
+                la,
+                lb,
+                rng: rand_chacha::ChaCha20Rng::seed_from_u64(9),
+                from_a: "192.0.2.1:51820".parse().unwrap(),
+                from_b: "192.0.2.2:51820".parse().unwrap(),
+            }
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn parts(
+            self,
+        ) -> (
+            Local,
+            Local,
+            Tunnel<RustCryptoProvider>,
+            Tunnel<RustCryptoProvider>,
+            rand_chacha::ChaCha20Rng,
+            SocketAddr,
+            SocketAddr,
+        ) {
+            (self.la, self.lb, self.ta, self.tb, self.rng, self.from_a, self.from_b)
+        }
+    }
+
     /// Both sides measure the handshake's round trip: the initiator up to
     /// the response, the responder up to the key confirmation.
     #[test]
     fn both_sides_measure_the_handshake_round_trip() {
-        use crate::identity::Identity;
-        use crate::token::NetworkKeys;
-        use rand_chacha::rand_core::SeedableRng;
-        let net = NetworkKeys::derive(&[3; 32]);
-        let (a, b) = (Identity::from_bytes(&[1; 64]), Identity::from_bytes(&[2; 64]));
-        let wall = Duration::from_secs(1_800_000_000);
-        let (mut la, mut lb) = (Local::new(&a, &net, wall), Local::new(&b, &net, wall));
-        let config = TunnelConfig::default();
-        let mut ta: Tunnel<RustCryptoProvider> = Tunnel::new(&la, &b.public().static_key, config).unwrap();
-        let mut tb: Tunnel<RustCryptoProvider> = Tunnel::new(&lb, &a.public().static_key, config).unwrap();
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        let (from_a, from_b) = ("192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap());
+        let (mut la, mut lb, mut ta, mut tb, mut rng, from_a, from_b) = Pair::new().parts();
         let mut buf = [0u8; 256];
         let t0 = Instant::from_secs(100);
         ta.connect();
@@ -783,18 +820,7 @@ mod tests {
     /// traffic gets through again; at most once a second.
     #[test]
     fn transport_on_a_dropped_session_is_answered_with_a_confirmation() {
-        use crate::identity::Identity;
-        use crate::token::NetworkKeys;
-        use rand_chacha::rand_core::SeedableRng;
-        let net = NetworkKeys::derive(&[3; 32]);
-        let (a, b) = (Identity::from_bytes(&[1; 64]), Identity::from_bytes(&[2; 64]));
-        let wall = Duration::from_secs(1_800_000_000);
-        let (mut la, mut lb) = (Local::new(&a, &net, wall), Local::new(&b, &net, wall));
-        let config = TunnelConfig::default();
-        let mut ta: Tunnel<RustCryptoProvider> = Tunnel::new(&la, &b.public().static_key, config).unwrap();
-        let mut tb: Tunnel<RustCryptoProvider> = Tunnel::new(&lb, &a.public().static_key, config).unwrap();
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        let (from_a, from_b) = ("192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap());
+        let (mut la, mut lb, mut ta, mut tb, mut rng, from_a, from_b) = Pair::new().parts();
         let mut buf = [0u8; 256];
         let mut at = Instant::from_secs(100);
         let mut step = |ms: u64| {
