@@ -255,6 +255,8 @@ pub struct NodeStats {
     /// Anti-entropy requests sent (each asks a member for up to
     /// [`crate::ledger::wire::REQUEST_MAX_IDS`] entries).
     pub ledger_requests_sent: u64,
+    /// Anti-entropy exchanges this node started (digests sent).
+    pub ledger_exchanges_started: u64,
     /// Handshake initiations sent (first tries and retries).
     pub initiations_sent: u64,
     /// Handshake initiations answered with a response.

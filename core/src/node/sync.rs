@@ -14,7 +14,9 @@
 //!   for one member share a `LEDGER_BATCH` (when it said, with `FEATURES`,
 //!   that it reads them; see [`crate::ledger::batch`]).
 //! - **Anti-entropy.** Every so often (every [`SYNC_MIN`] while things
-//!   change, backing off to [`SYNC_MAX`] while the digests agree) the node
+//!   change, backing off to [`SYNC_MAX`] while the digests agree; each gap
+//!   drawn at random between half and one and a half times that, so nodes
+//!   that start together do not exchange in lockstep) the node
 //!   sends its digest to a random member; the exchange itself is the
 //!   ledger's (`ledger::sync`). A session coming up also starts one, so a
 //!   joining node learns the whole ledger from its first neighbour. Entries
@@ -474,7 +476,8 @@ where
                     // request or its answers are lost (repairs are not
                     // forwarded, so nothing else would bring them).
                     self.sync.sync_gap = SYNC_MIN;
-                    self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN * 2);
+                    let gap = spread(SYNC_MIN * 2, self.rng.next_u32());
+                    self.sync.next_sync = self.sync.next_sync.min(now + gap);
                     self.sync.wants_from = slot;
                     self.sync.wants_by.get_or_insert(now + WANTS_WAIT);
                 }
@@ -684,7 +687,8 @@ where
         }
         if any {
             self.sync.sync_gap = SYNC_MIN;
-            self.sync.next_sync = self.sync.next_sync.min(now + SYNC_MIN);
+            let gap = spread(SYNC_MIN, self.rng.next_u32());
+            self.sync.next_sync = self.sync.next_sync.min(now + gap);
         }
         if changed {
             self.push_event(Event::LedgerChanged);
@@ -991,7 +995,7 @@ where
                 let to = up[(self.rng.next_u32() as usize) % up.len()];
                 self.queue(Intent::Digest { to });
             }
-            self.sync.next_sync = now + self.sync.sync_gap;
+            self.sync.next_sync = now + spread(self.sync.sync_gap, self.rng.next_u32());
             self.sync.sync_gap = (self.sync.sync_gap * 2).min(SYNC_MAX);
         }
         self.ledger.as_mut().expire(now);
@@ -1145,6 +1149,7 @@ where
             // Whole ledger entries in the message.
             let mut entries = 0;
             let mut requests = 0;
+            let mut exchanges = 0;
             let encoded: Option<(ControlKind, usize)> = match intent {
                 Intent::Entry {
                     entry, index, repair, ..
@@ -1170,12 +1175,14 @@ where
                         n.map(|n| (kind, n))
                     }
                 },
-                Intent::Digest { to } => self
-                    .ledger
-                    .as_ref()
-                    .digest_in(self.scope(to))
-                    .emit(body)
-                    .map(|n| (ControlKind::LEDGER_DIGEST, n)),
+                Intent::Digest { to } => {
+                    exchanges = 1;
+                    self.ledger
+                        .as_ref()
+                        .digest_in(self.scope(to))
+                        .emit(body)
+                        .map(|n| (ControlKind::LEDGER_DIGEST, n))
+                }
                 Intent::Summary { to, mask, from } => {
                     let scope = self.scope(to);
                     match self
@@ -1249,6 +1256,7 @@ where
             self.stats.ledger_entries_sent += entries as u64;
             self.stats.ledger_batches_sent += u64::from(kind == ControlKind::LEDGER_BATCH);
             self.stats.ledger_requests_sent += requests;
+            self.stats.ledger_exchanges_started += exchanges;
             self.after_tunnel_activity(now, to);
             match via {
                 None => {
@@ -1451,12 +1459,30 @@ fn id_text(id: &NodeId) -> heapless::String<26> {
     out
 }
 
+/// `gap` spread evenly over `[gap / 2, gap * 3 / 2)` by `r`: periodic
+/// exchanges of nodes that started together drift apart instead of
+/// running in lockstep (Floyd and Jacobson, "The Synchronization of
+/// Periodic Routing Messages", 1994).
+fn spread(gap: Duration, r: u32) -> Duration {
+    let us = gap.as_micros() as u64;
+    Duration::from_micros(us / 2 + ((us as u128 * r as u128) >> 32) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(ip: [u8; 4], port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)
+    }
+
+    #[test]
+    fn exchange_gaps_spread_over_half_to_one_and_a_half_times_their_length() {
+        let gap = Duration::from_secs(1);
+        assert_eq!(spread(gap, 0), Duration::from_millis(500));
+        assert_eq!(spread(gap, 1 << 31), gap);
+        assert_eq!(spread(gap, u32::MAX), Duration::from_micros(1_499_999));
+        assert_eq!(spread(SYNC_MAX, 1 << 30), Duration::from_secs(30) * 3 / 4);
     }
 
     #[test]

@@ -965,7 +965,10 @@ fn missing_entries_shown_by_several_summary_pages_are_asked_for_together() {
     for i in ranges.into_iter().flatten() {
         put(&mut lan, i, 1);
     }
-    lan.advance(Duration::from_secs(2));
+    // Long enough for the sessions with node 2 to go down: when they come
+    // back up, node 2 starts an exchange with each member (besides the
+    // members' own exchanges with it, which repair without requests).
+    lan.advance(Duration::from_secs(60));
     let changed = current(&lan.nodes[1], 1);
     assert!(changed > 48, "{changed} changed");
     let before = lan.nodes[2].stats();
@@ -977,6 +980,45 @@ fn missing_entries_shown_by_several_summary_pages_are_asked_for_together() {
     let requests = lan.nodes[2].stats().ledger_requests_sent - before.ledger_requests_sent;
     assert!((1..=2).contains(&requests), "{requests} requests for {changed} entries");
     assert!(lan.drops.iter().all(|d| d.is_empty()), "{:?}", lan.drops);
+}
+
+#[test]
+fn nodes_started_together_do_not_exchange_in_lockstep() {
+    let n = 6;
+    let mut lan = Lan::new(n, |_, _| {});
+    lan.advance(Duration::from_secs(3));
+    // Node 0 writes every second; every replica hears of it at the same
+    // instant, which keeps every node exchanging about once a second.
+    let mut last: Vec<u64> = lan.nodes.iter().map(|n| n.stats().ledger_exchanges_started).collect();
+    let mut steps: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for step in 0..2000u32 {
+        if step % 100 == 0 {
+            let now = lan.now;
+            lan.nodes[0]
+                .ledger_put(now, b"services", b"ticker", &step.to_be_bytes(), 0)
+                .unwrap();
+        }
+        lan.advance(Duration::from_millis(10));
+        for (i, node) in lan.nodes.iter().enumerate() {
+            let started = node.stats().ledger_exchanges_started;
+            if started > last[i] {
+                steps[i].push(step);
+                last[i] = started;
+            }
+        }
+    }
+    let total: usize = steps.iter().map(Vec::len).sum();
+    assert!(total >= n * 10, "{total} exchanges in 20 s: {steps:?}");
+    // In lockstep every exchange would share its 10 ms with the other
+    // nodes' exchanges; spread at random over a second, few do.
+    let shared = (0..n)
+        .flat_map(|i| steps[i].iter().map(move |s| (i, *s)))
+        .filter(|(i, s)| (0..n).any(|j| j != *i && steps[j].contains(s)))
+        .count();
+    assert!(
+        shared * 4 < total,
+        "{shared} of {total} exchanges share their 10 ms with another node's: {steps:?}"
+    );
 }
 
 /// A range in which nodes 0 and 1 of a [`Lan`] prefer the same address, so
