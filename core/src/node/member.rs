@@ -81,6 +81,10 @@ pub struct Member<P: CryptoProvider> {
     /// It reads `LEDGER_BATCH` (said by its `FEATURES` on this session).
     /// Cleared when the session goes down: it may come back older.
     pub(crate) batches: bool,
+    /// It answers every digest, with an empty summary page when the
+    /// replicas agree (`FEATURES`), so an exchange with it that gets no
+    /// answer was lost. Cleared when the session goes down, like `batches`.
+    pub(crate) answers: bool,
     /// It holds only small ledger entries (`FEATURES`, see
     /// [`crate::ledger::Scope`]): a small device, which is also never
     /// picked as a mesh neighbour. Set by each session's `FEATURES` and
@@ -146,6 +150,7 @@ impl<P: CryptoProvider> Member<P> {
             on_demand: false,
             on_demand_told: None,
             batches: false,
+            answers: false,
             small_entries: false,
             next_probe: None,
             probe_nonce: 0,

@@ -257,6 +257,9 @@ pub struct NodeStats {
     pub ledger_requests_sent: u64,
     /// Anti-entropy exchanges this node started (digests sent).
     pub ledger_exchanges_started: u64,
+    /// Exchanges started with a member that answers digests
+    /// (`ANSWERS_DIGESTS`) that got no answer in time: a sign of loss.
+    pub ledger_exchanges_unanswered: u64,
     /// Handshake initiations sent (first tries and retries).
     pub initiations_sent: u64,
     /// Handshake initiations answered with a response.
@@ -1850,6 +1853,7 @@ where
             // A new session, perhaps with a restarted (older or newer)
             // node: what it reads is said again on it.
             m.batches = false;
+            m.answers = false;
         }
         let old_timer = m.timer;
         m.timer = t.poll_timeout();
@@ -1877,6 +1881,7 @@ where
                     m.on_demand = false;
                     m.on_demand_told = None;
                     m.batches = false;
+                    m.answers = false;
                 }
             }
             if !up {
@@ -1952,6 +1957,7 @@ where
         m.on_demand = false;
         m.on_demand_told = None;
         m.batches = false;
+        m.answers = false;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

@@ -23,7 +23,11 @@
 //!   sent by anti-entropy travel as `LEDGER_REPAIR` and are never forwarded
 //!   (a node catching up would otherwise push the whole ledger on to peers
 //!   that hold it); an exchange that found something missing is followed
-//!   by another within 2 s, so a lost repair is asked for again. The
+//!   by another within 2 s, so a lost repair is asked for again. A member
+//!   that says so (`FEATURES` bit `ANSWERS_DIGESTS`) answers every digest,
+//!   with an empty summary page when the replicas agree, so an exchange
+//!   with it that gets no answer within [`ANSWER_WAIT`] was lost and
+//!   another follows at once instead of after a backed-off gap. The
 //!   requests of one exchange wait for its last summary page (at most
 //!   [`WANTS_WAIT`]) and go out merged, up to 64 ids to a message.
 //! - **Membership.** A `machines/<id>` entry makes its origin a member (its
@@ -77,6 +81,8 @@ pub const ON_DEMAND_RETELL: Duration = Duration::from_secs(30);
 pub const SYNC_MIN: Duration = Duration::from_secs(1);
 /// Anti-entropy interval once replicas agree.
 pub const SYNC_MAX: Duration = Duration::from_secs(30);
+/// How long an exchange's starter waits for the answer to its digest.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(1);
 /// How long a node waits to hear the ledger before claiming an address.
 pub const CLAIM_DELAY: Duration = Duration::from_secs(1);
 /// How long a node waits, after its first session came up, before its first
@@ -192,6 +198,9 @@ pub(crate) struct SyncState<const Q: usize, const F: usize> {
     /// (or as soon as the list is full).
     pub(crate) unsettled: Vec<Ipv4Addr, UNSETTLED, u8>,
     pub(crate) settle_at: Option<Instant>,
+    /// The exchange this node started last, while it waits for the
+    /// member's answer: its slot and until when.
+    pub(crate) awaiting: Option<(u16, Instant)>,
 }
 
 impl<const Q: usize, const F: usize> SyncState<Q, F> {
@@ -256,6 +265,7 @@ impl<const Q: usize, const F: usize> Default for SyncState<Q, F> {
             wants_from: 0,
             unsettled: Vec::new(),
             settle_at: None,
+            awaiting: None,
         }
     }
 }
@@ -337,6 +347,7 @@ where
                 let features = Features::parse(payload).map_err(DropReason::Malformed)?;
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                 m.batches = features.contains(Features::LEDGER_BATCH);
+                m.answers = features.contains(Features::ANSWERS_DIGESTS);
                 m.small_entries = features.contains(Features::SMALL_ENTRIES);
                 Ok(())
             }
@@ -437,7 +448,10 @@ where
                 let theirs = Digest::parse(&d);
                 let ours = self.ledger.as_ref().digest_in(self.scope(slot));
                 let mask = ours.mismatch(&theirs);
-                if !mask.is_empty() {
+                // Replicas that agree: an empty page says so to a member
+                // that waits for it (older ones need no answer).
+                let answers = self.members.as_ref()[slot as usize].as_ref().is_some_and(|m| m.answers);
+                if !mask.is_empty() || answers {
                     self.queue(Intent::Summary {
                         to: slot,
                         mask: mask.0,
@@ -446,6 +460,9 @@ where
                 }
             }
             Message::Summary(summary) => {
+                if self.sync.awaiting.is_some_and(|(s, _)| s == slot) {
+                    self.sync.awaiting = None;
+                }
                 if self.sync.wants_from != slot {
                     self.ask_wants();
                 }
@@ -989,6 +1006,16 @@ where
             }
         }
         self.claim_timeout(now);
+        if self.sync.awaiting.is_some_and(|(_, t)| now >= t) {
+            // No answer: the digest or the first page was lost. As after
+            // an exchange that found a difference, try again soon (with a
+            // member drawn anew) and back off from the shortest gap.
+            self.sync.awaiting = None;
+            self.stats.ledger_exchanges_unanswered += 1;
+            self.sync.sync_gap = SYNC_MIN;
+            let gap = spread(ANSWER_WAIT, self.rng.next_u32());
+            self.sync.next_sync = self.sync.next_sync.min(now + gap);
+        }
         if now >= self.sync.next_sync {
             let up = self.up_slots();
             if !up.is_empty() {
@@ -1101,6 +1128,9 @@ where
         if let Some(f) = self.sync.wants_by {
             t = t.min(f);
         }
+        if let Some((_, f)) = self.sync.awaiting {
+            t = t.min(f);
+        }
         Some(t)
     }
 
@@ -1177,6 +1207,8 @@ where
                 },
                 Intent::Digest { to } => {
                     exchanges = 1;
+                    let answers = self.members.as_ref()[to as usize].as_ref().is_some_and(|m| m.answers);
+                    self.sync.awaiting = answers.then_some((to, now + ANSWER_WAIT));
                     self.ledger
                         .as_ref()
                         .digest_in(self.scope(to))

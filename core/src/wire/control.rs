@@ -83,8 +83,12 @@ impl Features {
     /// Holds only small ledger entries (see `ledger::Scope`): a small
     /// device. Peers then push it only those and compare only those.
     pub const SMALL_ENTRIES: Features = Features(2);
-    /// What this version reads.
-    pub const OURS: Features = Features::LEDGER_BATCH;
+    /// Answers every ledger digest: with an empty summary page (mask 0)
+    /// when the replicas agree. The starter of an exchange that gets no
+    /// answer takes it for lost and starts another soon.
+    pub const ANSWERS_DIGESTS: Features = Features(4);
+    /// What this version reads and does.
+    pub const OURS: Features = Features::LEDGER_BATCH.with(Features::ANSWERS_DIGESTS);
 
     /// Both sets of bits.
     pub const fn with(self, other: Features) -> Features {

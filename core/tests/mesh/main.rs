@@ -1021,6 +1021,57 @@ fn nodes_started_together_do_not_exchange_in_lockstep() {
     );
 }
 
+#[test]
+fn an_exchange_whose_digest_is_lost_is_started_again_within_seconds() {
+    let mut lan = Lan::new(2, |_, _| {});
+    // Long enough for the exchanges to back off to one in 15-45 s.
+    lan.advance(Duration::from_secs(200));
+    let exchanges = |lan: &Lan| lan.nodes[0].stats().ledger_exchanges_started;
+    let initiations = lan.nodes[0].stats().initiations_sent;
+    // Node 1 is unplugged until node 0 starts an exchange: the digest is
+    // lost, and replicas that agree would not answer it anyway.
+    lan.unplugged = Some(1);
+    let before = exchanges(&lan);
+    let start = lan.now;
+    while exchanges(&lan) == before {
+        assert!(
+            lan.now.saturating_since(start) < Duration::from_secs(60),
+            "no exchange started"
+        );
+        lan.advance(Duration::from_millis(50));
+    }
+    lan.unplugged = None;
+    let lost_at = lan.now;
+    let before = exchanges(&lan);
+    while exchanges(&lan) == before {
+        assert!(
+            lan.now.saturating_since(lost_at) < Duration::from_secs(60),
+            "no exchange after the lost one"
+        );
+        lan.advance(Duration::from_millis(50));
+    }
+    assert_eq!(lan.nodes[0].stats().ledger_exchanges_unanswered, 1);
+    let retried = lan.now.saturating_since(lost_at);
+    assert!(
+        retried <= Duration::from_secs(3),
+        "the next exchange came {retried:?} after the lost one"
+    );
+    // The same session all along: the retry is the unanswered exchange's,
+    // not a new session's greeting.
+    assert_eq!(lan.nodes[0].stats().initiations_sent, initiations);
+    assert!(
+        lan.events[0].iter().all(|e| !matches!(e, Event::PeerDown(_))),
+        "{:?}",
+        lan.events[0]
+    );
+    // Answered exchanges back off again (gaps of about 1, 2, 4, 8, 16 and
+    // 30 s), rather than go on every second.
+    let before = exchanges(&lan);
+    lan.advance(Duration::from_secs(60));
+    let more = exchanges(&lan) - before;
+    assert!(more <= 8, "{more} exchanges in the minute after the answered one");
+}
+
 /// A range in which nodes 0 and 1 of a [`Lan`] prefer the same address, so
 /// a claim made without hearing the other's collides.
 fn colliding_range(lan: &Lan) -> OverlayRange {

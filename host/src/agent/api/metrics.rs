@@ -129,7 +129,7 @@ pub fn render(m: &Metrics) -> String {
     );
 
     let n = &m.stats;
-    let counters: [(&str, &str, u64); 16] = [
+    let counters: [(&str, &str, u64); 18] = [
         ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
         ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
         ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
@@ -168,6 +168,16 @@ pub fn render(m: &Metrics) -> String {
             "kairos_ledger_batches_sent_total",
             "Datagrams carrying several ledger entries.",
             n.ledger_batches_sent,
+        ),
+        (
+            "kairos_ledger_exchanges_started_total",
+            "Anti-entropy exchanges started (digests sent).",
+            n.ledger_exchanges_started,
+        ),
+        (
+            "kairos_ledger_exchanges_unanswered_total",
+            "Anti-entropy exchanges whose digest got no answer in time (lost on the way).",
+            n.ledger_exchanges_unanswered,
         ),
         (
             "kairos_handshake_initiations_sent_total",
