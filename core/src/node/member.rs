@@ -85,6 +85,8 @@ pub struct Member<P: CryptoProvider> {
     /// replicas agree (`FEATURES`), so an exchange with it that gets no
     /// answer was lost. Cleared when the session goes down, like `batches`.
     pub(crate) answers: bool,
+    /// Its `FEATURES` arrived on this session (cleared with each new one).
+    pub(crate) features_heard: bool,
     /// It holds only small ledger entries (`FEATURES`, see
     /// [`crate::ledger::Scope`]): a small device, which is also never
     /// picked as a mesh neighbour. Set by each session's `FEATURES` and
@@ -151,6 +153,7 @@ impl<P: CryptoProvider> Member<P> {
             on_demand_told: None,
             batches: false,
             answers: false,
+            features_heard: false,
             small_entries: false,
             next_probe: None,
             probe_nonce: 0,

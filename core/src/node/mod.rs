@@ -1854,6 +1854,7 @@ where
             // node: what it reads is said again on it.
             m.batches = false;
             m.answers = false;
+            m.features_heard = false;
         }
         let old_timer = m.timer;
         m.timer = t.poll_timeout();
@@ -1882,6 +1883,7 @@ where
                     m.on_demand_told = None;
                     m.batches = false;
                     m.answers = false;
+                    m.features_heard = false;
                 }
             }
             if !up {
@@ -1894,7 +1896,7 @@ where
             }
         }
         if established {
-            self.queue(sync::Intent::Features { to: slot });
+            self.queue(sync::Intent::Features { to: slot, ask: false });
         }
         if came_up && self.beyond_neighbour_quota() {
             // A small pool: a session another member opened as its
@@ -1958,6 +1960,7 @@ where
         m.on_demand_told = None;
         m.batches = false;
         m.answers = false;
+        m.features_heard = false;
         self.note_timer(old_timer, None);
         self.deactivate(slot);
         self.ups_dirty = true;

@@ -156,8 +156,9 @@ pub(crate) enum Intent {
     PunchReady { to: u16, nonce: u64 },
     /// Our session with the member is on demand (`ControlKind::ON_DEMAND`).
     OnDemand { to: u16 },
-    /// What we read (`ControlKind::FEATURES`).
-    Features { to: u16 },
+    /// What we read (`ControlKind::FEATURES`); `ask` when we have not
+    /// heard the member's on this session (it answers with its own).
+    Features { to: u16, ask: bool },
     /// `RELAY_REFUSED`: we cannot relay to member `dst`.
     RelayRefused { to: u16, dst: NodeId },
 }
@@ -349,6 +350,11 @@ where
                 m.batches = features.contains(Features::LEDGER_BATCH);
                 m.answers = features.contains(Features::ANSWERS_DIGESTS);
                 m.small_entries = features.contains(Features::SMALL_ENTRIES);
+                m.features_heard = true;
+                if features.contains(Features::ASK) {
+                    // Ours was lost on the way.
+                    self.queue(Intent::Features { to: slot, ask: false });
+                }
                 Ok(())
             }
             ControlKind::PUNCH_REQUEST => {
@@ -1020,6 +1026,14 @@ where
             let up = self.up_slots();
             if !up.is_empty() {
                 let to = up[(self.rng.next_u32() as usize) % up.len()];
+                let heard = self.members.as_ref()[to as usize]
+                    .as_ref()
+                    .is_some_and(|m| m.features_heard);
+                if !heard {
+                    // Its FEATURES were lost: ask for them, before the
+                    // digest it may answer.
+                    self.queue(Intent::Features { to, ask: true });
+                }
                 self.queue(Intent::Digest { to });
             }
             self.sync.next_sync = now + spread(self.sync.sync_gap, self.rng.next_u32());
@@ -1159,7 +1173,7 @@ where
                 | Intent::PunchReady { to, .. }
                 | Intent::OnDemand { to }
                 | Intent::RelayRefused { to, .. }
-                | Intent::Features { to } => *to,
+                | Intent::Features { to, .. } => *to,
             };
             // Probes go straight to the probed endpoint; the rest through the
             // member's relay if it has one.
@@ -1259,7 +1273,14 @@ where
                     body[..16].copy_from_slice(&dst.0);
                     Some((ControlKind::RELAY_REFUSED, 16))
                 }
-                Intent::Features { .. } => Some((ControlKind::FEATURES, Self::features().emit(body))),
+                Intent::Features { ask, .. } => {
+                    let ours = if ask {
+                        Self::features().with(Features::ASK)
+                    } else {
+                        Self::features()
+                    };
+                    Some((ControlKind::FEATURES, ours.emit(body)))
+                }
                 Intent::Probe { nonce, reply, .. } => {
                     body[..8].copy_from_slice(&nonce.to_le_bytes());
                     Some((

@@ -87,6 +87,9 @@ impl Features {
     /// when the replicas agree. The starter of an exchange that gets no
     /// answer takes it for lost and starts another soon.
     pub const ANSWERS_DIGESTS: Features = Features(4);
+    /// The sender has not heard the receiver's `FEATURES` on this session
+    /// (it was lost): answer with yours. Older nodes ignore the bit.
+    pub const ASK: Features = Features(1 << 31);
     /// What this version reads and does.
     pub const OURS: Features = Features::LEDGER_BATCH.with(Features::ANSWERS_DIGESTS);
 

@@ -52,6 +52,8 @@ struct Lan {
     /// Nodes behind a port forward (or a NAT that changes ports): the
     /// address the others reach them at and see their datagrams come from.
     mapped: Vec<Option<SocketAddr>>,
+    /// Datagrams lost on the way: (from, to, length, how many more).
+    lose: Option<(usize, usize, usize, usize)>,
 }
 
 fn node(seed: u64, net: &NetworkKeys, config: NodeConfig, capacity: usize) -> TestNode {
@@ -106,6 +108,7 @@ impl Lan {
             beacons: 0,
             unplugged: None,
             mapped: vec![None; n],
+            lose: None,
         }
     }
 
@@ -148,6 +151,12 @@ impl Lan {
                 match t.destination {
                     Destination::Unicast(to) => {
                         if let Some(j) = self.index_of(to) {
+                            if let Some((from, to, len, n)) = self.lose.as_mut() {
+                                if (*from, *to, *len) == (i, j, bytes.len()) && *n > 0 {
+                                    *n -= 1;
+                                    continue;
+                                }
+                            }
                             self.sent.push((j, self.seen_from(i), bytes.clone()));
                             self.wire.push_back((j, self.seen_from(i), bytes));
                         }
@@ -1070,6 +1079,32 @@ fn an_exchange_whose_digest_is_lost_is_started_again_within_seconds() {
     lan.advance(Duration::from_secs(60));
     let more = exchanges(&lan) - before;
     assert!(more <= 8, "{more} exchanges in the minute after the answered one");
+}
+
+#[test]
+fn a_member_whose_features_were_lost_is_asked_again() {
+    // A FEATURES datagram: transport header, kind, four bytes of bits, tag.
+    const FEATURES_LEN: usize = 16 + 1 + 4 + 16;
+    let mut lan = Lan::new(2, |_, _| {});
+    // Node 1's FEATURES are lost, and so is its answer to node 0's first
+    // ask.
+    lan.lose = Some((1, 0, FEATURES_LEN, 2));
+    lan.advance(Duration::from_secs(5));
+    assert_eq!(lan.lose.map(|l| l.3), Some(0), "two FEATURES lost");
+    // Node 0 asked again with its next exchange: it batches to node 1.
+    let now = lan.now;
+    for i in 0..8u8 {
+        lan.nodes[0]
+            .ledger_put(now, b"services", &[b'k', i], &[i; 40], 0)
+            .unwrap();
+    }
+    let before = lan.nodes[0].stats().ledger_batches_sent;
+    lan.advance(Duration::from_secs(1));
+    assert!(
+        lan.nodes[0].stats().ledger_batches_sent > before,
+        "node 0 never learnt that node 1 reads batches"
+    );
+    assert_eq!(lan.nodes[1].ledger().iter_bucket(b"services").count(), 8);
 }
 
 /// A range in which nodes 0 and 1 of a [`Lan`] prefer the same address, so
