@@ -469,6 +469,11 @@ where
                 if self.sync.awaiting.is_some_and(|(s, _)| s == slot) {
                     self.sync.awaiting = None;
                 }
+                if summary.mask() == 0 {
+                    // The answer of a member whose replica agrees: nothing
+                    // to compare, and another exchange's wants wait on.
+                    return Ok(());
+                }
                 if self.sync.wants_from != slot {
                     self.ask_wants();
                 }
