@@ -456,8 +456,7 @@ where
                 let mask = ours.mismatch(&theirs);
                 // Replicas that agree: an empty page says so to a member
                 // that waits for it (older ones need no answer).
-                let answers = self.members.as_ref()[slot as usize].as_ref().is_some_and(|m| m.answers);
-                if !mask.is_empty() || answers {
+                if !mask.is_empty() || self.answers(slot) {
                     self.queue(Intent::Summary {
                         to: slot,
                         mask: mask.0,
@@ -612,6 +611,16 @@ where
         } else {
             Features::OURS
         }
+    }
+
+    /// Whether the member in `slot` answers every digest
+    /// (`ANSWERS_DIGESTS` on this session).
+    fn answers(&self, slot: u16) -> bool {
+        self.members
+            .as_ref()
+            .get(slot as usize)
+            .and_then(|m| m.as_ref())
+            .is_some_and(|m| m.answers)
     }
 
     /// Which ledger entries an exchange with the member in `slot` covers:
@@ -1226,8 +1235,7 @@ where
                 },
                 Intent::Digest { to } => {
                     exchanges = 1;
-                    let answers = self.members.as_ref()[to as usize].as_ref().is_some_and(|m| m.answers);
-                    self.sync.awaiting = answers.then_some((to, now + ANSWER_WAIT));
+                    self.sync.awaiting = self.answers(to).then_some((to, now + ANSWER_WAIT));
                     self.ledger
                         .as_ref()
                         .digest_in(self.scope(to))

@@ -781,6 +781,31 @@ mod tests {
         }
     }
 
+    /// One end of a test pair: its tunnel, its keys, where its datagrams
+    /// come from.
+    type End<'a> = (&'a mut Tunnel<RustCryptoProvider>, &'a mut Local, SocketAddr);
+
+    /// `i` initiates at once and takes `r`'s response (each datagram at the
+    /// next `step` of 30 ms); `i`'s confirmation is left to send.
+    fn initiate(
+        (ti, li, from_i): End<'_>,
+        (tr, lr, from_r): End<'_>,
+        rng: &mut rand_chacha::ChaCha20Rng,
+        step: &mut impl FnMut(u64) -> Instant,
+    ) {
+        let mut buf = [0u8; 256];
+        ti.connect_now();
+        let n = ti.poll_transmit(step(30), li, rng, &mut buf).unwrap();
+        let mut reply = match tr.handle_datagram(step(30), lr, rng, from_i, &mut buf[..n]) {
+            Ok(Received::Reply(r)) => r.to_vec(),
+            other => panic!("expected a response, got {other:?}"),
+        };
+        assert_eq!(
+            ti.handle_datagram(step(30), li, rng, from_r, &mut reply),
+            Ok(Received::Handshake)
+        );
+    }
+
     /// Both sides measure the handshake's round trip: the initiator up to
     /// the response, the responder up to the key confirmation.
     #[test]
@@ -828,15 +853,11 @@ mod tests {
             at
         };
         // A session made by A, confirmed at B.
-        ta.connect_now();
-        let n = ta.poll_transmit(step(30), &mut la, &mut rng, &mut buf).unwrap();
-        let mut reply = match tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut buf[..n]) {
-            Ok(Received::Reply(r)) => r.to_vec(),
-            other => panic!("expected a response, got {other:?}"),
-        };
-        assert_eq!(
-            ta.handle_datagram(step(30), &mut la, &mut rng, from_b, &mut reply),
-            Ok(Received::Handshake)
+        initiate(
+            (&mut ta, &mut la, from_a),
+            (&mut tb, &mut lb, from_b),
+            &mut rng,
+            &mut step,
         );
         let n = ta
             .poll_transmit(step(30), &mut la, &mut rng, &mut buf)
@@ -846,15 +867,11 @@ mod tests {
             Ok(Received::Keepalive)
         );
         // B rekeys; A answers; B's confirmation is lost.
-        tb.connect_now();
-        let n = tb.poll_transmit(step(30), &mut lb, &mut rng, &mut buf).unwrap();
-        let mut reply = match ta.handle_datagram(step(30), &mut la, &mut rng, from_b, &mut buf[..n]) {
-            Ok(Received::Reply(r)) => r.to_vec(),
-            other => panic!("expected a response, got {other:?}"),
-        };
-        assert_eq!(
-            tb.handle_datagram(step(30), &mut lb, &mut rng, from_a, &mut reply),
-            Ok(Received::Handshake)
+        initiate(
+            (&mut tb, &mut lb, from_b),
+            (&mut ta, &mut la, from_a),
+            &mut rng,
+            &mut step,
         );
         assert!(
             tb.poll_transmit(step(30), &mut lb, &mut rng, &mut buf).is_some(),
