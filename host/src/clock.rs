@@ -30,6 +30,12 @@ impl Clock {
         Instant::from_micros(self.origin.elapsed().as_micros() as u64)
     }
 
+    /// `at` on the `std` clock: the same instant for the same `at`, so a
+    /// deadline computed twice is equal (no rounding between two reads).
+    pub fn to_std(&self, at: Instant) -> StdInstant {
+        self.origin + std::time::Duration::from_micros(at.as_micros())
+    }
+
     /// Wall time (since the UNIX epoch) at the core's `Instant::ZERO`.
     pub fn wall_at_zero(&self) -> Duration {
         self.wall_at_origin

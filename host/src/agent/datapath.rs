@@ -146,6 +146,16 @@ impl TxPath {
         }
     }
 
+    /// [`TxPath::recv`] without waiting (see [`Interface::try_recv`]).
+    pub fn try_recv(&mut self, tun: &Interface) -> io::Result<usize> {
+        let start = if self.offload {
+            HEADROOM - VNET_HDR_LEN
+        } else {
+            HEADROOM
+        };
+        tun.try_recv(&mut self.buf[start..HEADROOM + MAX_PACKET])
+    }
+
     /// Sends what a read of `n` bytes from the interface holds.
     pub async fn handle(
         &mut self,
@@ -322,6 +332,8 @@ pub struct RxPath {
     coalescer: Coalescer,
     /// The merged packet after its `virtio_net_hdr`.
     gro: Vec<u8>,
+    /// Whether the current [`RxPath::handle`] wrote to the interface.
+    wrote: bool,
 }
 
 impl RxPath {
@@ -337,6 +349,7 @@ impl RxPath {
             } else {
                 Vec::new()
             },
+            wrote: false,
         }
     }
 
@@ -356,7 +369,7 @@ impl RxPath {
     /// Hands the `msgs` messages just received to the node, then whatever
     /// else is queued on the socket (up to [`DRAIN`] more calls while each
     /// call fills all [`BATCH`] messages), and writes what they carry to
-    /// the interface.
+    /// the interface. Returns whether anything was written to it.
     pub async fn handle<T: PacketSink>(
         &mut self,
         node: &mut MeshNode,
@@ -365,7 +378,8 @@ impl RxPath {
         tun: Option<&T>,
         stats: &mut DatapathStats,
         msgs: usize,
-    ) {
+    ) -> bool {
+        self.wrote = false;
         let mut msgs = msgs;
         for round in 0..=DRAIN {
             stats.receives += 1;
@@ -393,6 +407,7 @@ impl RxPath {
             }
         }
         self.flush_gro(tun, stats).await;
+        self.wrote
     }
 
     /// One datagram at `buf[at..][..len]` from `from`.
@@ -430,6 +445,7 @@ impl RxPath {
     /// Writes the packet at `buf[at..][..len]` to the interface, merged
     /// with its neighbours where it can be.
     async fn deliver<T: PacketSink>(&mut self, tun: &T, stats: &mut DatapathStats, at: usize, len: usize) {
+        self.wrote = true;
         if !self.offload {
             write(tun, &self.buf[at..at + len]).await;
             return;

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
@@ -24,7 +25,7 @@ use kairos_core::ledger::LedgerError;
 use kairos_core::node::{Destination, Event, Input};
 use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant as TokioInstant;
+use tokio::time::{Instant as TokioInstant, Sleep};
 
 use super::datapath::{DatapathStats, PacketSink, RxPath, TxPath};
 use super::dns::{self, DnsView};
@@ -129,6 +130,10 @@ const SNAPSHOT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The shortest gap between two timer wake-ups when the node reports a
 /// deadline that has already passed: a guard against spinning.
 const MIN_TIMER_GAP: Duration = Duration::from_millis(1);
+/// Reads from the interface right after writes to it, before waiting again
+/// (the kernel's immediate answers to what was written; a bulk receive's
+/// ACKs come a few at a time).
+const TURNAROUND: usize = 8;
 
 /// What woke the driver.
 enum Wake {
@@ -167,6 +172,10 @@ pub struct Driver {
     snapshot_due: Option<TokioInstant>,
     /// After a timer run: no timer wake-up before this.
     not_before: Option<Instant>,
+    /// Wakes the driver for the node's timers.
+    timer: Alarm,
+    /// Wakes it to save the ledger.
+    snapshot: Alarm,
     /// Interface -> socket.
     tx_path: TxPath,
     /// Socket -> interface.
@@ -238,6 +247,8 @@ impl Driver {
             side_dirty: true,
             snapshot_due: None,
             not_before: None,
+            timer: Alarm::new(),
+            snapshot: Alarm::new(),
             tx_path: TxPath::new(offload),
             rx_path: RxPath::new(offload),
             datapath: DatapathStats::default(),
@@ -250,7 +261,9 @@ impl Driver {
     /// interface.
     pub async fn run(mut self) {
         loop {
-            let timer = self.next_timer();
+            let deadline = self.next_timer();
+            self.timer.set(deadline);
+            self.snapshot.set(self.snapshot_due);
             let wake = {
                 let Driver {
                     socket,
@@ -260,20 +273,20 @@ impl Driver {
                     rx_path,
                     tx_path,
                     lan_rx,
-                    snapshot_due,
+                    timer,
+                    snapshot,
                     k3s,
                     userspace,
                     ..
                 } = &mut self;
-                let snapshot_due = *snapshot_due;
                 tokio::select! {
                     r = rx_path.recv(socket) => Wake::Udp(r),
                     r = lan_recv(lan.as_ref(), lan_rx) => Wake::Lan(r),
                     r = tx_path.recv(tun.as_ref()) => Wake::Tun(r),
                     p = stack_recv(userspace.as_mut()) => Wake::Stack(p),
                     c = commands.recv() => Wake::Command(c),
-                    () = sleep_until(timer) => Wake::Timer,
-                    () = sleep_until(snapshot_due) => Wake::Snapshot,
+                    () = timer.wait() => Wake::Timer,
+                    () = snapshot.wait() => Wake::Snapshot,
                     o = k3s_recv(k3s.as_mut()) => Wake::K3s(o),
                 }
             };
@@ -287,6 +300,7 @@ impl Driver {
                         tun,
                         userspace,
                         rx_path,
+                        tx_path,
                         datapath,
                         ..
                     } = &mut self;
@@ -295,7 +309,16 @@ impl Driver {
                         (None, Some(s)) => Some(Sink::Stack(s)),
                         (None, None) => None,
                     };
-                    rx_path.handle(node, now, socket, sink.as_ref(), datapath, msgs).await;
+                    let wrote = rx_path.handle(node, now, socket, sink.as_ref(), datapath, msgs).await;
+                    if let (true, Some(tun)) = (wrote, tun.as_ref()) {
+                        // What the kernel answered during those writes (an
+                        // echo reply, a TCP ACK) is already queued: send it
+                        // now rather than after another wait for the runtime.
+                        for _ in 0..TURNAROUND {
+                            let Ok(n) = tx_path.try_recv(tun) else { break };
+                            tx_path.handle(node, now, socket, datapath, n).await;
+                        }
+                    }
                 }
                 Wake::Lan(Ok((n, from))) => self.on_beacon(from, n),
                 Wake::Udp(Err(e)) | Wake::Lan(Err(e)) => {
@@ -418,14 +441,13 @@ impl Driver {
 
     /// When to run the node's timers next.
     fn next_timer(&mut self) -> Option<TokioInstant> {
-        let now = self.clock.now();
         let mut at = self.node.poll_timeout()?;
         if let Some(floor) = self.not_before {
             if at < floor {
                 at = floor;
             }
         }
-        Some(TokioInstant::now() + at.saturating_since(now))
+        Some(TokioInstant::from_std(self.clock.to_std(at)))
     }
 
     /// Hands a datagram from the LAN beacon socket to the node (beacons;
@@ -781,10 +803,40 @@ async fn k3s_recv(k3s: Option<&mut K3sLink>) -> Option<K3sOutput> {
     }
 }
 
-async fn sleep_until(at: Option<TokioInstant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
+/// A deadline the driver waits on, kept from one turn of its loop to the
+/// next: moved only when it changes, where a sleep made afresh at every
+/// turn was entered into the runtime's timer wheel and taken out again at
+/// every packet.
+struct Alarm {
+    sleep: Pin<Box<Sleep>>,
+    /// The deadline `sleep` is set to; `None`: waits forever.
+    armed: Option<TokioInstant>,
+}
+
+impl Alarm {
+    fn new() -> Alarm {
+        Alarm {
+            sleep: Box::pin(tokio::time::sleep_until(TokioInstant::now())),
+            armed: None,
+        }
+    }
+
+    /// Sets the deadline (`None`: never).
+    fn set(&mut self, at: Option<TokioInstant>) {
+        if at != self.armed {
+            if let Some(t) = at {
+                self.sleep.as_mut().reset(t);
+            }
+            self.armed = at;
+        }
+    }
+
+    /// Until the deadline (at once if it has passed); forever if none.
+    async fn wait(&mut self) {
+        if self.armed.is_none() {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
     }
 }
 
@@ -793,6 +845,34 @@ mod tests {
     use super::*;
     use crate::agent::status::tests::with_node;
     use kairos_core::ledger::buckets::MACHINES;
+
+    /// An alarm ends at its deadline as last set, never before it, and
+    /// never when it has none.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_alarm_ends_at_its_last_deadline() {
+        let ms = std::time::Duration::from_millis;
+        let mut alarm = Alarm::new();
+        assert!(
+            tokio::time::timeout(ms(30), alarm.wait()).await.is_err(),
+            "no deadline: no end"
+        );
+        let start = TokioInstant::now();
+        alarm.set(Some(start + ms(20)));
+        alarm.set(Some(start + ms(60)));
+        alarm.set(Some(start + ms(60)));
+        tokio::time::timeout(ms(5000), alarm.wait()).await.expect("never ended");
+        assert!(TokioInstant::now() >= start + ms(60), "ended before its deadline");
+        // Moved earlier after it ended: ends at once (that deadline passed).
+        alarm.set(Some(start + ms(40)));
+        tokio::time::timeout(ms(5000), alarm.wait())
+            .await
+            .expect("a passed deadline never ended");
+        alarm.set(None);
+        assert!(
+            tokio::time::timeout(ms(30), alarm.wait()).await.is_err(),
+            "disarmed: no end"
+        );
+    }
 
     #[test]
     fn the_driver_holds_its_node_boxed() {

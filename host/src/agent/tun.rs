@@ -190,6 +190,15 @@ impl Interface {
         self.device.recv(buf).await
     }
 
+    /// [`Interface::recv`] without waiting: `WouldBlock` when no packet
+    /// is queued. It reads whether or not the runtime has seen the
+    /// interface readable, so it finds a packet the kernel queued during
+    /// this task's own write (an ICMP echo reply, a TCP ACK) before the
+    /// runtime hears of it.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tun::Device::recv(&self.device, buf)
+    }
+
     /// Writes one IP packet (after its `virtio_net_hdr` with offloads on).
     pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         self.device.send(packet).await
