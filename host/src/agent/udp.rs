@@ -140,7 +140,9 @@ impl MeshSocket {
     /// receive that is not part of a burst, before the agent sleeps). No
     /// datagram is missed: the socket is registered edge-triggered, so one
     /// that arrived after that receive wakes the runtime's next wait, and
-    /// nothing yields to the runtime in between.
+    /// nothing yields to the runtime in between. (`recvmmsg` also stops
+    /// short when a receive fails partway; on this socket only a fault
+    /// could, as ICMP errors are not queued on it: no `IP_RECVERR`.)
     fn drained(&self, filled: usize, asked: usize) {
         if filled < asked {
             let _ = self.socket.try_io(Interest::READABLE, |_| {
