@@ -118,42 +118,36 @@ impl TxPath {
         }
     }
 
-    /// Places `bytes` as if read from the interface; returns the count
-    /// [`TxPath::handle`] takes.
-    #[cfg(test)]
-    fn load(&mut self, bytes: &[u8]) -> usize {
+    /// Where a read from the interface goes: the packet starts at
+    /// `HEADROOM`, after its `virtio_net_hdr` when offloads are on.
+    fn read_buf(&mut self) -> &mut [u8] {
         let start = if self.offload {
             HEADROOM - VNET_HDR_LEN
         } else {
             HEADROOM
         };
-        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        &mut self.buf[start..HEADROOM + MAX_PACKET]
+    }
+
+    /// Places `bytes` as if read from the interface; returns the count
+    /// [`TxPath::handle`] takes.
+    #[cfg(test)]
+    fn load(&mut self, bytes: &[u8]) -> usize {
+        self.read_buf()[..bytes.len()].copy_from_slice(bytes);
         bytes.len()
     }
 
     /// Reads the next packet from `tun` (never returns without one).
     pub async fn recv(&mut self, tun: Option<&Interface>) -> io::Result<usize> {
         match tun {
-            Some(tun) => {
-                let start = if self.offload {
-                    HEADROOM - VNET_HDR_LEN
-                } else {
-                    HEADROOM
-                };
-                tun.recv(&mut self.buf[start..HEADROOM + MAX_PACKET]).await
-            }
+            Some(tun) => tun.recv(self.read_buf()).await,
             None => std::future::pending().await,
         }
     }
 
     /// [`TxPath::recv`] without waiting (see [`Interface::try_recv`]).
     pub fn try_recv(&mut self, tun: &Interface) -> io::Result<usize> {
-        let start = if self.offload {
-            HEADROOM - VNET_HDR_LEN
-        } else {
-            HEADROOM
-        };
-        tun.try_recv(&mut self.buf[start..HEADROOM + MAX_PACKET])
+        tun.try_recv(self.read_buf())
     }
 
     /// Sends what a read of `n` bytes from the interface holds.

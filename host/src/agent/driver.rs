@@ -169,12 +169,11 @@ pub struct Driver {
     /// Something the DNS view or the k3s inputs derive from may have
     /// changed since they were last sent.
     side_dirty: bool,
-    snapshot_due: Option<TokioInstant>,
     /// After a timer run: no timer wake-up before this.
     not_before: Option<Instant>,
     /// Wakes the driver for the node's timers.
     timer: Alarm,
-    /// Wakes it to save the ledger.
+    /// Wakes it to save the ledger (set at the first change after a save).
     snapshot: Alarm,
     /// Interface -> socket.
     tx_path: TxPath,
@@ -245,7 +244,6 @@ impl Driver {
             k3s: parts.k3s,
             userspace: parts.userspace,
             side_dirty: true,
-            snapshot_due: None,
             not_before: None,
             timer: Alarm::new(),
             snapshot: Alarm::new(),
@@ -263,7 +261,6 @@ impl Driver {
         loop {
             let deadline = self.next_timer();
             self.timer.set(deadline);
-            self.snapshot.set(self.snapshot_due);
             let wake = {
                 let Driver {
                     socket,
@@ -518,8 +515,8 @@ impl Driver {
                 tracing::info!(peer = %id, "peer down");
             }
             Event::LedgerChanged => {
-                if self.snapshot_due.is_none() {
-                    self.snapshot_due = Some(TokioInstant::now() + SNAPSHOT_DELAY);
+                if !self.snapshot.is_set() {
+                    self.snapshot.set(Some(TokioInstant::now() + SNAPSHOT_DELAY));
                 }
             }
             Event::AddressAssigned(addr) => {
@@ -689,7 +686,7 @@ impl Driver {
     }
 
     fn save_ledger(&mut self) {
-        self.snapshot_due = None;
+        self.snapshot.set(None);
         let bytes = snapshot::encode_ledger(self.node.ledger());
         self.writer.write(blobs::LEDGER_SNAPSHOT, bytes);
     }
@@ -829,6 +826,11 @@ impl Alarm {
             }
             self.armed = at;
         }
+    }
+
+    /// Whether it has a deadline.
+    fn is_set(&self) -> bool {
+        self.armed.is_some()
     }
 
     /// Until the deadline (at once if it has passed); forever if none.

@@ -16,11 +16,10 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::os::fd::AsFd;
-
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
