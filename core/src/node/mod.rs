@@ -1541,6 +1541,13 @@ where
         self.events.pop_front()
     }
 
+    /// Whether [`Node::poll_event`] has an event to give (for a host that
+    /// hands packets to the node on one thread and its events to the rest
+    /// of the host on another).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     // ---- internals ---------------------------------------------------------
 
     fn seal_announce(&mut self, now: Instant, kind: AnnounceKind, out: &mut [u8]) -> usize {

@@ -1,8 +1,10 @@
 //! The data path: overlay packets between the interface and the mesh socket,
 //! in batches. [`TxPath`] owns what goes from the interface out, [`RxPath`]
-//! what comes in from the socket; both are driven by the [`super::driver`]
-//! task, which owns the node (every packet is sealed and opened by the
-//! node's sessions, in place in these buffers).
+//! what comes in from the socket; both are driven by the data path thread
+//! ([`super::pump`]) with the node locked (every packet is sealed and
+//! opened by the node's sessions, in place in these buffers), and a
+//! [`TxPath`] by the [`super::driver`] for the userspace stack's packets.
+//! Nothing here waits for anything but room in a full socket.
 //!
 //! With interface offloads on ([`super::tun::Offload::On`]):
 //!
@@ -32,18 +34,19 @@ use kairos_core::time::Instant;
 use quinn_udp::RecvMeta;
 
 use super::mesh::MeshNode;
-use super::tun::Interface;
+use super::tun::TunIo;
 use super::udp::MeshSocket;
 
-/// Where received packets go: the interface, or a test's sink.
+/// Where received packets go: the interface, the userspace stack, or a
+/// test's sink. A write never waits.
 pub trait PacketSink {
     /// Writes one packet (after its `virtio_net_hdr` when offloads are on).
-    fn write(&self, packet: &[u8]) -> impl std::future::Future<Output = io::Result<usize>>;
+    fn write(&self, packet: &[u8]) -> io::Result<usize>;
 }
 
-impl PacketSink for Interface {
-    async fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        self.send(packet).await
+impl PacketSink for TunIo {
+    fn write(&self, packet: &[u8]) -> io::Result<usize> {
+        self.send(packet)
     }
 }
 
@@ -137,21 +140,13 @@ impl TxPath {
         bytes.len()
     }
 
-    /// Reads the next packet from `tun` (never returns without one).
-    pub async fn recv(&mut self, tun: Option<&Interface>) -> io::Result<usize> {
-        match tun {
-            Some(tun) => tun.recv(self.read_buf()).await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// [`TxPath::recv`] without waiting (see [`Interface::try_recv`]).
-    pub fn try_recv(&mut self, tun: &Interface) -> io::Result<usize> {
-        tun.try_recv(self.read_buf())
+    /// Reads the next packet from `tun`; `WouldBlock` when none is queued.
+    pub fn try_recv(&mut self, tun: &TunIo) -> io::Result<usize> {
+        tun.recv(self.read_buf())
     }
 
     /// Sends what a read of `n` bytes from the interface holds.
-    pub async fn handle(
+    pub fn handle(
         &mut self,
         node: &mut MeshNode,
         now: Instant,
@@ -160,7 +155,7 @@ impl TxPath {
         n: usize,
     ) {
         if !self.offload {
-            return self.single(node, now, socket, stats, n).await;
+            return self.single(node, now, socket, stats, n);
         }
         let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
             stats.offload_errors += 1;
@@ -180,7 +175,7 @@ impl TxPath {
                 tracing::debug!(error = %e, "packet from the interface with a bad checksum request");
                 return;
             }
-            return self.single(node, now, socket, stats, len).await;
+            return self.single(node, now, socket, stats, len);
         }
         let TxPath { buf, seg, .. } = self;
         let mut segments = match Segmenter::new(&hdr, &buf[HEADROOM..HEADROOM + len]) {
@@ -202,7 +197,7 @@ impl TxPath {
         let mut base = 0;
         loop {
             if base + room > seg.len() {
-                flush(&mut batch, seg, socket, stats).await;
+                flush(&mut batch, seg, socket, stats);
                 base = 0;
             }
             let seg_len = match segments.next_into(&mut seg[base + HEADROOM..]) {
@@ -230,8 +225,8 @@ impl TxPath {
             let Some((to, at, len)) = sealed else { continue };
             if at != base + RELAY_HEADROOM {
                 // Wrapped for a relay, so not where the run continues: alone.
-                flush(&mut batch, seg, socket, stats).await;
-                send(socket, &seg[at..at + len], to).await;
+                flush(&mut batch, seg, socket, stats);
+                send(socket, &seg[at..at + len], to);
                 base = 0;
                 continue;
             }
@@ -249,7 +244,7 @@ impl TxPath {
                     b.closed = len < b.segment;
                 }
                 _ => {
-                    flush(&mut batch, seg, socket, stats).await;
+                    flush(&mut batch, seg, socket, stats);
                     batch = Some(Batch {
                         to,
                         start: at,
@@ -262,12 +257,12 @@ impl TxPath {
             }
             base = at + len - RELAY_HEADROOM;
         }
-        flush(&mut batch, seg, socket, stats).await;
+        flush(&mut batch, seg, socket, stats);
     }
 
     /// Seals and sends one IP packet made inside the process (the
     /// userspace stack's), copied into place; one packet, no offloads.
-    pub async fn handle_packet(
+    pub fn handle_packet(
         &mut self,
         node: &mut MeshNode,
         now: Instant,
@@ -283,11 +278,11 @@ impl TxPath {
             return;
         };
         room.copy_from_slice(packet);
-        self.single(node, now, socket, stats, packet.len()).await;
+        self.single(node, now, socket, stats, packet.len());
     }
 
     /// The packet at `buf[HEADROOM..][..len]`, checksums complete: sealed and sent.
-    async fn single(
+    fn single(
         &mut self,
         node: &mut MeshNode,
         now: Instant,
@@ -296,7 +291,7 @@ impl TxPath {
         len: usize,
     ) {
         match node.handle_ip_packet(now, &mut self.buf, len) {
-            Ok(Outbound::Datagram { to, datagram }) => send(socket, datagram, to).await,
+            Ok(Outbound::Datagram { to, datagram }) => send(socket, datagram, to),
             Ok(Outbound::Queued) => {}
             Err(reason) => {
                 stats.tx_drops[reason.index()] += 1;
@@ -307,12 +302,12 @@ impl TxPath {
 }
 
 /// Sends the run in `batch`, if any.
-async fn flush(batch: &mut Option<Batch>, seg: &[u8], socket: &MeshSocket, stats: &mut DatapathStats) {
+fn flush(batch: &mut Option<Batch>, seg: &[u8], socket: &MeshSocket, stats: &mut DatapathStats) {
     let Some(b) = batch.take() else { return };
     if b.count > 1 {
         stats.gso_sends += 1;
     }
-    if let Err(e) = socket.send_segments(&seg[b.start..b.end], b.segment, b.to).await {
+    if let Err(e) = socket.send_segments(&seg[b.start..b.end], b.segment, b.to) {
         tracing::debug!(error = %e, to = %b.to, "send failed");
     }
 }
@@ -347,14 +342,8 @@ impl RxPath {
         }
     }
 
-    /// Waits for datagrams; returns how many messages were taken.
-    pub async fn recv(&mut self, socket: &MeshSocket) -> io::Result<usize> {
-        let mut bufs = slices(&mut self.buf);
-        socket.recv_batch(&mut bufs, &mut self.meta).await
-    }
-
-    /// [`RxPath::recv`] without waiting: `WouldBlock` when nothing is queued.
-    #[cfg(test)]
+    /// Takes the datagrams queued on `socket` (up to [`BATCH`] messages);
+    /// returns how many messages; `WouldBlock` when nothing is queued.
     pub fn try_recv(&mut self, socket: &MeshSocket) -> io::Result<usize> {
         let mut bufs = slices(&mut self.buf);
         socket.try_recv_batch(&mut bufs, &mut self.meta)
@@ -364,7 +353,7 @@ impl RxPath {
     /// else is queued on the socket (up to [`DRAIN`] more calls while each
     /// call fills all [`BATCH`] messages), and writes what they carry to
     /// the interface. Returns whether anything was written to it.
-    pub async fn handle<T: PacketSink>(
+    pub fn handle<T: PacketSink>(
         &mut self,
         node: &mut MeshNode,
         now: Instant,
@@ -385,7 +374,7 @@ impl RxPath {
                 while at < end {
                     let len = (end - at).min(stride);
                     stats.datagrams += 1;
-                    self.one(node, now, socket, tun, stats, m.addr, at, len).await;
+                    self.one(node, now, socket, tun, stats, m.addr, at, len);
                     at += len;
                 }
             }
@@ -400,13 +389,13 @@ impl RxPath {
                 Err(_) => break,
             }
         }
-        self.flush_gro(tun, stats).await;
+        self.flush_gro(tun, stats);
         self.wrote
     }
 
     /// One datagram at `buf[at..][..len]` from `from`.
     #[allow(clippy::too_many_arguments)]
-    async fn one<T: PacketSink>(
+    fn one<T: PacketSink>(
         &mut self,
         node: &mut MeshNode,
         now: Instant,
@@ -421,7 +410,7 @@ impl RxPath {
         let delivered = match node.handle_datagram(now, from, &mut self.buf[at..at + len]) {
             Ok(Input::Deliver(packet)) => Some((packet.as_ptr() as usize - origin, packet.len())),
             Ok(Input::Send { to, datagram }) => {
-                send(socket, datagram, to).await;
+                send(socket, datagram, to);
                 None
             }
             Ok(Input::Consumed) => None,
@@ -432,21 +421,21 @@ impl RxPath {
             }
         };
         if let (Some((at, len)), Some(tun)) = (delivered, tun) {
-            self.deliver(tun, stats, at, len).await;
+            self.deliver(tun, stats, at, len);
         }
     }
 
     /// Writes the packet at `buf[at..][..len]` to the interface, merged
     /// with its neighbours where it can be.
-    async fn deliver<T: PacketSink>(&mut self, tun: &T, stats: &mut DatapathStats, at: usize, len: usize) {
+    fn deliver<T: PacketSink>(&mut self, tun: &T, stats: &mut DatapathStats, at: usize, len: usize) {
         self.wrote = true;
         if !self.offload {
-            write(tun, &self.buf[at..at + len]).await;
+            write(tun, &self.buf[at..at + len]);
             return;
         }
         let mut push = self.coalescer.push(&mut self.gro, &self.buf[at..at + len]);
         if push == Push::Mismatch {
-            self.flush_gro(Some(tun), stats).await;
+            self.flush_gro(Some(tun), stats);
             push = self.coalescer.push(&mut self.gro, &self.buf[at..at + len]);
         }
         if push == Push::Merged {
@@ -454,13 +443,13 @@ impl RxPath {
         }
         // Alone, after what is pending (order kept). The transport header
         // before the packet is spent: its header goes there.
-        self.flush_gro(Some(tun), stats).await;
+        self.flush_gro(Some(tun), stats);
         VnetHdr::NONE.emit(&mut self.buf[at - VNET_HDR_LEN..at]);
-        write(tun, &self.buf[at - VNET_HDR_LEN..at + len]).await;
+        write(tun, &self.buf[at - VNET_HDR_LEN..at + len]);
     }
 
     /// Writes the merged packet, if any.
-    async fn flush_gro<T: PacketSink>(&mut self, tun: Option<&T>, stats: &mut DatapathStats) {
+    fn flush_gro<T: PacketSink>(&mut self, tun: Option<&T>, stats: &mut DatapathStats) {
         let segments = self.coalescer.segments();
         let Some(n) = self.coalescer.finish(&mut self.gro) else {
             return;
@@ -470,7 +459,7 @@ impl RxPath {
             stats.gro_segments += segments as u64;
         }
         if let Some(tun) = tun {
-            write(tun, &self.gro[..n]).await;
+            write(tun, &self.gro[..n]);
         }
     }
 }
@@ -481,14 +470,14 @@ fn slices(buf: &mut [u8]) -> [IoSliceMut<'_>; BATCH] {
     std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")))
 }
 
-async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.send_to(datagram, to).await {
+fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(datagram, to) {
         tracing::debug!(error = %e, %to, "send failed");
     }
 }
 
-async fn write<T: PacketSink>(tun: &T, packet: &[u8]) {
-    if let Err(e) = tun.write(packet).await {
+fn write<T: PacketSink>(tun: &T, packet: &[u8]) {
+    if let Err(e) = tun.write(packet) {
         tracing::debug!(error = %e, "cannot write to the interface");
     }
 }
@@ -558,7 +547,7 @@ mod tests {
     }
 
     impl PacketSink for Sink {
-        async fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        fn write(&self, bytes: &[u8]) -> io::Result<usize> {
             let hdr = VnetHdr::parse(bytes).expect("a virtio header");
             let packet = &bytes[VNET_HDR_LEN..];
             assert_eq!(packet[0] >> 4, 6, "IPv6");
@@ -591,7 +580,7 @@ mod tests {
     impl Side {
         /// `bytes` (a virtio header and a packet) as if read from the
         /// interface, handled by the send path.
-        async fn send_super(&mut self, bytes: &[u8], now: Instant) {
+        fn send_super(&mut self, bytes: &[u8], now: Instant) {
             let n = self.tx.load(bytes);
             let Side {
                 node,
@@ -600,7 +589,7 @@ mod tests {
                 stats,
                 ..
             } = self;
-            tx.handle(node, now, socket, stats, n).await;
+            tx.handle(node, now, socket, stats, n);
         }
     }
 
@@ -641,14 +630,14 @@ mod tests {
 
     /// Runs `side`'s timers, sends what it wants sent and takes what
     /// arrived.
-    async fn pump(side: &mut Side, clock: &Clock, sink: &Sink) {
+    fn pump(side: &mut Side, clock: &Clock, sink: &Sink) {
         let now = clock.now();
         if side.node.poll_timeout().is_some_and(|t| t <= now) {
             side.node.handle_timeout(now);
         }
         while let Some(t) = side.node.poll_transmit(now, &mut side.out) {
             if let kairos_core::node::Destination::Unicast(to) = t.destination {
-                side.socket.send_to(&side.out[..t.len], to).await.unwrap();
+                side.socket.send_to(&side.out[..t.len], to).unwrap();
             }
         }
         if let Ok(msgs) = side.rx.try_recv(&side.socket) {
@@ -659,7 +648,7 @@ mod tests {
                 stats,
                 ..
             } = side;
-            rx.handle(node, now, socket, Some(sink), stats, msgs).await;
+            rx.handle(node, now, socket, Some(sink), stats, msgs);
         }
     }
 
@@ -708,7 +697,7 @@ mod tests {
     }
 
     /// Two nodes on loopback sockets with a direct session up.
-    async fn met(clock: &Clock, sink: &Sink) -> (Side, Side) {
+    fn met(clock: &Clock, sink: &Sink) -> (Side, Side) {
         let keys = NetworkKeys::derive(&[7; 32]);
         let (sa, sb) = (MeshSocket::bind(0).unwrap(), MeshSocket::bind(0).unwrap());
         let (pa, pb) = (sa.local_addr().unwrap().port(), sb.local_addr().unwrap().port());
@@ -723,24 +712,23 @@ mod tests {
                 start.elapsed() < std::time::Duration::from_secs(10),
                 "the two nodes never met"
             );
-            pump(&mut a, clock, sink).await;
-            pump(&mut b, clock, sink).await;
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            pump(&mut a, clock, sink);
+            pump(&mut b, clock, sink);
+            // Until either socket has something, or a timer may be due.
+            let _ = crate::agent::udp::wait(
+                &b.socket,
+                rustix::event::PollFlags::IN,
+                Some(std::time::Duration::from_millis(1)),
+            );
         }
         (a, b)
     }
 
-    /// Runs `f` on a thread with room for two nodes, on a current-thread runtime.
-    fn on_big_stack<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F + Send + 'static) {
+    /// Runs `f` on a thread with room for two nodes.
+    fn on_big_stack(f: impl FnOnce() + Send + 'static) {
         std::thread::Builder::new()
             .stack_size(64 << 20)
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(f());
-            })
+            .spawn(f)
             .unwrap()
             .join()
             .unwrap();
@@ -755,7 +743,7 @@ mod tests {
 
     /// Pumps `side` until `done` holds; fails with `what` and its drops at
     /// `deadline`.
-    async fn pump_until(
+    fn pump_until(
         side: &mut Side,
         clock: &Clock,
         sink: &Sink,
@@ -769,22 +757,22 @@ mod tests {
                 "{what}: {:?}",
                 side.stats.rx_drops
             );
-            pump(side, clock, sink).await;
-            tokio::task::yield_now().await;
+            pump(side, clock, sink);
+            std::thread::yield_now();
         }
     }
 
-    async fn forgeries() {
+    fn forgeries() {
         let clock = Clock::start();
         let sink = sink();
-        let (mut a, mut b) = met(&clock, &sink).await;
+        let (mut a, mut b) = met(&clock, &sink);
         let packet = super_packet(a.node.ipv6(), b.node.ipv6(), 1, 0);
-        a.send_super(&packet, clock.now()).await;
+        a.send_super(&packet, clock.now());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while sink.payload.borrow().len() < PAYLOAD {
             assert!(std::time::Instant::now() < deadline, "the stream arrives");
-            pump(&mut b, &clock, &sink).await;
-            tokio::task::yield_now().await;
+            pump(&mut b, &clock, &sink);
+            std::thread::yield_now();
         }
         // The run's first datagram, still sealed in a's send buffer.
         let first = RELAY_HEADROOM..RELAY_HEADROOM + 60 + MSS + kairos_core::wire::TRANSPORT_OVERHEAD;
@@ -794,7 +782,7 @@ mod tests {
         forged[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
         let to = SocketAddr::from(([127, 0, 0, 1], b.socket.local_addr().unwrap().port()));
         for d in [&sealed[..], &forged[..], &sealed[..10]] {
-            a.socket.send_to(d, to).await.unwrap();
+            a.socket.send_to(d, to).unwrap();
         }
         // Counted from here: the meeting may have dropped announcements.
         let before = b.stats.rx_drops;
@@ -803,8 +791,7 @@ mod tests {
         let new = |b: &Side, k: usize| b.stats.rx_drops[k] - before[k];
         pump_until(&mut b, &clock, &sink, deadline, "the three arrive", |b| {
             kinds.iter().all(|&k| new(b, k) >= 1)
-        })
-        .await;
+        });
         let d = b.stats.rx_drops;
         assert_eq!(new(&b, kinds[0]), 1, "the replay: {d:?}");
         assert_eq!(new(&b, kinds[1]), 1, "the forgery: {d:?}");
@@ -827,14 +814,13 @@ mod tests {
             junk(1, INITIATION_LEN - 20),
         ];
         for d in &made_up {
-            a.socket.send_to(d, to).await.unwrap();
+            a.socket.send_to(d, to).unwrap();
         }
         let bad_mac1 = DropReason::BadMac1.index();
         let unknown = DropReason::UnknownIndex.index();
         pump_until(&mut b, &clock, &sink, deadline, "the made-up handshakes arrive", |b| {
             new(b, bad_mac1) >= 1 && new(b, unknown) >= 2 && new(b, truncated) >= 2
-        })
-        .await;
+        });
         let d = b.stats.rx_drops;
         assert_eq!(new(&b, bad_mac1), 1, "the initiation with a junk MAC1: {d:?}");
         // A response or cookie reply names the session it answers: none of ours.
@@ -844,11 +830,10 @@ mod tests {
         // a's own datagram reflected back to it: not a session of a's.
         let a_before = a.stats.rx_drops[unknown];
         let back = SocketAddr::from(([127, 0, 0, 1], a.socket.local_addr().unwrap().port()));
-        b.socket.send_to(&sealed, back).await.unwrap();
+        b.socket.send_to(&sealed, back).unwrap();
         pump_until(&mut a, &clock, &sink, deadline, "the reflection arrives", |a| {
             a.stats.rx_drops[unknown] > a_before
-        })
-        .await;
+        });
         // It names b's session index, which is none of a's.
         assert_eq!(
             a.stats.rx_drops[unknown] - a_before,
@@ -859,10 +844,10 @@ mod tests {
         assert_eq!(sink.payload.borrow().len(), PAYLOAD, "nothing more was delivered");
     }
 
-    async fn stream() {
+    fn stream() {
         let clock = Clock::start();
         let sink = sink();
-        let (mut a, mut b) = met(&clock, &sink).await;
+        let (mut a, mut b) = met(&clock, &sink);
         let (src, dst) = (a.node.ipv6(), b.node.ipv6());
         let packets: Vec<Vec<u8>> = (0..4u8).map(|k| super_packet(src, dst, 1, k)).collect();
 
@@ -875,10 +860,9 @@ mod tests {
             sink.payload.borrow_mut().clear();
             let before = allocations();
             let now = clock.now();
-            a.send_super(&packet, now).await;
+            a.send_super(&packet, now);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while sink.payload.borrow().len() < PAYLOAD {
-                // No tokio timer here: it may allocate, and this loop is counted.
                 let msgs = match b.rx.try_recv(&b.socket) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -886,7 +870,7 @@ mod tests {
                             std::time::Instant::now() < deadline,
                             "round {round}: the datagrams arrive"
                         );
-                        tokio::task::yield_now().await;
+                        std::thread::yield_now();
                         continue;
                     }
                     Err(e) => panic!("receive: {e}"),
@@ -898,7 +882,7 @@ mod tests {
                     stats,
                     ..
                 } = &mut b;
-                rx.handle(node, clock.now(), socket, Some(&sink), stats, msgs).await;
+                rx.handle(node, clock.now(), socket, Some(&sink), stats, msgs);
             }
             // The first rounds warm up (socket state, lazily made buffers).
             if round >= 10 {

@@ -1,23 +1,28 @@
-//! [`Driver`]: the one task that owns the node, in quinn's
+//! [`Driver`]: the task that runs the node's control side, in quinn's
 //! `ConnectionDriver` shape. It waits on whichever comes first:
 //!
-//! - a datagram on the mesh socket or the LAN beacon socket,
-//! - an IP packet from the TUN device,
+//! - word from the data path thread ([`super::pump`]) that the node has
+//!   events, datagrams to send or an earlier timer,
+//! - a datagram on the LAN beacon socket, a packet of the userspace stack,
 //! - a [`Command`] (API requests, shutdown),
 //! - the node's next timer (`poll_timeout`), or the ledger snapshot timer,
 //!
 //! hands it to the node, then drains `poll_transmit` (sending each
 //! datagram) and `poll_event` (logs, addresses on the interface, state to
 //! disk). Nothing polls on a schedule of its own: with nothing to do it
-//! sleeps until the node's next timer.
+//! sleeps until the node's next timer. The node is shared with the data
+//! path thread, which moves the mesh socket's datagrams and the
+//! interface's packets: the driver locks it for each of its turns, and
+//! never holds it across an `await`.
 //!
 //! It never blocks on disk (blobs go to the [`StateWriter`] thread) except
 //! for the final flush at shutdown.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
@@ -27,12 +32,13 @@ use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
 
-use super::datapath::{DatapathStats, PacketSink, RxPath, TxPath};
+use super::datapath::TxPath;
 use super::dns::{self, DnsView};
 use super::lan::LanBeacons;
 use super::mesh::MeshNode;
 use super::persist::StateWriter;
 use super::publishers::Publishers;
+use super::pump::{Locked, Pump, Shared, Sink, TRANSMIT_BUF};
 use super::snapshot;
 use super::status::{
     self, AgentInfo, Blockchain, LedgerView, Machine, Metrics, NodeEntry, Path, Peer, PeerstoreEntry, Summary,
@@ -121,27 +127,20 @@ pub enum Command {
 
 /// The largest datagram received on the beacon socket.
 const MAX_DATAGRAM: usize = 65535;
-/// Room for any datagram the node writes with `poll_transmit` (a held
-/// packet of up to 1500 bytes plus the relay headroom and tags).
-const TRANSMIT_BUF: usize = 4096;
 /// How long after a ledger change the snapshot is written: changes come in
 /// bursts, and one write covers the burst.
 const SNAPSHOT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The shortest gap between two timer wake-ups when the node reports a
 /// deadline that has already passed: a guard against spinning.
 const MIN_TIMER_GAP: Duration = Duration::from_millis(1);
-/// Reads from the interface right after writes to it, before waiting again
-/// (the kernel's immediate answers to what was written; a bulk receive's
-/// ACKs come a few at a time).
-const TURNAROUND: usize = 8;
 
 /// What woke the driver.
 enum Wake {
-    Udp(io::Result<usize>),
     Lan(io::Result<(usize, SocketAddr)>),
-    Tun(io::Result<usize>),
     Stack(Option<Vec<u8>>),
     Command(Option<Command>),
+    /// The data path thread has something for the driver.
+    Node,
     Timer,
     Snapshot,
     K3s(Option<K3sOutput>),
@@ -149,9 +148,11 @@ enum Wake {
 
 /// See the module docs.
 pub struct Driver {
-    node: Box<MeshNode>,
+    shared: Arc<Shared>,
+    /// The data path thread (stopped before the interface is removed).
+    pump: Option<Pump>,
     clock: Clock,
-    socket: MeshSocket,
+    socket: Arc<MeshSocket>,
     lan: Option<LanBeacons>,
     tun: Option<Interface>,
     commands: mpsc::Receiver<Command>,
@@ -175,11 +176,8 @@ pub struct Driver {
     timer: Alarm,
     /// Wakes it to save the ledger (set at the first change after a save).
     snapshot: Alarm,
-    /// Interface -> socket.
-    tx_path: TxPath,
-    /// Socket -> interface.
-    rx_path: RxPath,
-    datapath: DatapathStats,
+    /// The userspace stack's packets -> socket (with the stack only).
+    tx_path: Option<TxPath>,
     lan_rx: Vec<u8>,
     tx: Vec<u8>,
 }
@@ -223,16 +221,26 @@ pub struct K3sLink {
 }
 
 impl Driver {
-    /// A driver for `parts`.
-    pub fn new(parts: Parts) -> Driver {
+    /// A driver for `parts`, with its data path thread started.
+    pub fn new(parts: Parts) -> io::Result<Driver> {
         let offload = parts
             .tun
             .as_ref()
             .is_some_and(|t| *t.offload() == super::tun::Offload::On);
-        Driver {
-            node: parts.node,
+        let shared = Shared::new(parts.node);
+        let socket = Arc::new(parts.socket);
+        let sink = match (&parts.tun, &parts.userspace) {
+            (Some(t), _) => Some(Sink::Tun(t.io()?)),
+            (None, Some(s)) => Some(Sink::Stack(s.sink())),
+            (None, None) => None,
+        };
+        let pump = Pump::start(shared.clone(), socket.clone(), sink, parts.clock, offload)?;
+        let tx_path = parts.userspace.as_ref().map(|_| TxPath::new(false));
+        Ok(Driver {
+            shared,
+            pump: Some(pump),
             clock: parts.clock,
-            socket: parts.socket,
+            socket,
             lan: parts.lan,
             tun: parts.tun,
             commands: parts.commands,
@@ -247,28 +255,22 @@ impl Driver {
             not_before: None,
             timer: Alarm::new(),
             snapshot: Alarm::new(),
-            tx_path: TxPath::new(offload),
-            rx_path: RxPath::new(offload),
-            datapath: DatapathStats::default(),
+            tx_path,
             lan_rx: vec![0; MAX_DATAGRAM],
             tx: vec![0; TRANSMIT_BUF],
-        }
+        })
     }
 
     /// Runs until [`Command::Shutdown`], then saves state and removes the
     /// interface.
     pub async fn run(mut self) {
         loop {
-            let deadline = self.next_timer();
-            self.timer.set(deadline);
+            self.arm_timer();
             let wake = {
                 let Driver {
-                    socket,
+                    shared,
                     lan,
-                    tun,
                     commands,
-                    rx_path,
-                    tx_path,
                     lan_rx,
                     timer,
                     snapshot,
@@ -277,9 +279,8 @@ impl Driver {
                     ..
                 } = &mut self;
                 tokio::select! {
-                    r = rx_path.recv(socket) => Wake::Udp(r),
+                    () = shared.notified() => Wake::Node,
                     r = lan_recv(lan.as_ref(), lan_rx) => Wake::Lan(r),
-                    r = tx_path.recv(tun.as_ref()) => Wake::Tun(r),
                     p = stack_recv(userspace.as_mut()) => Wake::Stack(p),
                     c = commands.recv() => Wake::Command(c),
                     () = timer.wait() => Wake::Timer,
@@ -288,57 +289,19 @@ impl Driver {
                 }
             };
             match wake {
-                Wake::Udp(Ok(msgs)) => {
-                    let now = self.clock.now();
-                    self.not_before = None;
-                    let Driver {
-                        node,
-                        socket,
-                        tun,
-                        userspace,
-                        rx_path,
-                        tx_path,
-                        datapath,
-                        ..
-                    } = &mut self;
-                    let sink = match (tun.as_ref(), userspace.as_ref()) {
-                        (Some(t), _) => Some(Sink::Tun(t)),
-                        (None, Some(s)) => Some(Sink::Stack(s)),
-                        (None, None) => None,
-                    };
-                    let wrote = rx_path.handle(node, now, socket, sink.as_ref(), datapath, msgs).await;
-                    if let (true, Some(tun)) = (wrote, tun.as_ref()) {
-                        // What the kernel answered during those writes (an
-                        // echo reply, a TCP ACK) is already queued: send it
-                        // now rather than after another wait for the runtime.
-                        for _ in 0..TURNAROUND {
-                            let Ok(n) = tx_path.try_recv(tun) else { break };
-                            tx_path.handle(node, now, socket, datapath, n).await;
-                        }
+                Wake::Node => {
+                    if self.shared.failed() {
+                        tracing::error!("the data path stopped; stopping");
+                        break;
                     }
+                    self.not_before = None;
                 }
                 Wake::Lan(Ok((n, from))) => self.on_beacon(from, n),
-                Wake::Udp(Err(e)) | Wake::Lan(Err(e)) => {
+                Wake::Lan(Err(e)) => {
                     // ICMP errors of earlier sends surface here; not fatal.
                     tracing::debug!(error = %e, "receive error");
                 }
-                Wake::Tun(Ok(n)) => {
-                    let now = self.clock.now();
-                    self.not_before = None;
-                    let Driver {
-                        node,
-                        socket,
-                        tx_path,
-                        datapath,
-                        ..
-                    } = &mut self;
-                    tx_path.handle(node, now, socket, datapath, n).await;
-                }
-                Wake::Tun(Err(e)) => {
-                    tracing::error!(error = %e, "cannot read from the interface; stopping");
-                    break;
-                }
-                Wake::Stack(Some(packet)) => self.on_stack_packet(packet).await,
+                Wake::Stack(Some(packet)) => self.on_stack_packet(packet),
                 Wake::Stack(None) => {
                     tracing::error!("the userspace stack stopped; stopping");
                     break;
@@ -347,7 +310,7 @@ impl Driver {
                 Wake::Command(Some(c)) => self.on_command(c),
                 Wake::Timer => {
                     let now = self.clock.now();
-                    self.node.handle_timeout(now);
+                    self.shared.lock().node.handle_timeout(now);
                     self.not_before = Some(now + MIN_TIMER_GAP);
                     self.log_path_changes();
                     // The election runs on timers: the role to deploy may change.
@@ -366,8 +329,11 @@ impl Driver {
                 self.update_side_tasks();
             }
         }
+        if let Some(pump) = self.pump.take() {
+            pump.stop();
+        }
         // Tell the peers first, so they report this node down at once.
-        self.node.leave();
+        self.shared.lock().node.leave();
         self.flush().await;
         self.shutdown();
     }
@@ -381,7 +347,8 @@ impl Driver {
         let udp = self.socket.offload();
         self.info.offload.udp_gso_segments = udp.gso_segments;
         self.info.offload.udp_gro_segments = udp.gro_segments;
-        let node = &mut self.node;
+        let mut locked = self.shared.lock();
+        let Locked { node, stats, .. } = &mut *locked;
         match command {
             Command::Summary(reply) => {
                 let _ = reply.send(status::summary(node, &self.info));
@@ -403,7 +370,7 @@ impl Driver {
             }
             Command::Metrics(reply) => {
                 let saves = self.writer.stats();
-                let _ = reply.send(status::metrics(node, now, &self.info, self.datapath, saves));
+                let _ = reply.send(status::metrics(node, now, &self.info, *stats, saves));
             }
             Command::Ledger { bucket, reply } => {
                 let _ = reply.send(status::ledger_view(node, bucket.as_deref()));
@@ -436,15 +403,21 @@ impl Driver {
         }
     }
 
-    /// When to run the node's timers next.
-    fn next_timer(&mut self) -> Option<TokioInstant> {
-        let mut at = self.node.poll_timeout()?;
-        if let Some(floor) = self.not_before {
-            if at < floor {
-                at = floor;
-            }
-        }
-        Some(TokioInstant::from_std(self.clock.to_std(at)))
+    /// Sets the timer for the node's next one, and tells the data path
+    /// thread which it is (it wakes the driver for an earlier one).
+    fn arm_timer(&mut self) {
+        let at = {
+            let locked = self.shared.lock();
+            let at = locked.node.poll_timeout();
+            self.shared.set_driver_timer(at);
+            at
+        };
+        let at = at.map(|at| match self.not_before {
+            Some(floor) if at < floor => floor,
+            _ => at,
+        });
+        self.timer
+            .set(at.map(|at| TokioInstant::from_std(self.clock.to_std(at))));
     }
 
     /// Hands a datagram from the LAN beacon socket to the node (beacons;
@@ -452,38 +425,60 @@ impl Driver {
     fn on_beacon(&mut self, from: SocketAddr, n: usize) {
         let now = self.clock.now();
         self.not_before = None;
-        match self.node.handle_datagram(now, from, &mut self.lan_rx[..n]) {
+        let mut locked = self.shared.lock();
+        let Locked { node, stats, .. } = &mut *locked;
+        match node.handle_datagram(now, from, &mut self.lan_rx[..n]) {
             Ok(Input::Consumed) => {}
             Ok(_) => tracing::debug!(%from, "mesh traffic on the beacon socket ignored"),
             Err(reason) => {
-                self.datapath.rx_drops[reason.index()] += 1;
+                stats.rx_drops[reason.index()] += 1;
                 tracing::trace!(%from, ?reason, "beacon dropped");
             }
         }
     }
 
-    /// Sends what the node wants sent, then handles its events.
+    /// Sends what the node wants sent and handles its events (which may
+    /// give more to send), then does what must wait for the node to be
+    /// let go: beacons, and the interface's new address.
     async fn flush(&mut self) {
         let now = self.clock.now();
-        while let Some(t) = self.node.poll_transmit(now, &mut self.tx) {
-            let datagram = &self.tx[..t.len];
-            match t.destination {
-                Destination::Unicast(to) => send(&self.socket, datagram, to).await,
-                Destination::LanMulticast => {
-                    if let Some(lan) = &mut self.lan {
-                        if let Err(e) = lan.send(datagram).await {
-                            tracing::debug!(error = %e, "cannot send a LAN beacon");
-                        }
+        let mut address = None;
+        let beacons = {
+            let shared = self.shared.clone();
+            let mut locked = shared.lock();
+            let mut beacons = std::mem::take(&mut locked.beacons);
+            loop {
+                while let Some(t) = locked.node.poll_transmit(now, &mut self.tx) {
+                    let datagram = &self.tx[..t.len];
+                    match t.destination {
+                        Destination::Unicast(to) => send(&self.socket, datagram, to),
+                        Destination::LanMulticast => beacons.push(datagram.to_vec()),
                     }
+                }
+                let Some(event) = locked.node.poll_event() else { break };
+                if let Some(a) = self.on_event(&mut locked.node, event) {
+                    address = Some(a);
+                }
+            }
+            beacons
+        };
+        if let Some(lan) = &mut self.lan {
+            for b in &beacons {
+                if let Err(e) = lan.send(b).await {
+                    tracing::debug!(error = %e, "cannot send a LAN beacon");
                 }
             }
         }
-        while let Some(event) = self.node.poll_event() {
-            self.on_event(event).await;
+        if let (Some(addr), Some(tun)) = (address, &mut self.tun) {
+            if let Err(e) = tun.set_ipv4(addr, self.overlay_prefix).await {
+                tracing::error!(error = %e, "cannot put the overlay address on the interface");
+            }
         }
     }
 
-    async fn on_event(&mut self, event: Event) {
+    /// Handles one event of `node`; returns the address to put on the
+    /// interface when one was assigned (after `node` is let go).
+    fn on_event(&mut self, node: &mut MeshNode, event: Event) -> Option<Ipv4Addr> {
         if matches!(
             event,
             Event::LedgerChanged
@@ -499,11 +494,11 @@ impl Driver {
         #[allow(unreachable_patterns)]
         match event {
             Event::MemberDiscovered(id) => {
-                let endpoint = self.node.member(&id).and_then(|m| m.endpoint());
+                let endpoint = node.member(&id).and_then(|m| m.endpoint());
                 tracing::info!(peer = %id, endpoint = ?endpoint, "member discovered");
             }
             Event::PeerUp(id) => {
-                let (path, endpoint) = match self.node.member(&id) {
+                let (path, endpoint) = match node.member(&id) {
                     Some(m) => (Path::of(m), m.endpoint()),
                     None => (Path::None, None),
                 };
@@ -523,60 +518,62 @@ impl Driver {
                 tracing::info!(ipv4 = %addr, prefix = self.overlay_prefix, "address assigned");
                 self.writer
                     .write(blobs::ADDRESS_CLAIM, snapshot::encode_claim(addr).to_vec());
-                if let Some(tun) = &mut self.tun {
-                    if let Err(e) = tun.set_ipv4(addr, self.overlay_prefix).await {
-                        tracing::error!(error = %e, "cannot put the overlay address on the interface");
-                    }
-                }
                 if let Some(stack) = &self.userspace {
                     stack.set_address(addr);
                 }
+                return Some(addr);
             }
             Event::RoleChanged(role) => {
                 match role {
                     Some(r) => tracing::info!(role = %status::role_name(r), detail = ?r, "role changed"),
                     None => tracing::info!("role withdrawn (the election decides again)"),
                 }
-                self.mirror_role(role);
+                self.mirror_role(node, role);
             }
             Event::RoleRecordChanged => {
                 let mut record = [0u8; kairos_core::election::MAX_RECORD_LEN];
-                if let Some(n) = self.node.role_record(&mut record) {
+                if let Some(n) = node.role_record(&mut record) {
                     self.writer.write(blobs::ROLE_RECORD, record[..n].to_vec());
                 }
             }
             other => tracing::debug!(event = ?other, "core event"),
         }
+        None
     }
 
     /// Seals and sends `packet` from the userspace stack, then the others
     /// it has ready (up to a batch, so the other sources get their turn).
-    async fn on_stack_packet(&mut self, packet: Vec<u8>) {
+    fn on_stack_packet(&mut self, packet: Vec<u8>) {
         const BATCH: usize = 64;
         let now = self.clock.now();
         self.not_before = None;
+        let mut locked = self.shared.lock();
+        let Locked { node, stats, .. } = &mut *locked;
         let Driver {
-            node,
             socket,
-            tx_path,
-            datapath,
+            tx_path: Some(tx_path),
             userspace,
             ..
-        } = self;
-        tx_path.handle_packet(node, now, socket, datapath, &packet).await;
+        } = self
+        else {
+            return;
+        };
+        tx_path.handle_packet(node, now, socket, stats, &packet);
         for _ in 1..BATCH {
             let Some(p) = userspace.as_mut().and_then(Link::try_recv) else {
                 break;
             };
-            tx_path.handle_packet(node, now, socket, datapath, &p).await;
+            tx_path.handle_packet(node, now, socket, stats, &p);
         }
     }
 
     /// Sends the DNS resolver its view, the userspace stack the members'
     /// names and the k3s bootstrap its inputs, if they changed.
     fn update_side_tasks(&mut self) {
+        let locked = self.shared.lock();
+        let node = &locked.node;
         if let Some(stack) = &self.userspace {
-            let names = status::member_names(&self.node);
+            let names = status::member_names(node);
             let hosts: Vec<dns::Host> = names.iter().filter_map(dns::Host::of).collect();
             let names = dns::Names::new(&hosts);
             stack.names().send_if_modified(|cur| {
@@ -588,12 +585,12 @@ impl Driver {
             });
         }
         if let Some(dns) = &self.dns {
-            let names = status::member_names(&self.node);
+            let names = status::member_names(node);
             let hosts: Vec<dns::Host> = names.iter().filter_map(dns::Host::of).collect();
             let mut listen = Vec::new();
             if self.tun.is_some() {
-                listen.extend(self.node.ipv4().map(IpAddr::V4));
-                listen.push(IpAddr::V6(self.node.ipv6()));
+                listen.extend(node.ipv4().map(IpAddr::V4));
+                listen.push(IpAddr::V6(node.ipv6()));
             }
             let view = DnsView {
                 names: dns::Names::new(&hosts),
@@ -608,7 +605,7 @@ impl Driver {
             });
         }
         if let Some(k3s) = &self.k3s {
-            let inputs = k3s_inputs(&self.node, &k3s.network_id, self.clock.now());
+            let inputs = k3s_inputs(node, &k3s.network_id, self.clock.now());
             k3s.inputs.send_if_modified(|cur| {
                 let changed = *cur != inputs;
                 if changed {
@@ -623,14 +620,13 @@ impl Driver {
     /// id>-role` (`master`, `master/clusterinit`, `master/ha`, `worker`), so
     /// bridges and tools that read Kairos' keys see every node's role.
     /// Removed when the role is withdrawn.
-    fn mirror_role(&mut self, role: Option<kairos_core::election::Role>) {
-        let Some(network_id) = self.node.network_id().map(str::to_owned) else {
+    fn mirror_role(&self, node: &mut MeshNode, role: Option<kairos_core::election::Role>) {
+        let Some(network_id) = node.network_id().map(str::to_owned) else {
             return;
         };
         let now = self.clock.now();
-        let key = buckets::NodeKey::of_node(&self.node.node_id(), buckets::NodeKeyKind::Role);
-        let current = self
-            .node
+        let key = buckets::NodeKey::of_node(&node.node_id(), buckets::NodeKeyKind::Role);
+        let current = node
             .ledger()
             .get(network_id.as_bytes(), key.as_bytes())
             .map(|e| e.value().to_vec());
@@ -640,10 +636,9 @@ impl Driver {
                 if current.as_deref() == Some(value) {
                     return;
                 }
-                self.node
-                    .ledger_put(now, network_id.as_bytes(), key.as_bytes(), value, 0)
+                node.ledger_put(now, network_id.as_bytes(), key.as_bytes(), value, 0)
             }
-            None if current.is_some() => self.node.ledger_delete(now, network_id.as_bytes(), key.as_bytes()),
+            None if current.is_some() => node.ledger_delete(now, network_id.as_bytes(), key.as_bytes()),
             None => return,
         };
         if let Err(e) = result {
@@ -655,24 +650,30 @@ impl Driver {
     fn on_k3s(&mut self, output: K3sOutput) {
         let now = self.clock.now();
         let Some(k3s) = &self.k3s else { return };
+        let mut locked = self.shared.lock();
         match output {
             K3sOutput::Publish { key, value } => {
-                let bucket = k3s.network_id.clone();
-                if let Err(e) = self.node.ledger_put(now, bucket.as_bytes(), key.as_bytes(), &value, 0) {
+                let bucket = &k3s.network_id;
+                if let Err(e) = locked
+                    .node
+                    .ledger_put(now, bucket.as_bytes(), key.as_bytes(), &value, 0)
+                {
                     tracing::warn!(bucket = %bucket, key, error = %e, "cannot publish for k3s");
                 }
             }
             K3sOutput::Deployed(role) => {
                 tracing::info!(role = %role, "k3s runs in this role");
-                self.node.role_deployed(now);
+                locked.node.role_deployed(now);
             }
         }
+        drop(locked);
         self.side_dirty = true;
     }
 
     /// Logs members whose path (direct, relayed) changed while up.
     fn log_path_changes(&mut self) {
-        for m in self.node.members() {
+        let locked = self.shared.lock();
+        for m in locked.node.members() {
             let path = Path::of(m);
             if path == Path::None {
                 continue;
@@ -687,7 +688,7 @@ impl Driver {
 
     fn save_ledger(&mut self) {
         self.snapshot.set(None);
-        let bytes = snapshot::encode_ledger(self.node.ledger());
+        let bytes = snapshot::encode_ledger(self.shared.lock().node.ledger());
         self.writer.write(blobs::LEDGER_SNAPSHOT, bytes);
     }
 
@@ -734,25 +735,9 @@ pub fn delete_bucket(node: &mut MeshNode, now: Instant, bucket: &[u8]) -> Result
     Ok(deleted)
 }
 
-async fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.send_to(datagram, to).await {
+fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(datagram, to) {
         tracing::debug!(%to, error = %e, "cannot send");
-    }
-}
-
-/// Where the packets the node delivers go: the interface or the
-/// userspace stack.
-enum Sink<'a> {
-    Tun(&'a Interface),
-    Stack(&'a Link),
-}
-
-impl PacketSink for Sink<'_> {
-    async fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Tun(t) => t.write(packet).await,
-            Sink::Stack(s) => s.write(packet).await,
-        }
     }
 }
 

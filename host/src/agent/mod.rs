@@ -11,7 +11,9 @@
 //! | `udp` | the mesh UDP socket |
 //! | `lan` | the LAN beacon multicast socket |
 //! | `tun`, `netlink` | the overlay interface and its addresses |
-//! | `driver` | the one task that owns the node |
+//! | `driver` | the task that runs the node's control side (timers, API, events) |
+//! | `pump` | the data path thread: mesh socket and interface, the node shared with the driver |
+//! | `datapath` | the packet batches both move (offloads, GSO/GRO) |
 //! | `status`, `api` | what the HTTP API shows |
 //! | `dns` | the resolver of members' names (`p2p.dns`, `bridge --dns`) |
 //! | `info` | the machine info record (`owner/info`) |
@@ -22,7 +24,8 @@
 //! dir (locked), identity, ledger and role record from disk; the UDP socket;
 //! bootstrap endpoints; the API listener; the userspace stack's listeners
 //! (`bridge --userspace`); the LAN socket; the node; the interface (or the
-//! userspace stack). Then the driver runs until SIGTERM or SIGINT, saves state and
+//! userspace stack). Then the data path thread and the driver run until
+//! SIGTERM or SIGINT; the driver stops the thread, saves state and
 //! removes the interface (the kernel deletes a non-persistent TUN device
 //! with its addresses and routes when its file is closed, so a crash cleans
 //! up too). The documentation for operators is `docs/agent.md`.
@@ -40,6 +43,7 @@ mod notify;
 pub mod persist;
 pub mod preflight;
 pub mod publishers;
+pub mod pump;
 pub mod restore;
 pub mod snapshot;
 pub mod status;
@@ -263,7 +267,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         dns,
         k3s,
         userspace,
-    });
+    })
+    .map_err(|source| AgentError::Io {
+        what: "start the data path thread",
+        source,
+    })?;
     notify::notify("READY=1");
     driver.run().await;
     api_task.abort();

@@ -8,8 +8,11 @@
 //! kernel deletes it with its addresses and routes. Nothing is left behind
 //! to clean up.
 //!
-//! The `tun` crate makes the device (the `TUNSETIFF` ioctl, MTU, up) and
-//! gives an async handle; addresses go through [`super::netlink`].
+//! The `tun` crate makes the device (the `TUNSETIFF` ioctl, MTU, up);
+//! addresses go through [`super::netlink`]. Packets go through a [`TunIo`],
+//! a non-blocking descriptor of the device for the data path thread
+//! ([`super::pump`]), which waits on it with `poll(2)`: the runtime never
+//! watches the device.
 //!
 //! Offloads: unless turned off, the device is made with `IFF_VNET_HDR` and
 //! `TUNSETOFFLOAD` (checksum, TSO for IPv4 and IPv6), so the kernel hands
@@ -21,7 +24,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use tun::AbstractDevice;
 
@@ -76,7 +79,7 @@ nix::ioctl_write_int!(tun_set_offload, b'T', 208);
 
 /// See the module docs.
 pub struct Interface {
-    device: tun::AsyncDevice,
+    device: tun::Device,
     offload: Offload,
     name: String,
     index: u32,
@@ -109,10 +112,15 @@ impl Interface {
             config.platform_config(|c| {
                 c.vnet_hdr(vnet);
             });
-            tun::create_as_async(&config).map_err(|source| TunError::Create {
+            let device = tun::create(&config).map_err(|source| TunError::Create {
                 name: name.to_owned(),
                 source,
-            })
+            })?;
+            device.set_nonblock().map_err(|e| TunError::Create {
+                name: name.to_owned(),
+                source: e.into(),
+            })?;
+            Ok::<_, TunError>(device)
         };
         let (device, offload) = if !offload {
             (open(false)?, Offload::Off("turned off (KAIROS_OFFLOAD=off)".to_owned()))
@@ -184,23 +192,49 @@ impl Interface {
         Ok(())
     }
 
-    /// Reads one IP packet (after its `virtio_net_hdr` with offloads on)
-    /// into `buf`.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.device.recv(buf).await
+    /// A descriptor of the device for reading and writing packets.
+    pub fn io(&self) -> io::Result<TunIo> {
+        // SAFETY: the descriptor is open while `self.device` lives, and it
+        // is only borrowed here, to duplicate it.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.device.as_raw_fd()) };
+        Ok(TunIo {
+            fd: fd.try_clone_to_owned()?,
+        })
+    }
+}
+
+/// A duplicate descriptor of the [`Interface`]'s device: reads and writes
+/// whole packets (after their `virtio_net_hdr` with offloads on), never
+/// waiting. The device is deleted when the last descriptor closes.
+#[derive(Debug)]
+pub struct TunIo {
+    fd: OwnedFd,
+}
+
+impl TunIo {
+    /// Reads one packet into `buf`; `WouldBlock` when none is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::read(&self.fd, &mut *buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
     }
 
-    /// [`Interface::recv`] without waiting: `WouldBlock` when no packet
-    /// is queued. It reads whether or not the runtime has seen the
-    /// interface readable, so it finds a packet the kernel queued during
-    /// this task's own write (an ICMP echo reply, a TCP ACK) before the
-    /// runtime hears of it.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tun::Device::recv(&self.device, buf)
+    /// Writes one packet.
+    pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::write(&self.fd, packet) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
     }
+}
 
-    /// Writes one IP packet (after its `virtio_net_hdr` with offloads on).
-    pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        self.device.send(packet).await
+impl AsFd for TunIo {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }

@@ -6,7 +6,7 @@
 //! `0.0.0.0:port`. Addresses crossing this module are canonical: the core
 //! sees `1.2.3.4:5`, never `[::ffff:1.2.3.4]:5`.
 //!
-//! Bulk traffic goes through quinn-udp: [`MeshSocket::recv_batch`] takes
+//! Bulk traffic goes through quinn-udp: [`MeshSocket::try_recv_batch`] takes
 //! several messages per `recvmmsg`, each of which may carry many datagrams
 //! of one sender (UDP GRO: `stride` bytes apart), and
 //! [`MeshSocket::send_segments`] sends a run of equal-size datagrams to one
@@ -16,12 +16,13 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use std::time::Duration;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 /// Kernel socket buffers asked for: room for bursts of full-size datagrams.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -55,12 +56,10 @@ fn allow_fragments(socket: &std::net::UdpSocket, dual_stack: bool) {
 /// See the module docs.
 #[derive(Debug)]
 pub struct MeshSocket {
-    /// Registered with the runtime for reads only: a registration for
-    /// writes too would wake the agent after every send (the kernel frees
-    /// a sent datagram's memory right away and says the socket is writable
-    /// again), and a send that finds the socket full waits on a
-    /// registration of its own ([`MeshSocket::writable`]).
-    socket: AsyncFd<std::net::UdpSocket>,
+    /// Non-blocking, and registered with no runtime: the data path thread
+    /// waits on it with `poll(2)` ([`super::pump`]), and a send that finds
+    /// it full waits for room the same way ([`MeshSocket::send_to`]).
+    socket: std::net::UdpSocket,
     state: UdpSocketState,
     dual_stack: bool,
 }
@@ -73,6 +72,11 @@ pub struct UdpOffload {
     /// Datagrams per receive (UDP GRO); 1 without it.
     pub gro_segments: usize,
 }
+
+/// The longest a send waits for room in a full socket before it gives up
+/// on the datagram (as a full device queue drops one). The queue is 4 MiB
+/// and drains at link speed: a wait this long means the socket is stuck.
+const SEND_WAIT: Duration = Duration::from_secs(1);
 
 impl MeshSocket {
     /// Binds `port` (0: any free port) on every address.
@@ -88,10 +92,6 @@ impl MeshSocket {
         #[cfg(target_os = "linux")]
         let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimestampns, &false);
         allow_fragments(&socket, dual_stack);
-        // SAFETY: the `UdpSocket` owns its descriptor, and the `AsyncFd`
-        // owns the socket until it is dropped.
-        let socket =
-            unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
         Ok(MeshSocket {
             socket,
             state,
@@ -107,55 +107,24 @@ impl MeshSocket {
         }
     }
 
-    /// Receives at least one message: `bufs[i]` gets message `i`, whose
-    /// datagrams start every `meta[i].stride` bytes up to `meta[i].len`
-    /// (the last may be shorter), all from `meta[i].addr` (canonical).
-    /// Returns how many messages were filled.
-    pub async fn recv_batch(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let n = self
-            .socket
-            .async_io(Interest::READABLE, |s| self.state.recv(s.into(), bufs, meta))
-            .await?;
-        self.drained(n, bufs.len().min(meta.len()));
-        canonical_meta(&mut meta[..n]);
-        Ok(n)
-    }
-
-    /// [`MeshSocket::recv_batch`] without waiting: `WouldBlock` when
-    /// nothing is queued.
+    /// Receives what is queued, without waiting (`WouldBlock` when nothing
+    /// is): `bufs[i]` gets message `i`, whose datagrams start every
+    /// `meta[i].stride` bytes up to `meta[i].len` (the last may be
+    /// shorter), all from `meta[i].addr` (canonical). Returns how many
+    /// messages were filled; fewer than asked for means the queue is empty
+    /// now.
     pub fn try_recv_batch(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let n = self
-            .socket
-            .try_io(Interest::READABLE, |s| self.state.recv(s.into(), bufs, meta))?;
-        self.drained(n, bufs.len().min(meta.len()));
+        let n = self.state.recv((&self.socket).into(), bufs, meta)?;
         canonical_meta(&mut meta[..n]);
         Ok(n)
-    }
-
-    /// Called right after a receive that filled fewer messages than
-    /// asked for, so the socket's queue was empty: tells the runtime so,
-    /// and it waits for the next datagram rather than trying one more
-    /// receive that would only fail (a system call saved after every
-    /// receive that is not part of a burst, before the agent sleeps). No
-    /// datagram is missed: the socket is registered edge-triggered, so one
-    /// that arrived after that receive wakes the runtime's next wait, and
-    /// nothing yields to the runtime in between. (`recvmmsg` also stops
-    /// short when a receive fails partway; on this socket only a fault
-    /// could, as ICMP errors are not queued on it: no `IP_RECVERR`.)
-    fn drained(&self, filled: usize, asked: usize) {
-        if filled < asked {
-            let _ = self.socket.try_io(Interest::READABLE, |_| {
-                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-            });
-        }
     }
 
     /// Sends `buf` to `to` as datagrams of `segment` bytes each (the last
     /// may be shorter): one `sendmsg` with UDP GSO, or one per datagram
     /// where GSO fails (quinn-udp then turns it off for later sends).
-    pub async fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+    pub fn send_segments(&self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
         if buf.len() <= segment {
-            return self.send_to(buf, to).await.map(|_| ());
+            return self.send_to(buf, to).map(|_| ());
         }
         let destination = self.destination(to)?;
         let transmit = Transmit {
@@ -165,13 +134,12 @@ impl MeshSocket {
             segment_size: Some(segment),
             src_ip: None,
         };
-        let sent = self.sending(|s| self.state.try_send(s.into(), &transmit)).await;
-        match sent {
+        match self.sending(|s| self.state.try_send(s.into(), &transmit)) {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::debug!(error = %e, segment, len = buf.len(), "GSO send failed; sending one datagram at a time");
                 for chunk in buf.chunks(segment) {
-                    self.send_to(chunk, to).await?;
+                    self.send_to(chunk, to)?;
                 }
                 Ok(())
             }
@@ -180,42 +148,31 @@ impl MeshSocket {
 
     /// The bound address (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.get_ref().local_addr().map(canonical)
+        self.socket.local_addr().map(canonical)
     }
 
-    /// Receives one datagram; its source in canonical form.
-    #[cfg(test)]
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, from) = self.socket.async_io(Interest::READABLE, |s| s.recv_from(buf)).await?;
-        Ok((n, canonical(from)))
-    }
-
-    /// Sends one datagram to `to`.
-    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Sends one datagram to `to`; waits for room (up to [`SEND_WAIT`])
+    /// when the socket is full.
+    pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         let to = self.destination(to)?;
-        self.sending(|s| s.send_to(buf, to)).await
+        self.sending(|s| s.send_to(buf, to))
     }
 
     /// Runs the send `f` until it does not find the socket full.
-    async fn sending<R>(&self, mut f: impl FnMut(&std::net::UdpSocket) -> io::Result<R>) -> io::Result<R> {
+    fn sending<R>(&self, mut f: impl FnMut(&std::net::UdpSocket) -> io::Result<R>) -> io::Result<R> {
         loop {
-            match f(self.socket.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+            match f(&self.socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !wait(&self.socket, PollFlags::OUT, Some(SEND_WAIT))? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            "the mesh socket stayed full; datagram dropped",
+                        ));
+                    }
+                }
                 r => return r,
             }
         }
-    }
-
-    /// Waits until the socket has room to send, on a registration for
-    /// writes made for this wait only (of a duplicate descriptor: the
-    /// socket's own is registered for reads). A socket that has room again
-    /// by the time it is registered is reported writable at once.
-    async fn writable(&self) -> io::Result<()> {
-        let fd = self.socket.get_ref().as_fd().try_clone_to_owned()?;
-        // SAFETY: `fd` is an `OwnedFd`, owned by the `AsyncFd` until it is dropped.
-        let wait = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }.map_err(|e| e.into_parts().1)?;
-        wait.writable().await?.retain_ready();
-        Ok(())
     }
 
     /// `to` as this socket's family spells it.
@@ -260,6 +217,29 @@ fn tune(s: &Socket) {
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
 }
 
+impl AsFd for MeshSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// Waits until `fd` is ready for `events` (or has an error to report), at
+/// most `timeout` (`None`: as long as it takes). Returns whether it is.
+pub fn wait(fd: &impl AsFd, events: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs() as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let mut fds = [PollFd::new(fd, events)];
+    loop {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// `[::ffff:a.b.c.d]:p` as `a.b.c.d:p`; other addresses unchanged.
 pub fn canonical(a: SocketAddr) -> SocketAddr {
     match a {
@@ -283,97 +263,79 @@ mod tests {
         assert_eq!(canonical(v6), v6);
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn ipv4_peers_talk_to_the_dual_stack_socket_on_loopback() {
+    const PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
+
+    /// Receives into `bufs` what is queued, waiting for the first datagram.
+    fn recv(b: &MeshSocket, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
+        assert!(wait(b, PollFlags::IN, PATIENCE).unwrap(), "nothing arrived");
+        b.try_recv_batch(bufs, meta).unwrap()
+    }
+
+    fn to(b: &MeshSocket) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), b.local_addr().unwrap().port())
+    }
+
+    #[test]
+    fn ipv4_peers_talk_to_the_dual_stack_socket_on_loopback() {
         let a = MeshSocket::bind(0).unwrap();
         let b = MeshSocket::bind(0).unwrap();
-        let b_port = b.local_addr().unwrap().port();
-        let to: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), b_port);
-        a.send_to(b"hello", to).await.unwrap();
+        a.send_to(b"hello", to(&b)).unwrap();
         let mut buf = [0u8; 16];
-        let (n, from) = b.recv_from(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"hello");
+        let mut meta = [RecvMeta::default()];
+        assert_eq!(recv(&b, &mut [IoSliceMut::new(&mut buf)], &mut meta), 1);
+        assert_eq!(&buf[..meta[0].len], b"hello");
+        let from = meta[0].addr;
         assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "canonical source");
         assert_eq!(from.port(), a.local_addr().unwrap().port());
     }
 
-    /// After a receive that emptied the queue, the next datagram still
-    /// wakes the receiver; after one that filled every buffer, what is
-    /// left is received without a new datagram to wake it.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_receive_that_empties_the_queue_misses_nothing_after_it() {
+    /// A receive takes what is queued up to its buffers, fails with
+    /// `WouldBlock` on an empty queue, and the wait reports an empty queue
+    /// as not ready and a socket with room as ready to send.
+    #[test]
+    fn a_receive_takes_what_is_queued_and_the_waits_report_readiness() {
         let a = MeshSocket::bind(0).unwrap();
         let b = MeshSocket::bind(0).unwrap();
-        let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), b.local_addr().unwrap().port());
-        let mut buf = vec![0u8; 4 * 2048];
+        assert!(wait(&a, PollFlags::OUT, PATIENCE).unwrap(), "room to send");
+        assert!(!wait(&b, PollFlags::IN, Some(Duration::from_millis(10))).unwrap());
+        let mut storage = vec![0u8; 4 * 2048];
         let mut meta = [RecvMeta::default(); 4];
-        async fn recv(b: &MeshSocket, buf: &mut [u8], meta: &mut [RecvMeta], messages: usize) -> usize {
-            let mut chunks = buf.chunks_mut(2048);
-            let mut bufs: Vec<IoSliceMut<'_>> =
-                (0..messages).map(|_| IoSliceMut::new(chunks.next().unwrap())).collect();
-            let wait = b.recv_batch(&mut bufs, &mut meta[..messages]);
-            tokio::time::timeout(std::time::Duration::from_secs(5), wait)
-                .await
-                .expect("a queued datagram was never received")
-                .unwrap()
-        }
-        a.send_to(b"one", to).await.unwrap();
-        assert_eq!(
-            recv(&b, &mut buf, &mut meta, 4).await,
-            1,
-            "one of four: the queue was empty"
-        );
-        a.send_to(b"two", to).await.unwrap();
-        assert_eq!(recv(&b, &mut buf, &mut meta, 4).await, 1);
-        assert_eq!(&buf[..3], b"two");
-        // Two queued, one taken: the second must not wait for a third.
-        a.send_to(b"three", to).await.unwrap();
-        a.send_to(b"four!", to).await.unwrap();
-        let seen = async {
-            while b.socket.try_io(Interest::READABLE, |_| Ok(())).is_err() {
-                tokio::task::yield_now().await;
-            }
+        let empty = {
+            let mut bufs: Vec<IoSliceMut<'_>> = storage.chunks_mut(2048).map(IoSliceMut::new).collect();
+            b.try_recv_batch(&mut bufs, &mut meta).unwrap_err()
         };
-        tokio::time::timeout(std::time::Duration::from_secs(5), seen)
-            .await
-            .expect("never readable");
-        assert_eq!(recv(&b, &mut buf, &mut meta, 1).await, 1);
-        assert_eq!(recv(&b, &mut buf, &mut meta, 1).await, 1);
-        assert_eq!(&buf[..5], b"four!");
-    }
-
-    /// The wait for room registers a duplicate of the socket for writes
-    /// beside the socket's own registration for reads, and a socket with
-    /// room is reported writable at once (twice: the first registration is
-    /// gone with its wait).
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_wait_for_room_ends_at_once_on_a_socket_with_room() {
-        let a = MeshSocket::bind(0).unwrap();
-        for _ in 0..2 {
-            tokio::time::timeout(std::time::Duration::from_secs(5), a.writable())
-                .await
-                .expect("a socket with room never reported writable")
-                .unwrap();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        for d in [&b"one"[..], b"two", b"three"] {
+            a.send_to(d, to(&b)).unwrap();
         }
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        while got.len() < 3 {
+            let mut bufs: Vec<IoSliceMut<'_>> = storage.chunks_mut(2048).map(IoSliceMut::new).collect();
+            let n = recv(&b, &mut bufs[..2], &mut meta[..2]);
+            assert!((1..=2).contains(&n), "at most the buffers given");
+            for (m, buf) in meta[..n].iter().zip(&bufs) {
+                got.push(buf[..m.len].to_vec());
+            }
+        }
+        assert_eq!(got, [&b"one"[..], b"two", b"three"]);
     }
 
     /// A GSO send of five datagrams arrives as five datagrams of the
     /// segment size (the last shorter), in order, whether the kernel
     /// coalesces them again (GRO) or not.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_segmented_send_arrives_as_its_datagrams() {
+    #[test]
+    fn a_segmented_send_arrives_as_its_datagrams() {
         let a = MeshSocket::bind(0).unwrap();
         let b = MeshSocket::bind(0).unwrap();
-        let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), b.local_addr().unwrap().port());
         let segment = 1200;
-        let payload: std::vec::Vec<u8> = (0..segment * 4 + 300).map(|i| (i % 251) as u8).collect();
-        a.send_segments(&payload, segment, to).await.unwrap();
-        let mut got: std::vec::Vec<std::vec::Vec<u8>> = std::vec::Vec::new();
+        let payload: Vec<u8> = (0..segment * 4 + 300).map(|i| (i % 251) as u8).collect();
+        a.send_segments(&payload, segment, to(&b)).unwrap();
+        let mut got: Vec<Vec<u8>> = Vec::new();
         let mut storage = vec![vec![0u8; 65536]; 4];
         while got.len() < 5 {
             let mut meta = [RecvMeta::default(); 4];
-            let mut bufs: std::vec::Vec<IoSliceMut<'_>> = storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-            let n = b.recv_batch(&mut bufs, &mut meta).await.unwrap();
+            let mut bufs: Vec<IoSliceMut<'_>> = storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let n = recv(&b, &mut bufs, &mut meta);
             for (m, buf) in meta[..n].iter().zip(&bufs) {
                 assert_eq!(m.addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
                 for d in buf[..m.len].chunks(m.stride) {
@@ -381,7 +343,7 @@ mod tests {
                 }
             }
         }
-        let want: std::vec::Vec<&[u8]> = payload.chunks(segment).collect();
+        let want: Vec<&[u8]> = payload.chunks(segment).collect();
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
             assert_eq!(g.as_slice(), w);

@@ -1,8 +1,8 @@
 //! `kairos agent --config FILE` (alias `start`): reads the cloud-config,
 //! refuses it before touching anything if it has errors (exit 2), checks
 //! the machine (exit 1 with what is missing), sets up logging and runs the
-//! agent ([`crate::agent`]) on a single-threaded tokio runtime until
-//! SIGTERM or SIGINT.
+//! agent ([`crate::agent`]) on a single-threaded tokio runtime (beside the
+//! agent's data path thread) until SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 

@@ -9,9 +9,9 @@
 //! | `socks` | the SOCKS5 proxy (RFC 1928 CONNECT, no auth) |
 //! | `forward` | `--forward LISTEN=TARGET` port forwards |
 //!
-//! The driver keeps owning the node. It hands the packets the node
-//! delivers to the stack ([`Link`] is its [`PacketSink`] in place of the
-//! TUN) and gives the packets the stack makes to `handle_ip_packet`, one
+//! The data path thread hands the packets the node delivers to the stack
+//! ([`Link::sink`] is its [`PacketSink`] in place of the TUN), and the
+//! driver gives the packets the stack makes to `handle_ip_packet`, one
 //! per call (no offloads: smoltcp's segments are MTU-size already). It
 //! tells the stack the overlay address when the mesh assigns or moves it,
 //! and the members' names for SOCKS domain names.
@@ -30,7 +30,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::datapath::PacketSink;
@@ -132,6 +132,11 @@ impl Link {
         let _ = self.channels.address.send(addr);
     }
 
+    /// Where delivered packets go.
+    pub fn sink(&self) -> StackSink {
+        StackSink(self.channels.inbound.clone())
+    }
+
     /// The members' names, for SOCKS domain names.
     pub fn names(&self) -> &watch::Sender<Names> {
         &self.names
@@ -157,11 +162,15 @@ impl Drop for Link {
     }
 }
 
-impl PacketSink for Link {
-    async fn write(&self, packet: &[u8]) -> io::Result<usize> {
+/// Where the data path thread writes packets for the stack.
+#[derive(Debug, Clone)]
+pub struct StackSink(mpsc::Sender<Vec<u8>>);
+
+impl PacketSink for StackSink {
+    fn write(&self, packet: &[u8]) -> io::Result<usize> {
         // A full queue drops the packet, as a NIC's ring would; TCP
         // sends it again.
-        if self.channels.inbound.try_send(packet.to_vec()).is_err() {
+        if self.0.try_send(packet.to_vec()).is_err() {
             tracing::trace!(len = packet.len(), "the userspace stack is behind; packet dropped");
         }
         Ok(packet.len())
