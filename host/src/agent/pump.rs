@@ -50,6 +50,9 @@ const TUN_BATCH: usize = 8;
 /// packet of up to 1500 bytes plus the relay headroom and tags).
 pub const TRANSMIT_BUF: usize = 4096;
 
+/// Beacons held for the driver at most.
+const MAX_BEACONS: usize = 4;
+
 /// What both threads hold.
 pub struct Locked {
     /// The node.
@@ -351,7 +354,9 @@ impl Thread {
                         tracing::debug!(%to, error = %e, "cannot send");
                     }
                 }
-                Destination::LanMulticast => beacons.push(out[..t.len].to_vec()),
+                // Beacons repeat; a few waiting is already stale.
+                Destination::LanMulticast if beacons.len() < MAX_BEACONS => beacons.push(out[..t.len].to_vec()),
+                Destination::LanMulticast => {}
             }
         }
         if !beacons.is_empty() {
