@@ -27,7 +27,7 @@ use std::sync::Arc;
 use kairos_core::identity::NodeId;
 use kairos_core::ledger::buckets::{self, is_owner_only, owner_key};
 use kairos_core::ledger::LedgerError;
-use kairos_core::node::{Destination, Event, Input};
+use kairos_core::node::{Event, Input};
 use kairos_core::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -446,21 +446,14 @@ impl Driver {
         let beacons = {
             let shared = self.shared.clone();
             let mut locked = shared.lock();
-            let mut beacons = std::mem::take(&mut locked.beacons);
             loop {
-                while let Some(t) = locked.node.poll_transmit(now, &mut self.tx) {
-                    let datagram = &self.tx[..t.len];
-                    match t.destination {
-                        Destination::Unicast(to) => send(&self.socket, datagram, to),
-                        Destination::LanMulticast => beacons.push(datagram.to_vec()),
-                    }
-                }
+                locked.transmit(now, &mut self.tx, &self.socket);
                 let Some(event) = locked.node.poll_event() else { break };
                 if let Some(a) = self.on_event(&mut locked.node, event) {
                     address = Some(a);
                 }
             }
-            beacons
+            std::mem::take(&mut locked.beacons)
         };
         if let Some(lan) = &mut self.lan {
             for b in &beacons {
@@ -733,12 +726,6 @@ pub fn delete_bucket(node: &mut MeshNode, now: Instant, bucket: &[u8]) -> Result
         }
     }
     Ok(deleted)
-}
-
-fn send(socket: &MeshSocket, datagram: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.send_to(datagram, to) {
-        tracing::debug!(%to, error = %e, "cannot send");
-    }
 }
 
 /// The next packet of the userspace stack; never, without one.

@@ -65,6 +65,28 @@ pub struct Locked {
     pub beacons: Vec<Vec<u8>>,
 }
 
+impl Locked {
+    /// Sends what the node has to send from `socket` (`out` is room for
+    /// one datagram), and holds its LAN beacons for the driver, which owns
+    /// their socket.
+    pub fn transmit(&mut self, now: Instant, out: &mut [u8], socket: &MeshSocket) {
+        while let Some(t) = self.node.poll_transmit(now, out) {
+            match t.destination {
+                Destination::Unicast(to) => {
+                    if let Err(e) = socket.send_to(&out[..t.len], to) {
+                        tracing::debug!(%to, error = %e, "cannot send");
+                    }
+                }
+                // Beacons repeat; a few waiting is already stale.
+                Destination::LanMulticast if self.beacons.len() < MAX_BEACONS => {
+                    self.beacons.push(out[..t.len].to_vec());
+                }
+                Destination::LanMulticast => {}
+            }
+        }
+    }
+}
+
 /// The node behind its lock, and how the thread wakes the driver.
 pub struct Shared {
     locked: Mutex<Locked>,
@@ -312,7 +334,7 @@ impl Thread {
             ..
         } = self;
         let mut locked = shared.lock();
-        let Locked { node, stats, beacons } = &mut *locked;
+        let Locked { node, stats, .. } = &mut *locked;
         let now = clock.now();
         let sink = sink.as_ref();
         let tun = match sink {
@@ -347,18 +369,8 @@ impl Thread {
         // keepalive or confirmation, control replies): the node marks a
         // session for output after each of its packets, and this costs one
         // look where the driver's turn cost a wake-up of the runtime.
-        while let Some(t) = node.poll_transmit(now, out) {
-            match t.destination {
-                Destination::Unicast(to) => {
-                    if let Err(e) = socket.send_to(&out[..t.len], to) {
-                        tracing::debug!(%to, error = %e, "cannot send");
-                    }
-                }
-                // Beacons repeat; a few waiting is already stale.
-                Destination::LanMulticast if beacons.len() < MAX_BEACONS => beacons.push(out[..t.len].to_vec()),
-                Destination::LanMulticast => {}
-            }
-        }
+        locked.transmit(now, out, socket);
+        let Locked { node, beacons, .. } = &mut *locked;
         if !beacons.is_empty() {
             shared.notify.notify_one();
         }
