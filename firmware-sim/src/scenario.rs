@@ -130,6 +130,8 @@ pub struct Report {
     /// initiations answered, handshakes completed (each completes at both
     /// ends, so one session counts twice).
     pub converged_handshakes: Option<[u64; 3]>,
+    /// What the nodes did until convergence was seen (see [`Work`]).
+    pub converged_work: Option<Work>,
     /// Nodes whose IPv4 address another node also holds, at the end.
     pub duplicate_addresses: usize,
     /// Pairs with a direct session up, at the end.
@@ -146,6 +148,56 @@ pub struct Report {
     pub tunnel_pool_full: u64,
 }
 
+/// The work of a join, over all nodes until convergence: what bounds how
+/// fast it can be simulated, since every node's cryptography runs for real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Work {
+    /// Payload bytes of the datagrams the network carried (each sealed by
+    /// its sender and opened by its receiver, but beacons).
+    pub bytes: u64,
+    /// Ledger versions the nodes wrote (each one every replica receives).
+    pub ledger_writes: u64,
+    /// Ledger entries sent whole (the copies the replicas received).
+    pub entries_sent: u64,
+    /// X25519 operations (variable base, fixed base) of the whole process,
+    /// with the feature `x25519-count`.
+    pub x25519: Option<[u64; 2]>,
+}
+
+impl Work {
+    fn of(w: &World) -> Work {
+        let (ledger_writes, entries_sent) = w.hosts.iter().fold((0, 0), |(l, e), h| {
+            let s = h.node.stats();
+            (l + s.ledger_writes, e + s.ledger_entries_sent)
+        });
+        #[cfg(feature = "x25519-count")]
+        let x25519 = {
+            let ops = kairos_core::noise::x25519_count::read();
+            Some([ops.variable_base, ops.fixed_base])
+        };
+        #[cfg(not(feature = "x25519-count"))]
+        let x25519 = None;
+        Work {
+            bytes: w.net.stats().sent_bytes,
+            ledger_writes,
+            entries_sent,
+            x25519,
+        }
+    }
+
+    fn to_json(self) -> String {
+        format!(
+            "{{\"bytes\":{},\"ledger_writes\":{},\"entries_sent\":{},\"x25519\":{}}}",
+            self.bytes,
+            self.ledger_writes,
+            self.entries_sent,
+            self.x25519.map_or("null".into(), |[v, f]| format!(
+                "{{\"variable_base\":{v},\"fixed_base\":{f}}}"
+            )),
+        )
+    }
+}
+
 impl Report {
     /// One JSON object.
     pub fn to_json(&self) -> String {
@@ -154,7 +206,7 @@ impl Report {
         }
         format!(
             "{{\"converged\":{},\"converged_at_s\":{},\"converged_wall_s\":{},\"wall_s\":{:.3},\"build_wall_s\":{:.3},\"reachable_pairs\":{},\"sampled_pairs\":{},\
-             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"converged_handshakes\":{},\"duplicate_addresses\":{},\"masters\":{},\
+             \"idle_bytes_per_peer_per_s\":{},\"datagrams\":{},\"converged_datagrams\":{},\"converged_handshakes\":{},\"converged_work\":{},\"duplicate_addresses\":{},\"masters\":{},\
              \"direct_pairs\":{},\"relayed_pairs\":{},\"tunnel_pool_full\":{}}}",
             self.converged,
             opt(self.converged_at_s),
@@ -169,6 +221,7 @@ impl Report {
             self.converged_handshakes.map_or("null".into(), |[i, a, h]| format!(
                 "{{\"initiations\":{i},\"answered\":{a},\"completed\":{h}}}"
             )),
+            self.converged_work.map_or("null".into(), Work::to_json),
             self.duplicate_addresses,
             self.masters,
             self.direct_pairs,
@@ -340,6 +393,7 @@ impl Scenario {
         let mut converged_wall = None;
         let mut converged_datagrams = None;
         let mut converged_handshakes = None;
+        let mut converged_work = None;
         let mut split = self.partition;
         let progress = std::env::var_os("SIM_PROGRESS").is_some();
         while w.now() < Instant::ZERO + self.deadline {
@@ -374,6 +428,7 @@ impl Scenario {
                 converged_wall = Some(wall.elapsed().as_secs_f64());
                 converged_datagrams = Some(w.net.stats().sent_packets);
                 converged_handshakes = Some(Self::handshakes(&w));
+                converged_work = Some(Work::of(&w));
                 break;
             }
         }
@@ -426,6 +481,7 @@ impl Scenario {
             datagrams: w.net.stats().sent_packets,
             converged_datagrams,
             converged_handshakes,
+            converged_work,
         }
     }
 

@@ -250,6 +250,9 @@ pub struct NodeStats {
     pub control_dropped: u64,
     /// Ledger entries sent whole (alone or in a batch; not fragments).
     pub ledger_entries_sent: u64,
+    /// Versions this node wrote itself (its records, its advertisements,
+    /// the host's puts and deletes): every replica has to receive each.
+    pub ledger_writes: u64,
     /// `LEDGER_BATCH` messages sent (each carries two entries or more).
     pub ledger_batches_sent: u64,
     /// Anti-entropy requests sent (each asks a member for up to

@@ -702,6 +702,7 @@ where
                     let _ = claims.push(c);
                 }
             }
+            self.stats.ledger_writes += u64::from(change.local);
             // Forward: a local write at once to every member with a
             // session (never back to its writer); a new remote entry to a
             // few neighbours, with the others of its window.

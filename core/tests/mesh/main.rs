@@ -914,9 +914,15 @@ fn ledger_entries_share_datagrams_with_members_that_read_batches() {
             .ledger_put(now, b"services", &[b's', b'a' + i], &value, 0)
             .unwrap();
     }
+    let writes = |i: usize, lan: &Lan| lan.nodes[i].stats().ledger_writes - before[i].ledger_writes;
+    assert_eq!(writes(0, &lan), 12, "the writer counts its own versions");
     lan.advance(Duration::from_secs(2));
     let services = |n: &TestNode| n.ledger().iter_bucket(b"services").count();
     assert!(lan.nodes[..3].iter().all(|n| services(n) == 12));
+    assert!(
+        (1..3).all(|i| writes(i, &lan) < 12),
+        "received entries are not counted as writes"
+    );
     let sent = |i: usize, lan: &Lan| {
         let s = lan.nodes[i].stats();
         (

@@ -129,7 +129,7 @@ pub fn render(m: &Metrics) -> String {
     );
 
     let n = &m.stats;
-    let counters: [(&str, &str, u64); 18] = [
+    let counters: [(&str, &str, u64); 19] = [
         ("kairos_rx_datagrams_total", "Datagrams handled.", n.rx_datagrams),
         ("kairos_rx_dropped_total", "Datagrams dropped.", n.rx_dropped),
         ("kairos_tx_datagrams_total", "Datagrams sent.", n.tx_datagrams),
@@ -163,6 +163,11 @@ pub fn render(m: &Metrics) -> String {
             "kairos_ledger_entries_sent_total",
             "Ledger entries sent whole, alone or batched.",
             n.ledger_entries_sent,
+        ),
+        (
+            "kairos_ledger_writes_total",
+            "Ledger versions this node wrote itself.",
+            n.ledger_writes,
         ),
         (
             "kairos_ledger_batches_sent_total",
