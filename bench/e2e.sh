@@ -519,6 +519,10 @@ ratio() { # ratio NUM DEN -> "N.NNx" or n/a
     printf 'n/a'
   fi
 }
+quantile() { # quantile FILE Q: the Q-quantile (0..1, nearest rank) of the numbers in FILE
+  [ -s "$1" ] || { printf 'n/a'; return; }
+  sort -g "$1" | awk -v q="$2" '{ v[NR] = $1 } END { i = int(q * NR + 0.5); if (i < 1) i = 1; if (i > NR) i = NR; printf "%.3f", v[i] }'
+}
 cpu_per_gb() { # cpu_per_gb TUNNEL INDEX -> CPU seconds per GB carried
   local f="$res/$1.cpu$2"
   [ -s "$f" ] || { printf 'n/a'; return; }
@@ -570,6 +574,17 @@ report() {
       "sender side (a) $(cpu_per_gb kairos 0) s/GB, receiver side (b) $(cpu_per_gb kairos 1) s/GB."
     echo
   fi
+  # Round trips here often fall into two modes (a woken thread on the
+  # same vCPU or on the other): the quartiles show it where the median
+  # alone hides it.
+  echo "RTT quantiles over all pings (ms): p25 / p50 / p75 / p90"
+  echo
+  for t in "${tunnels[@]}"; do
+    [ -s "$res/$t.rtt" ] && printf -- '- %s: %s / %s / %s / %s (%s pings)\n' "$t" \
+      "$(quantile "$res/$t.rtt" 0.25)" "$(quantile "$res/$t.rtt" 0.5)" "$(quantile "$res/$t.rtt" 0.75)" \
+      "$(quantile "$res/$t.rtt" 0.9)" "$(wc -l <"$res/$t.rtt")"
+  done
+  echo
   echo "Rounds (Gbit/s, in the order run):"
   echo
   for t in "${tunnels[@]}"; do
