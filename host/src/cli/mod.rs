@@ -157,8 +157,30 @@ pub enum CliError {
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
     /// Anything else (used by commands built on `anyhow`).
-    #[error("{0:#}")]
+    #[error("{}", Chain(.0))]
     Other(#[from] anyhow::Error),
+}
+
+/// An error and its causes on one line, `outer: inner`, leaving out a
+/// cause whose text the line already holds (many errors name their source
+/// in their own message: "cannot read the config FILE: No such file or
+/// directory" would otherwise say the last part twice).
+struct Chain<'a>(&'a anyhow::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        for cause in self.0.chain() {
+            let text = cause.to_string();
+            if line.is_empty() {
+                line = text;
+            } else if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+        }
+        f.write_str(&line)
+    }
 }
 
 impl CliError {
@@ -239,5 +261,18 @@ mod tests {
         );
         let chained = anyhow::anyhow!("inner").context("outer");
         assert_eq!(CliError::Other(chained).to_string(), "outer: inner");
+    }
+
+    #[test]
+    fn a_cause_the_message_already_names_is_not_repeated() {
+        let path = std::path::Path::new("/nonexistent/kairos/config.yaml");
+        let err = crate::config::load(path, &crate::config::EnvOverrides::default()).expect_err("no such file");
+        let line = CliError::Other(err.into()).to_string();
+        let io = std::fs::read(path).unwrap_err().to_string();
+        assert_eq!(line, format!("cannot read the config {}: {io}", path.display()));
+        let io = io::Error::from(io::ErrorKind::NotFound).to_string();
+        // A cause the message does not name still shows.
+        let chained = anyhow::Error::from(io::Error::from(io::ErrorKind::NotFound)).context("cannot start");
+        assert_eq!(CliError::Other(chained).to_string(), format!("cannot start: {io}"));
     }
 }
