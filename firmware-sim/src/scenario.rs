@@ -524,5 +524,12 @@ mod tests {
         assert!(r.converged_at_s.unwrap() < 5.0, "{r:?}");
         assert_eq!(r.reachable_pairs, 30);
         assert!(r.to_json().starts_with("{\"converged\":true"));
+        // Every node wrote its machines record, address claim, role record
+        // and advertisement; every version went to another replica at least.
+        let work = r.converged_work.expect("converged");
+        assert!(work.ledger_writes >= 6 * 4, "{work:?}");
+        assert!(work.entries_sent >= work.ledger_writes, "{work:?}");
+        assert!(work.bytes > 0, "{work:?}");
+        assert!(r.to_json().contains("\"converged_work\":{\"bytes\":"));
     }
 }
