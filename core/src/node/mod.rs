@@ -387,6 +387,12 @@ pub struct Node<
     /// When beacons go out ([`Trickle`]: a few per interval on a LAN).
     beacons: Trickle,
     next_maintenance: Instant,
+    /// The last top-up found nothing to do, and nothing has changed that
+    /// could give it something: `poll_timeout` leaves it out (an idle
+    /// node is not woken every second for it).
+    maintenance_quiet: bool,
+    /// Stirred since it was quiet: `handle_timeout` finds its time again.
+    maintenance_stirred: bool,
     ipv4: Option<Ipv4Addr>,
     stats: NodeStats,
     ledger: L,
@@ -480,6 +486,8 @@ where
             bootstrap,
             beacons,
             next_maintenance: Instant::ZERO,
+            maintenance_quiet: false,
+            maintenance_stirred: false,
             ipv4: None,
             stats: NodeStats::default(),
             ledger,
@@ -696,7 +704,11 @@ where
             // two scheduled attempts, see `probe_hinted`).
             Source::Direct(a) => {
                 let moved = m.up && m.endpoint.is_some_and(|e| e != a);
+                let found = m.endpoint.is_none();
                 m.endpoint = Some(a);
+                if found {
+                    self.stir_maintenance();
+                }
                 if moved {
                     // It roamed: tell it where it is now, so it publishes
                     // the new address and members whose NATs filter it
@@ -1017,7 +1029,11 @@ where
         // An authenticated source beats an announced one; keep it while the
         // session is up.
         if !m.up {
+            let found = m.endpoint.is_none();
             m.endpoint = Some(endpoint);
+            if found {
+                self.stir_maintenance();
+            }
         }
         let connect = match a.kind {
             AnnounceKind::Hello => {
@@ -1267,9 +1283,20 @@ where
             }
             self.after_tunnel_activity(now, slot);
         }
-        if now >= self.next_maintenance {
+        if self.maintenance_quiet || self.maintenance_stirred {
+            // The top-ups skipped while quiet keep their times: the next
+            // is the first of them not yet past.
+            self.maintenance_stirred = false;
+            if now > self.next_maintenance {
+                let behind = now.as_micros() - self.next_maintenance.as_micros();
+                let step = MAINTENANCE_INTERVAL.as_micros() as u64;
+                let ahead = behind.div_ceil(step) * step;
+                self.next_maintenance += Duration::from_micros(ahead);
+            }
+        }
+        if now >= self.next_maintenance && !self.maintenance_quiet {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
-            self.maintain(now);
+            self.maintenance_quiet = !self.maintain(now);
         }
         self.sync_timeout(now);
         if now >= self.relay_due || self.relay_wake.is_some_and(|t| now >= t) {
@@ -1280,10 +1307,13 @@ where
     }
 
     /// Opens proactive sessions until `neighbors` are up or being made.
-    fn maintain(&mut self, now: Instant) {
+    /// Says whether the next top-up may have something to do: false when
+    /// no session is wanted or no member could take one, which only a
+    /// change of those (see `stir_maintenance`) alters.
+    fn maintain(&mut self, now: Instant) -> bool {
         let mut wanted = self.config.neighbors.saturating_sub(self.active);
         if wanted == 0 {
-            return;
+            return false;
         }
         let candidates: Vec<u16, 16> = self
             .members
@@ -1298,6 +1328,9 @@ where
             })
             .take(16)
             .collect();
+        if candidates.is_empty() {
+            return false;
+        }
         for slot in candidates {
             if wanted == 0 {
                 break;
@@ -1306,11 +1339,21 @@ where
                 wanted -= 1;
             }
         }
+        true
+    }
+
+    /// Something the top-up looks at changed (a member, its endpoint or
+    /// tunnel, a session gone): the next top-up runs at its time again.
+    fn stir_maintenance(&mut self) {
+        if self.maintenance_quiet {
+            self.maintenance_quiet = false;
+            self.maintenance_stirred = true;
+        }
     }
 
     /// When `handle_timeout` next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = Some(self.next_maintenance);
+        let mut next = (!self.maintenance_quiet).then_some(self.next_maintenance);
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         if self.config.lan_beacons {
             at(self.beacons.poll_timeout());
@@ -1342,7 +1385,10 @@ where
     /// diagnosing a node that asks to be woken and then has nothing to do).
     pub fn timers(&self) -> [(&'static str, Option<Instant>); 7] {
         [
-            ("maintenance", Some(self.next_maintenance)),
+            (
+                "maintenance",
+                (!self.maintenance_quiet).then_some(self.next_maintenance),
+            ),
             ("beacon", self.config.lan_beacons.then(|| self.beacons.poll_timeout())),
             (
                 "hello",
@@ -1614,6 +1660,7 @@ where
         let id = member.id;
         self.members.as_mut()[slot] = Some(member);
         self.member_count += 1;
+        self.stir_maintenance();
         self.adopt_claim(now, slot as u16);
         self.push_event(Event::MemberDiscovered(id));
         Ok(slot as u16)
@@ -1803,6 +1850,8 @@ where
     }
 
     fn deactivate(&mut self, slot: u16) {
+        // Its tunnel may be gone too (`release_tunnel`, `member_left`).
+        self.stir_maintenance();
         let head = self.active_head;
         let slots = self.members.as_mut();
         let Some(m) = slots[slot as usize].as_ref() else { return };

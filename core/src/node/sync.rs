@@ -349,8 +349,12 @@ where
                 let m = self.members.as_mut()[slot as usize].as_mut().expect("member slot");
                 m.batches = features.contains(Features::LEDGER_BATCH);
                 m.answers = features.contains(Features::ANSWERS_DIGESTS);
+                let was_small = m.small_entries;
                 m.small_entries = features.contains(Features::SMALL_ENTRIES);
                 m.features_heard = true;
+                if was_small && !m.small_entries {
+                    self.stir_maintenance();
+                }
                 if features.contains(Features::ASK) {
                     // Ours was lost on the way.
                     self.queue(Intent::Features { to: slot, ask: false });
@@ -798,6 +802,7 @@ where
             if let Some(first) = m.candidates.first() {
                 if m.endpoint.is_none() {
                     m.endpoint = Some(*first);
+                    self.stir_maintenance();
                 }
             }
         }

@@ -325,6 +325,48 @@ fn bootstrap_hello_without_multicast() {
     assert!(idle <= 24, "{idle} datagrams in 60 s idle");
 }
 
+/// The top-up of proactive sessions (once a second) asks for no wake-up
+/// while it has nothing to do, and runs again when a member it could
+/// connect to appears.
+#[test]
+fn an_idle_node_is_not_woken_for_top_ups_until_a_member_could_take_one() {
+    let boot = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 51820);
+    let bootstrap = |i: usize, c: &mut NodeConfig| {
+        c.lan_beacons = false;
+        if i > 0 {
+            c.bootstrap.push(boot).unwrap();
+        }
+    };
+    let mut lan = Lan::new(2, bootstrap);
+    lan.multicast = false;
+    lan.advance(Duration::from_secs(30));
+    assert!(lan.nodes[1].members().all(|m| m.is_up()));
+    // Fewer sessions than `neighbors`, and no member without one.
+    for (i, n) in lan.nodes.iter().enumerate() {
+        let maintenance = n.timers().iter().find(|(name, _)| *name == "maintenance").unwrap().1;
+        assert_eq!(maintenance, None, "node {i} is woken for top-ups that find nothing");
+        let next = n.poll_timeout().expect("keepalives and the election keep timers");
+        assert!(
+            next > lan.now + Duration::from_secs(1),
+            "node {i} wakes at {next:?}, now {:?}",
+            lan.now
+        );
+    }
+    // A third member, which node 1 learns of from the ledger only (no
+    // beacons, no hello to it): its top-up connects to it. (The newcomer
+    // wants one session, which its bootstrap gives it.)
+    let two = lan.join(|c| {
+        bootstrap(2, c);
+        c.neighbors = 1;
+    });
+    lan.advance(Duration::from_secs(5));
+    let id = lan.nodes[two].node_id();
+    assert!(
+        lan.nodes[1].member(&id).is_some_and(|m| m.is_up()),
+        "node 1 topped up its sessions"
+    );
+}
+
 #[test]
 fn bootstrap_through_port_forwards_uses_the_ports_that_answered() {
     // Node 0, the bootstrap, is reached through a port forward at
