@@ -53,6 +53,9 @@ use crate::wire::{ControlKind, TRANSPORT_HEADER_LEN};
 
 /// How often the relay checks walk the sessions (at most).
 pub const RELAY_TICK: Duration = Duration::from_millis(250);
+/// How soon a member stuck without a member to relay through is looked at
+/// again.
+const NO_RELAY_RETRY: Duration = Duration::from_secs(1);
 /// Bytes a relay envelope adds in front of the inner datagram: the outer
 /// transport header, the kind byte and a node id.
 pub const RELAY_HEADROOM: usize = TRANSPORT_HEADER_LEN + 1 + 16;
@@ -334,6 +337,11 @@ where
                     let due = now + RELAY_AFTER;
                     wake = Some(wake.map_or(due, |w| w.min(due)));
                     self.after_tunnel_activity(now, slot);
+                } else {
+                    // No member to relay through yet: look again in a
+                    // second (one may come up meanwhile).
+                    let due = now + NO_RELAY_RETRY;
+                    wake = Some(wake.map_or(due, |w| w.min(due)));
                 }
             }
             if wants_probe {
