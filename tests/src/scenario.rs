@@ -10,6 +10,7 @@ use crate::api::Summary;
 use crate::error::{HarnessError, Result};
 use crate::lab::Lab;
 use crate::topology::Segment;
+use crate::wait::{wait_for, Poll};
 
 /// The LAN segment's underlay range (inside the lab only).
 pub const LAN_PREFIX: &str = "10.99.0";
@@ -91,18 +92,46 @@ impl LanMesh {
         })
     }
 
-    /// Waits until every agent reports an overlay IPv4 address and checks
-    /// that they are all different. Returns the summaries.
+    /// Waits until every agent reports an overlay IPv4 address, and then
+    /// until two passes over the agents read back to back agree and hold no
+    /// address twice. Returns the summaries of the last pass.
+    ///
+    /// One pass is not enough: nodes that claim the same free address at
+    /// once settle it within a fraction of a second (one of them moves),
+    /// and the summaries of one pass are read one after another, so a pass
+    /// can hold one agent's address from before it moved and another's
+    /// from after it moved in (two agents that never held it together). An
+    /// address held twice until the deadline fails the wait with the two
+    /// agents' names.
     pub fn wait_addresses(&self, lab: &mut Lab, deadline: Duration) -> Result<Vec<Summary>> {
-        let mut summaries = Vec::new();
         for agent in &self.agents {
             let left = deadline
                 .saturating_sub(self.started.elapsed())
                 .max(Duration::from_secs(1));
-            summaries.push(lab.wait_address(agent, left)?.value);
+            lab.wait_address(agent, left)?;
         }
-        check_unique_addresses(&self.agents, &summaries)?;
-        Ok(summaries)
+        let left = deadline
+            .saturating_sub(self.started.elapsed())
+            .max(Duration::from_secs(1));
+        let mut last: Option<Vec<Option<String>>> = None;
+        wait_for("every agent's address to be held by it alone", left, || {
+            let summaries = self.agents.iter().map(|a| lab.summary(a)).collect::<Result<Vec<_>>>()?;
+            let addresses: Vec<_> = summaries.iter().map(|s| s.ipv4.clone()).collect();
+            let settled = last.as_ref() == Some(&addresses);
+            last = Some(addresses);
+            if let Some(i) = summaries.iter().position(|s| s.ipv4.is_none()) {
+                return Ok(Poll::Pending(format!(
+                    "{} has no address (moving)",
+                    self.agents[i].name
+                )));
+            }
+            Ok::<_, HarnessError>(match check_unique_addresses(&self.agents, &summaries) {
+                Ok(()) if settled => Poll::Ready(summaries),
+                Ok(()) => Poll::Pending("addresses moved since the last pass".into()),
+                Err(e) => Poll::Pending(e.to_string()),
+            })
+        })
+        .map(|w| w.value)
     }
 
     /// Waits until every agent pings every other one's overlay IPv4 address
