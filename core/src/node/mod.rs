@@ -1283,6 +1283,10 @@ where
             }
             self.after_tunnel_activity(now, slot);
         }
+        debug_assert!(
+            !self.maintenance_quiet || !self.top_up_has_work(),
+            "the top-up is quiet but has work: a change did not stir it"
+        );
         if self.maintenance_quiet || self.maintenance_stirred {
             // The top-ups skipped while quiet keep their times: the next
             // is the first of them not yet past.
@@ -1320,12 +1324,7 @@ where
             .as_ref()
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| {
-                let m = m.as_ref()?;
-                // A small device (it said so) keeps its few sessions for its
-                // own neighbours and for traffic.
-                (m.tunnel.is_none() && m.endpoint.is_some() && !m.small_entries).then_some(i as u16)
-            })
+            .filter_map(|(i, m)| m.as_ref().filter(|m| top_up_candidate(m)).map(|_| i as u16))
             .take(16)
             .collect();
         if candidates.is_empty() {
@@ -1340,6 +1339,13 @@ where
             }
         }
         true
+    }
+
+    /// Whether a top-up would find work: what a quiet top-up stands for
+    /// (checked in debug builds, so a change that gives it work without
+    /// `stir_maintenance` shows up in the tests).
+    fn top_up_has_work(&self) -> bool {
+        self.config.neighbors > self.active && self.members.as_ref().iter().flatten().any(|m| top_up_candidate(m))
     }
 
     /// Something the top-up looks at changed (a member, its endpoint or
@@ -2048,6 +2054,13 @@ where
 }
 
 /// The gap after the first hello to a bootstrap endpoint.
+/// A member the top-up may open a session with: none yet, an endpoint to
+/// reach, and not a small device (it keeps its few sessions for its own
+/// neighbours and for traffic).
+fn top_up_candidate<P: CryptoProvider>(m: &Member<P>) -> bool {
+    m.tunnel.is_none() && m.endpoint.is_some() && !m.small_entries
+}
+
 fn first_hello_gap(config: &NodeConfig) -> Duration {
     FIRST_HELLO_GAP.min(config.hello_interval)
 }
